@@ -1,0 +1,304 @@
+"""Event-sourced aggregates. Every stream is hash-chained (see ``domain.chain``).
+
+Each aggregate is an ``eventsourcing`` aggregate with a text id that names what it is
+(``sp:<sku>@<location>``, ``lot:<sku>/<lot>``, ``recall:<reference>``, ``item:<sku>``, ...).
+An event's ``apply`` only mutates state, so replaying a stream is the same code as the
+live path. Events carry plain JSON values; the facts they record are in the wire schema of
+``domain.events`` (normalised), so one schema serves the API, the store and the auditor.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Self
+
+from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate
+from eventsourcing.utils import get_topic
+
+from domain.chain import GENESIS, link_hash
+
+LAST_EVENTS_KEPT = 20
+BOOKKEEPING = frozenset({"lot_not_received", "negative_stock", "late", "out_of_order", "expiry_mismatch"})
+
+
+def stock_point_id(sku: str, location: str) -> str:
+    return f"sp:{sku}@{location}"
+
+
+def lot_id(sku: str, lot: str) -> str:
+    return f"lot:{sku}/{lot}"
+
+
+class ChainedAggregate(BaseAggregate[str]):
+    """An aggregate whose events each carry ``prev_hash`` and ``hash``."""
+
+    @dataclass(frozen=True)
+    class Event(CanMutateAggregate[str]):
+        originator_id: str
+        originator_version: int
+        timestamp: datetime
+        prev_hash: str
+        hash: str
+
+        def apply(self, aggregate: Any) -> None:
+            pass
+
+        def mutate(self, aggregate: Any) -> Any:
+            aggregate = super().mutate(aggregate)
+            aggregate.last_hash = self.hash
+            return aggregate
+
+    @dataclass(frozen=True)
+    class Opened(Event, CanInitAggregate[str]):
+        originator_topic: str
+        key: dict[str, Any]
+
+    def __init__(self, key: dict[str, Any]) -> None:
+        self.key = key
+        self.last_hash = GENESIS
+
+    @classmethod
+    def open(cls, aggregate_id: str, key: dict[str, Any], at: datetime) -> Self:
+        state = {"key": key, "originator_topic": get_topic(cls), "timestamp": at.isoformat(),
+                 "prev_hash": GENESIS}
+        h = link_hash(aggregate_id, cls.INITIAL_VERSION, get_topic(cls.Opened), state)
+        return cls._create(cls.Opened, id=aggregate_id, key=key, timestamp=at,
+                           prev_hash=GENESIS, hash=h)
+
+    def append(self, event_class: type[Event], at: datetime, **fields: Any) -> None:
+        """Trigger the next event of the stream, chained to the one before it."""
+        state = dict(fields)
+        state["timestamp"] = at.isoformat()
+        state["prev_hash"] = self.last_hash
+        h = link_hash(self.id, self.version + 1, get_topic(event_class), state)
+        self.trigger_event(event_class, timestamp=at, prev_hash=self.last_hash, hash=h, **fields)
+
+
+class StockPoint(ChainedAggregate):
+    """One SKU at one location: its lots' balances, its open flags and recent history.
+
+    ``effects`` on a recorded fact are the change it makes to each lot's *current* balance,
+    decided when it was recorded (a late event older than a count changes nothing now), so
+    replay only adds them up; balances as of an earlier instant are folded from the facts
+    themselves by ``domain.inventory``.
+    """
+
+    def __init__(self, key: dict[str, Any]) -> None:
+        super().__init__(key)
+        self.sku: str = key["sku"]
+        self.location: str = key["location"]
+        self.site: str = key["site"]
+        self.lots: dict[str, float] = {}
+        self.last_count_at: dict[str, str] = {}
+        self.lot_latest: dict[str, str] = {}
+        self.latest_occurred_at: str | None = None
+        self.flags: set[str] = set()
+        self.last_events: deque[dict[str, Any]] = deque(maxlen=LAST_EVENTS_KEPT)
+        self.open_alerts: set[str] = set()
+
+    @dataclass(frozen=True)
+    class Recorded(ChainedAggregate.Event):
+        """A stock fact (usage, receipt, return, waste, transfer side, count) was recorded."""
+
+        event: dict[str, Any]
+        fingerprint: str
+        moves: list[list[Any]]
+        effects: list[list[Any]]
+        flags: list[str]
+        recorded_at: str
+        recorded_by: str
+
+        def apply(self, sp: Any) -> None:
+            for lot, delta in self.effects:
+                sp.lots[lot] = sp.lots.get(lot, 0.0) + delta
+            event = self.event
+            occurred_at = event["occurred_at"]
+            if event["type"] == "stock_count":
+                lot = event.get("lot") or ""
+                if occurred_at > sp.last_count_at.get(lot, ""):
+                    sp.last_count_at[lot] = occurred_at
+            if sp.latest_occurred_at is None or occurred_at > sp.latest_occurred_at:
+                sp.latest_occurred_at = occurred_at
+            for _, lot, _ in self.moves:
+                if occurred_at > sp.lot_latest.get(lot, ""):
+                    sp.lot_latest[lot] = occurred_at
+            if event["type"] == "stock_count":
+                # A count reconciles the books: bookkeeping flags raised before it are settled.
+                sp.flags.difference_update(BOOKKEEPING)
+            if any(q < 0 for q in sp.lots.values()):
+                sp.flags.add("negative_stock")
+            else:
+                sp.flags.discard("negative_stock")
+            sp.flags.update(f for f in self.flags if f != "negative_stock")
+            sp.last_events.append({"event_id": event["event_id"], "type": event["type"],
+                                   "occurred_at": occurred_at, "recorded_at": self.recorded_at,
+                                   "status": "accepted", "flags": self.flags})
+
+    @dataclass(frozen=True)
+    class Refused(ChainedAggregate.Event):
+        """An event about this stock point was refused; it changes no stock."""
+
+        event: dict[str, Any]
+        fingerprint: str
+        errors: list[dict[str, Any]]
+        recorded_at: str
+        recorded_by: str
+
+        def apply(self, sp: Any) -> None:
+            sp.last_events.append({"event_id": self.event.get("event_id"),
+                                   "type": self.event.get("type"),
+                                   "occurred_at": self.event.get("occurred_at"),
+                                   "recorded_at": self.recorded_at, "status": "rejected",
+                                   "errors": [e["code"] for e in self.errors]})
+
+    @dataclass(frozen=True)
+    class AlertRaised(ChainedAggregate.Event):
+        alert: dict[str, Any]
+
+        def apply(self, sp: Any) -> None:
+            sp.open_alerts.add(self.alert["id"])
+
+    def record(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Recorded, at, **fields)
+
+    def refuse(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Refused, at, **fields)
+
+    def raise_alert(self, at: datetime, alert: dict[str, Any]) -> None:
+        self.append(self.AlertRaised, at, alert=alert)
+
+    def balance(self, lot: str) -> float:
+        return self.lots.get(lot, 0.0)
+
+
+class Lot(ChainedAggregate):
+    """A lot of an item: its recorded expiry and status (hold), with each change's reason."""
+
+    def __init__(self, key: dict[str, Any]) -> None:
+        super().__init__(key)
+        self.sku: str = key["sku"]
+        self.lot: str = key["lot"]
+        self.expiry: str | None = key.get("expiry")
+        self.on_hold = False
+        self.relabelled_to: str | None = None
+
+    @dataclass(frozen=True)
+    class Changed(ChainedAggregate.Event):
+        event: dict[str, Any]
+        fingerprint: str
+        recorded_at: str
+        recorded_by: str
+
+        def apply(self, lot: Any) -> None:
+            change = self.event["change"]
+            if change == "expiry_corrected":
+                lot.expiry = self.event["new_expiry"]
+            elif change == "hold":
+                lot.on_hold = True
+            elif change == "release":
+                lot.on_hold = False
+            elif change == "relabelled":
+                lot.relabelled_to = self.event["new_lot"]
+
+    @dataclass(frozen=True)
+    class ExpiryLearned(ChainedAggregate.Event):
+        """The lot had no recorded expiry; the first one scanned or received is kept."""
+
+        expiry: str
+        event_id: str
+
+        def apply(self, lot: Any) -> None:
+            lot.expiry = self.expiry
+
+    def change(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Changed, at, **fields)
+
+    def learn_expiry(self, at: datetime, expiry: str, event_id: str) -> None:
+        self.append(self.ExpiryLearned, at, expiry=expiry, event_id=event_id)
+
+
+class Recall(ChainedAggregate):
+    """A manufacturer's recall of lots or serials of one item."""
+
+    def __init__(self, key: dict[str, Any]) -> None:
+        super().__init__(key)
+        self.reference: str = key["reference"]
+        self.sku: str | None = None
+        self.lots: list[str] = []
+        self.serials: list[str] = []
+        self.is_open = False
+        self.issued_at: str | None = None
+
+    @dataclass(frozen=True)
+    class Issued(ChainedAggregate.Event):
+        event: dict[str, Any]
+        fingerprint: str
+        recorded_at: str
+        recorded_by: str
+
+        def apply(self, recall: Any) -> None:
+            recall.sku = self.event["sku"]
+            recall.lots = list(self.event.get("lots") or [])
+            recall.serials = list(self.event.get("serials") or [])
+            recall.issued_at = self.event["occurred_at"]
+            recall.is_open = True
+
+    @dataclass(frozen=True)
+    class Closed(ChainedAggregate.Event):
+        event: dict[str, Any]
+        fingerprint: str
+        recorded_at: str
+        recorded_by: str
+
+        def apply(self, recall: Any) -> None:
+            recall.is_open = False
+
+    def issue(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Issued, at, **fields)
+
+    def close(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Closed, at, **fields)
+
+
+class MasterRecord(ChainedAggregate):
+    """An item, location or supplier registration; each re-registration is an update."""
+
+    KINDS: ClassVar[tuple[str, ...]] = ("item", "location", "supplier")
+
+    def __init__(self, key: dict[str, Any]) -> None:
+        super().__init__(key)
+        self.kind: str = key["kind"]
+        self.current: dict[str, Any] | None = None
+
+    @dataclass(frozen=True)
+    class Registered(ChainedAggregate.Event):
+        event: dict[str, Any]
+        fingerprint: str
+        recorded_at: str
+        recorded_by: str
+
+        def apply(self, record: Any) -> None:
+            record.current = self.event
+
+    def register(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Registered, at, **fields)
+
+
+class RefusalLog(ChainedAggregate):
+    """Refusals that belong to no known stock point (unknown item or location, malformed)."""
+
+    def __init__(self, key: dict[str, Any]) -> None:
+        super().__init__(key)
+
+    @dataclass(frozen=True)
+    class Refused(ChainedAggregate.Event):
+        event: Any
+        fingerprint: str
+        errors: list[dict[str, Any]]
+        recorded_at: str
+        recorded_by: str
+
+    def refuse(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Refused, at, **fields)

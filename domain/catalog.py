@@ -1,0 +1,115 @@
+"""Master data: items, locations and suppliers, each effective-dated.
+
+Registering an item, location or supplier again is an update that takes effect from its
+``occurred_at``; an event is judged against the version in force at its own ``occurred_at``
+(or the first version, for history older than the first registration).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from domain.gtin import normalise_gtin
+
+T = TypeVar("T")
+
+CRITICALITIES = ("critical", "high", "normal")
+
+
+@dataclass(frozen=True)
+class Item:
+    sku: str
+    gtin: str | None
+    gtins: dict[str, str]
+    description: str
+    base_unit: str
+    units: dict[str, float]
+    pack_size: float
+    criticality: str
+    lead_time_days: float | None
+    supplier: str | None
+    unit_cost: float | None
+    currency: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def factor(self, unit: str | None) -> float | None:
+        """Base units in one ``unit`` (None when the item has no such unit)."""
+        if unit is None or unit == self.base_unit:
+            return 1.0
+        return self.units.get(unit)
+
+
+@dataclass(frozen=True)
+class Location:
+    location: str
+    site: str
+    name: str
+    kind: str
+    timezone: str
+    restocked_from: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Supplier:
+    supplier: str
+    name: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Versions(Generic[T]):
+    """Versions of one master record, ordered by the instant they take effect."""
+
+    __slots__ = ("_starts", "_values")
+
+    def __init__(self) -> None:
+        self._starts: list[datetime] = []
+        self._values: list[T] = []
+
+    def add(self, effective_from: datetime, value: T) -> None:
+        i = bisect.bisect_right(self._starts, effective_from)
+        self._starts.insert(i, effective_from)
+        self._values.insert(i, value)
+
+    def at(self, t: datetime) -> T:
+        i = bisect.bisect_right(self._starts, t)
+        return self._values[max(i - 1, 0)]
+
+    def latest(self) -> T:
+        return self._values[-1]
+
+
+@dataclass
+class Catalog:
+    items: dict[str, Versions[Item]] = field(default_factory=dict)
+    locations: dict[str, Versions[Location]] = field(default_factory=dict)
+    suppliers: dict[str, Versions[Supplier]] = field(default_factory=dict)
+    # GTIN-14 -> (sku, packaging unit: the base unit or a key of Item.units)
+    by_gtin: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def register_item(self, item: Item, effective_from: datetime) -> None:
+        self.items.setdefault(item.sku, Versions()).add(effective_from, item)
+        if item.gtin:
+            self.by_gtin[normalise_gtin(item.gtin)] = (item.sku, item.base_unit)
+        for level, gtin in item.gtins.items():
+            self.by_gtin[normalise_gtin(gtin)] = (item.sku, level)
+
+    def register_location(self, location: Location, effective_from: datetime) -> None:
+        self.locations.setdefault(location.location, Versions()).add(effective_from, location)
+
+    def register_supplier(self, supplier: Supplier, effective_from: datetime) -> None:
+        self.suppliers.setdefault(supplier.supplier, Versions()).add(effective_from, supplier)
+
+    def item(self, sku: str, at: datetime) -> Item | None:
+        versions = self.items.get(sku)
+        return versions.at(at) if versions else None
+
+    def location(self, location: str, at: datetime) -> Location | None:
+        versions = self.locations.get(location)
+        return versions.at(at) if versions else None
+
+    def resolve_gtin(self, gtin: str) -> tuple[str, str] | None:
+        return self.by_gtin.get(normalise_gtin(gtin))

@@ -1,0 +1,72 @@
+"""The words of the contract: refusal codes, flags, alert kinds and roles.
+
+They are relied on from outside (API clients, dashboards, auditors): never rename one.
+"""
+
+# Refusal codes (``errors[].code`` of a rejected event).
+MALFORMED = "malformed"
+MISSING_FIELD = "missing_field"
+UNKNOWN_ITEM = "unknown_item"
+UNKNOWN_LOCATION = "unknown_location"
+UNKNOWN_UNIT = "unknown_unit"
+INVALID_QUANTITY = "invalid_quantity"
+FUTURE_TIMESTAMP = "future_timestamp"
+INVALID_GTIN = "invalid_gtin"
+EVENT_ID_REUSED = "event_id_reused"
+FORBIDDEN_TYPE = "forbidden_type"
+EXPIRED_LOT = "expired_lot"
+RECALLED_LOT = "recalled_lot"
+
+REFUSAL_CODES = (
+    MALFORMED, MISSING_FIELD, UNKNOWN_ITEM, UNKNOWN_LOCATION, UNKNOWN_UNIT,
+    INVALID_QUANTITY, FUTURE_TIMESTAMP, INVALID_GTIN, EVENT_ID_REUSED, FORBIDDEN_TYPE,
+    EXPIRED_LOT, RECALLED_LOT,
+)
+
+# Flags on an accepted event (``flags``) and on its stock point.
+LOT_NOT_RECEIVED = "lot_not_received"
+NEGATIVE_STOCK = "negative_stock"
+LATE = "late"
+OUT_OF_ORDER = "out_of_order"
+EXPIRY_MISMATCH = "expiry_mismatch"
+EXPIRED_LOT_USED = "expired_lot_used"
+RECALLED_LOT_USED = "recalled_lot_used"
+
+FLAGS = (
+    LOT_NOT_RECEIVED, NEGATIVE_STOCK, LATE, OUT_OF_ORDER, EXPIRY_MISMATCH,
+    EXPIRED_LOT_USED, RECALLED_LOT_USED,
+)
+BOOKKEEPING_FLAGS = frozenset({LOT_NOT_RECEIVED, NEGATIVE_STOCK, LATE, OUT_OF_ORDER, EXPIRY_MISMATCH})
+CRITICAL_FLAGS = frozenset({EXPIRED_LOT_USED, RECALLED_LOT_USED})
+
+# Outcome statuses.
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+REJECTED = "rejected"
+QUEUED = "queued"
+
+# Alert kinds and severities.
+ALERT_DATA_QUALITY = "data_quality"
+ALERT_EXPIRED_LOT_SCANNED = "expired_lot_scanned"
+ALERT_RECALLED_LOT_SCANNED = "recalled_lot_scanned"
+ALERT_EXPIRED_LOT_USED = "expired_lot_used"
+ALERT_RECALLED_LOT_USED = "recalled_lot_used"
+
+SEVERITY_INFO = "info"
+SEVERITY_WARNING = "warning"
+SEVERITY_CRITICAL = "critical"
+
+ALERT_SEVERITY = {
+    ALERT_DATA_QUALITY: SEVERITY_WARNING,
+    ALERT_EXPIRED_LOT_SCANNED: SEVERITY_CRITICAL,
+    ALERT_RECALLED_LOT_SCANNED: SEVERITY_CRITICAL,
+    ALERT_EXPIRED_LOT_USED: SEVERITY_CRITICAL,
+    ALERT_RECALLED_LOT_USED: SEVERITY_CRITICAL,
+}
+
+# Roles.
+SCANNER = "scanner"
+BUYER = "buyer"
+AUDITOR = "auditor"
+ADMIN = "admin"
+ROLES = (SCANNER, BUYER, AUDITOR, ADMIN)

@@ -1,0 +1,274 @@
+"""The one event schema: types, who may post them, and the checks that need no state.
+
+An event travels as a JSON object (see README, "Events"). ``check_envelope`` turns a raw
+object into a normalised one (UTC ``occurred_at``, validated dates and numbers, identifiers
+pseudonymised) or into field-level errors. Checks that need the catalog, lots or stock
+(unknown item, unit, recalled lot, ...) live in ``domain.intake``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from domain import codes as c
+from domain.chain import canonical_json
+from domain.gtin import gtin_check_digit_ok
+
+MASTER = "master"
+STOCK = "stock"
+LOT = "lot"
+RECALL = "recall"
+
+# Fields that may identify a patient or a case: pseudonymised on the way in, never stored in clear.
+IDENTIFYING_FIELDS = ("case_id", "patient_id", "mrn", "patient")
+
+FUTURE_TOLERANCE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type: str
+    category: str
+    required: tuple[str, ...]
+    roles: frozenset[str]
+    needs_item: bool = False
+    needs_quantity: bool = False
+
+
+_OPS = frozenset({c.SCANNER, c.ADMIN})
+_ADMIN = frozenset({c.ADMIN})
+
+EVENT_TYPES: dict[str, EventSpec] = {
+    s.type: s
+    for s in (
+        EventSpec("item_registered", MASTER, ("sku", "base_unit"), _ADMIN),
+        EventSpec("location_registered", MASTER, ("location", "site"), _ADMIN),
+        EventSpec("supplier_registered", MASTER, ("supplier",), _ADMIN),
+        EventSpec("receipt", STOCK, ("location",), _OPS, True, True),
+        EventSpec("usage", STOCK, ("location",), _OPS, True, True),
+        EventSpec("return", STOCK, ("location",), _OPS, True, True),
+        EventSpec("waste", STOCK, ("location",), _OPS, True, True),
+        EventSpec("transfer", STOCK, ("from_location", "to_location"), _OPS, True, True),
+        EventSpec("stock_count", STOCK, ("location",), _OPS, True, True),
+        EventSpec("lot_changed", LOT, ("lot", "change", "reason"), _ADMIN, True),
+        EventSpec("recall_issued", RECALL, ("reference",), _ADMIN, True),
+        EventSpec("recall_closed", RECALL, ("reference",), _ADMIN),
+    )
+}
+
+LOT_CHANGES = ("expiry_corrected", "relabelled", "hold", "release")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str | None
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "code": self.code, "message": self.message}
+
+
+def iso_utc(t: datetime) -> str:
+    """Fixed-width UTC form, so that instants compare as strings."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_instant(value: Any) -> datetime | None:
+    """An ISO 8601 instant with an offset; None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else None
+
+
+def parse_date(value: Any) -> date | None:
+    if not isinstance(value, str) or len(value) != 10:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def pseudonymise(value: Any, key: bytes) -> str:
+    """Keyed hash (HMAC-SHA-256) of an identifier: the same case always maps to the same
+    pseudonym, and it cannot be reversed or recomputed without the key."""
+    digest = hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()
+    return "ps_" + digest[:32]
+
+
+def pseudonymise_event(raw: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """A copy of ``raw`` with every identifying field replaced by its pseudonym."""
+    if not any(f in raw for f in IDENTIFYING_FIELDS):
+        return raw
+    safe = dict(raw)
+    for f in IDENTIFYING_FIELDS:
+        if f in safe and safe[f] is not None:
+            safe[f] = pseudonymise(safe[f], key)
+    return safe
+
+
+def fingerprint(event: Any) -> str:
+    """Content identity of an event as sent (key order aside), for de-duplication."""
+    return hashlib.sha256(canonical_json(event)).hexdigest()[:32]
+
+
+def _text(event: dict[str, Any], name: str, errors: list[FieldError], required: bool) -> str | None:
+    value = event.get(name)
+    if value is None or value == "":
+        if required:
+            errors.append(FieldError(name, c.MISSING_FIELD, f"'{name}' is required"))
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        errors.append(FieldError(name, c.MALFORMED, f"'{name}' must be a string"))
+        return None
+    return str(value)
+
+
+def check_envelope(
+    raw: dict[str, Any], role: str, now: datetime
+) -> tuple[dict[str, Any] | None, list[FieldError]]:
+    """Stateless checks of one (already pseudonymised) event.
+
+    Returns the normalised event (``occurred_at`` in UTC, ``sku``/``gtin`` as text, dates
+    checked) or the list of errors. The role check comes first: a caller that may not post a
+    type learns nothing else about it.
+    """
+    errors: list[FieldError] = []
+    event_id = _text(raw, "event_id", errors, required=True)
+    etype = raw.get("type")
+    if etype is None or etype == "":
+        errors.append(FieldError("type", c.MISSING_FIELD, "'type' is required"))
+        return None, errors
+    spec = EVENT_TYPES.get(etype) if isinstance(etype, str) else None
+    if spec is None:
+        errors.append(FieldError("type", c.MALFORMED,
+                                 f"unknown event type {etype!r}; known: {', '.join(EVENT_TYPES)}"))
+        return None, errors
+    if role not in spec.roles:
+        errors.append(FieldError("type", c.FORBIDDEN_TYPE,
+                                 f"the role '{role}' may not post '{etype}' events"))
+        return None, errors
+
+    occurred_raw = raw.get("occurred_at")
+    occurred = parse_instant(occurred_raw)
+    if occurred_raw is None:
+        errors.append(FieldError("occurred_at", c.MISSING_FIELD, "'occurred_at' is required"))
+    elif occurred is None:
+        errors.append(FieldError("occurred_at", c.MALFORMED,
+                                 "'occurred_at' must be an ISO 8601 instant with an offset, "
+                                 "e.g. 2026-11-25T09:30:00+01:00"))
+    elif occurred > now + FUTURE_TOLERANCE:
+        errors.append(FieldError("occurred_at", c.FUTURE_TIMESTAMP,
+                                 f"'occurred_at' is {occurred - now} ahead of the server clock "
+                                 f"(more than {FUTURE_TOLERANCE} is refused)"))
+
+    event = dict(raw)
+    if event_id is not None:
+        event["event_id"] = event_id
+    if occurred is not None:
+        event["occurred_at"] = iso_utc(occurred)
+
+    for name in spec.required:
+        _text(event, name, errors, required=True)
+    for name in ("site", "location", "lot", "serial", "supplier", "po_id", "unit"):
+        if name not in spec.required and event.get(name) is not None:
+            value = _text(event, name, errors, required=False)
+            if value is not None:
+                event[name] = value
+
+    if spec.needs_item or spec.type == "item_registered":
+        sku = _text(event, "sku", errors, required=False)
+        gtin = _text(event, "gtin", errors, required=False)
+        if sku is not None:
+            event["sku"] = sku
+        if gtin is not None:
+            event["gtin"] = gtin
+            if not gtin_check_digit_ok(gtin):
+                errors.append(FieldError("gtin", c.INVALID_GTIN,
+                                         f"GTIN {gtin} is not 8, 12, 13 or 14 digits with a valid check digit"))
+        if spec.needs_item and sku is None and gtin is None:
+            errors.append(FieldError("sku", c.MISSING_FIELD, "'sku' or 'gtin' is required"))
+
+    if spec.needs_quantity:
+        q = event.get("quantity")
+        if q is None:
+            errors.append(FieldError("quantity", c.MISSING_FIELD, "'quantity' is required"))
+        elif not is_number(q):
+            errors.append(FieldError("quantity", c.INVALID_QUANTITY, "'quantity' must be a number"))
+        elif spec.type == "stock_count" and q < 0:
+            errors.append(FieldError("quantity", c.INVALID_QUANTITY, "a counted quantity cannot be negative"))
+        elif spec.type != "stock_count" and q <= 0:
+            errors.append(FieldError("quantity", c.INVALID_QUANTITY,
+                                     f"'quantity' must be greater than zero, got {q}"))
+
+    for name in ("expiry", "new_expiry"):
+        if event.get(name) is not None and parse_date(event[name]) is None:
+            errors.append(FieldError(name, c.MALFORMED, f"'{name}' must be a date, YYYY-MM-DD"))
+
+    _check_type_specific(spec.type, event, errors)
+    return (None, errors) if errors else (event, errors)
+
+
+def _check_type_specific(etype: str, event: dict[str, Any], errors: list[FieldError]) -> None:
+    if etype == "item_registered":
+        units = event.get("units", {})
+        if not isinstance(units, dict) or not all(is_number(v) and v > 0 for v in units.values()):
+            errors.append(FieldError("units", c.MALFORMED,
+                                     "'units' must map unit names to positive numbers of base units"))
+        gtins = event.get("gtins", {})
+        if not isinstance(gtins, dict):
+            errors.append(FieldError("gtins", c.MALFORMED, "'gtins' must map packaging levels to GTINs"))
+        else:
+            for level, g in gtins.items():
+                if not isinstance(g, str) or not gtin_check_digit_ok(g):
+                    errors.append(FieldError(f"gtins.{level}", c.INVALID_GTIN,
+                                             f"GTIN {g!r} for '{level}' has no valid check digit"))
+                elif isinstance(units, dict) and level not in units:
+                    errors.append(FieldError(f"gtins.{level}", c.UNKNOWN_UNIT,
+                                             f"packaging level '{level}' has no entry in 'units'"))
+        crit = event.get("criticality", "normal")
+        if crit not in ("critical", "high", "normal"):
+            errors.append(FieldError("criticality", c.MALFORMED,
+                                     "'criticality' must be critical, high or normal"))
+        for name in ("pack_size", "lead_time_days", "unit_cost"):
+            v = event.get(name)
+            if v is not None and not (is_number(v) and v >= 0):
+                errors.append(FieldError(name, c.MALFORMED, f"'{name}' must be a non-negative number"))
+    elif etype == "location_registered":
+        tz = event.get("timezone", "UTC")
+        try:
+            from zoneinfo import ZoneInfo
+            ZoneInfo(tz)
+        except Exception:
+            errors.append(FieldError("timezone", c.MALFORMED, f"unknown IANA time zone {tz!r}"))
+    elif etype == "lot_changed":
+        change = event.get("change")
+        if change is not None and change not in LOT_CHANGES:
+            errors.append(FieldError("change", c.MALFORMED, f"'change' must be one of {', '.join(LOT_CHANGES)}"))
+        if change == "expiry_corrected" and event.get("new_expiry") is None:
+            errors.append(FieldError("new_expiry", c.MISSING_FIELD, "'new_expiry' is required to correct an expiry"))
+        if change == "relabelled" and not event.get("new_lot"):
+            errors.append(FieldError("new_lot", c.MISSING_FIELD, "'new_lot' is required to relabel a lot"))
+    elif etype == "recall_issued":
+        lots, serials = event.get("lots"), event.get("serials")
+        if not lots and not serials:
+            errors.append(FieldError("lots", c.MISSING_FIELD, "'lots' or 'serials' (a non-empty list) is required"))
+        for name, value in (("lots", lots), ("serials", serials)):
+            if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) and v for v in value)):
+                errors.append(FieldError(name, c.MALFORMED, f"'{name}' must be a list of strings"))
+    elif etype == "transfer" and event.get("from_location") == event.get("to_location") and event.get("to_location"):
+        errors.append(FieldError("to_location", c.MALFORMED, "a transfer must go to another location"))

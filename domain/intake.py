@@ -1,0 +1,559 @@
+"""What happens to one event: refused with reasons, accepted (perhaps flagged), or a
+duplicate; and the stored events that say so.
+
+``Ledger`` is the in-memory write model: the aggregates and the indexes over them (catalog,
+open recalls, the event ids seen, alerts). It changes only by applying stored events, live or
+replayed, so rebuilding it from the store gives the same state. ``Intake`` decides, in
+recording order, one event at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from domain import codes as c
+from domain.aggregates import (
+    ChainedAggregate,
+    Lot,
+    MasterRecord,
+    Recall,
+    RefusalLog,
+    StockPoint,
+    lot_id,
+    stock_point_id,
+)
+from domain.catalog import Catalog, Item, Location, Supplier
+from domain.events import (
+    EVENT_TYPES,
+    LOT,
+    MASTER,
+    RECALL,
+    FieldError,
+    check_envelope,
+    fingerprint,
+    iso_utc,
+    parse_date,
+    pseudonymise_event,
+)
+from domain.expiry import is_expired
+from domain.inventory import Moves, fold_balances
+
+REFUSALS_STREAM = "refusals"
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+
+
+@dataclass
+class Outcome:
+    event_id: str | None
+    status: str
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "status": self.status, "errors": self.errors,
+                "flags": self.flags}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """The first outcome of an event id, kept so that a re-send gets it again."""
+
+    fingerprint: str
+    status: str
+    errors: list[dict[str, Any]]
+    flags: list[str]
+
+    def replayed(self, event_id: str) -> Outcome:
+        status = c.DUPLICATE if self.status == c.ACCEPTED else self.status
+        return Outcome(event_id, status, list(self.errors), list(self.flags))
+
+
+def item_from_event(e: dict[str, Any]) -> Item:
+    known = {"sku", "gtin", "gtins", "description", "base_unit", "units", "pack_size",
+             "criticality", "lead_time_days", "supplier", "unit_cost", "currency"}
+    return Item(
+        sku=e["sku"], gtin=e.get("gtin"), gtins=dict(e.get("gtins") or {}),
+        description=e.get("description") or "", base_unit=e["base_unit"],
+        units={k: float(v) for k, v in (e.get("units") or {}).items()},
+        pack_size=float(e.get("pack_size") or 1), criticality=e.get("criticality") or "normal",
+        lead_time_days=e.get("lead_time_days"), supplier=e.get("supplier"),
+        unit_cost=e.get("unit_cost"), currency=e.get("currency"),
+        extra={k: v for k, v in e.items() if k not in known},
+    )
+
+
+def location_from_event(e: dict[str, Any]) -> Location:
+    return Location(location=e["location"], site=e["site"], name=e.get("name") or e["location"],
+                    kind=e.get("kind") or "ward", timezone=e.get("timezone") or "UTC",
+                    restocked_from=e.get("restocked_from"))
+
+
+class Ledger:
+    """The write model: aggregates by id, and indexes kept by ``index`` from their events."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, ChainedAggregate] = {}
+        self.catalog = Catalog()
+        self.seen: dict[str, Prior] = {}
+        self.recalled_lots: dict[tuple[str, str], set[str]] = {}
+        self.recalled_serials: dict[tuple[str, str], set[str]] = {}
+        self.alerts: dict[str, dict[str, Any]] = {}
+        self.open_alert_keys: dict[tuple[str, str, str], str] = {}
+
+    # -- rebuilding -------------------------------------------------------------------
+    def replay(self, event: Any) -> None:
+        """Apply one stored event, as when rebuilding from the store."""
+        agg = event.mutate(self.streams.get(event.originator_id))
+        self.streams[event.originator_id] = agg
+        self.index(event)
+
+    def index(self, event: Any) -> None:
+        """Keep the indexes in step with one event (the same code live and on replay)."""
+        if isinstance(event, StockPoint.Recorded):
+            self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], event.flags)
+        elif isinstance(event, StockPoint.Refused | RefusalLog.Refused):
+            eid = event.event.get("event_id") if isinstance(event.event, dict) else None
+            if isinstance(eid, str) and not any(e["code"] == c.EVENT_ID_REUSED for e in event.errors):
+                self._seen(eid, event.fingerprint, c.REJECTED, event.errors, [])
+        elif isinstance(event, StockPoint.AlertRaised):
+            alert = event.alert
+            self.alerts[alert["id"]] = dict(alert)
+            if alert.get("dedupe_key"):
+                self.open_alert_keys[tuple(alert["dedupe_key"])] = alert["id"]
+        elif isinstance(event, MasterRecord.Registered):
+            self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
+            e = event.event
+            at = datetime.fromisoformat(e["occurred_at"])
+            if e["type"] == "item_registered":
+                self.catalog.register_item(item_from_event(e), at)
+            elif e["type"] == "location_registered":
+                self.catalog.register_location(location_from_event(e), at)
+            elif e["type"] == "supplier_registered":
+                self.catalog.register_supplier(Supplier(e["supplier"], e.get("name") or e["supplier"]), at)
+        elif isinstance(event, Recall.Issued):
+            self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
+            e = event.event
+            for lot in e.get("lots") or []:
+                self.recalled_lots.setdefault((e["sku"], lot), set()).add(e["reference"])
+            for serial in e.get("serials") or []:
+                self.recalled_serials.setdefault((e["sku"], serial), set()).add(e["reference"])
+        elif isinstance(event, Recall.Closed):
+            self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
+            recall = self.streams[event.originator_id]
+            assert isinstance(recall, Recall) and recall.sku is not None
+            for lot in recall.lots:
+                self.recalled_lots.get((recall.sku, lot), set()).discard(recall.reference)
+            for serial in recall.serials:
+                self.recalled_serials.get((recall.sku, serial), set()).discard(recall.reference)
+        elif isinstance(event, Lot.Changed):
+            self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
+
+    def _seen(self, event_id: str, fp: str, status: str, errors: list[dict[str, Any]],
+              flags: list[str]) -> None:
+        if event_id not in self.seen:
+            self.seen[event_id] = Prior(fp, status, errors, flags)
+
+    # -- reading ----------------------------------------------------------------------
+    def stock_point(self, sku: str, location: str) -> StockPoint | None:
+        sp = self.streams.get(stock_point_id(sku, location))
+        return sp if isinstance(sp, StockPoint) else None
+
+    def lot(self, sku: str, lot: str) -> Lot | None:
+        agg = self.streams.get(lot_id(sku, lot))
+        return agg if isinstance(agg, Lot) else None
+
+    def is_recalled(self, sku: str, lot: str | None, serial: str | None = None) -> bool:
+        return bool((lot and self.recalled_lots.get((sku, lot)))
+                    or (serial and self.recalled_serials.get((sku, serial))))
+
+    def recall_started(self, sku: str, lot: str | None, serial: str | None) -> str | None:
+        """The earliest ``occurred_at`` of the open recalls covering this lot or serial."""
+        refs = set(self.recalled_lots.get((sku, lot or ""), ())) | set(
+            self.recalled_serials.get((sku, serial or ""), ()))
+        starts = [r.issued_at for ref in refs
+                  if isinstance(r := self.streams.get(f"recall:{ref}"), Recall) and r.issued_at]
+        return min(starts) if starts else None
+
+    def lot_status(self, sku: str, lot: str, at: datetime, timezone: str) -> str:
+        """``recalled``, ``on_hold``, ``expired`` or ``ok``: anything but ``ok`` is quarantined."""
+        if lot and self.is_recalled(sku, lot):
+            return "recalled"
+        agg = self.lot(sku, lot) if lot else None
+        if agg is not None and agg.on_hold:
+            return "on_hold"
+        if agg is not None and agg.expiry and is_expired(parse_date(agg.expiry), at, timezone):  # type: ignore[arg-type]
+            return "expired"
+        return "ok"
+
+
+HistoryReader = Callable[[StockPoint], list[tuple[str, Moves]]]
+
+
+class Intake:
+    """Decides the outcome of each event against the ledger and records it there.
+
+    ``history`` reads a stock point's stored facts (occurred_at, moves) in recording order; it
+    is needed only for a count recorded after later movements of the same lot.
+    """
+
+    def __init__(self, ledger: Ledger, case_id_key: bytes, late_after: timedelta,
+                 history: HistoryReader) -> None:
+        self.ledger = ledger
+        self.case_id_key = case_id_key
+        self.late_after = late_after
+        self.history = history
+        self.touched: dict[str, ChainedAggregate] = {}
+        self.raised: list[dict[str, Any]] = []
+
+    def take_changes(self) -> tuple[list[ChainedAggregate], list[dict[str, Any]]]:
+        """The aggregates with pending events and the alerts raised since the last call."""
+        touched, raised = list(self.touched.values()), self.raised
+        self.touched, self.raised = {}, []
+        return touched, raised
+
+    # -- the entry point --------------------------------------------------------------
+    def handle(self, raw: Any, principal: Principal, now: datetime) -> Outcome:
+        if not isinstance(raw, dict):
+            err = FieldError(None, c.MALFORMED, "an event must be a JSON object")
+            return self._refuse(raw, fingerprint(raw), None, [err], principal, now)
+        safe = pseudonymise_event(raw, self.case_id_key)
+        fp = fingerprint(safe)
+        eid = safe.get("event_id")
+        if isinstance(eid, str | int) and not isinstance(eid, bool) and eid != "":
+            prior = self.ledger.seen.get(str(eid))
+            if prior is not None:
+                if prior.fingerprint == fp:
+                    return prior.replayed(str(eid))
+                err = FieldError("event_id", c.EVENT_ID_REUSED,
+                                 f"event_id {eid!r} was already used for an event with different content")
+                return self._refuse(safe, fp, None, [err], principal, now)
+        event, errors = check_envelope(safe, principal.role, now)
+        if event is None:
+            return self._refuse(safe, fp, None, errors, principal, now)
+        category = EVENT_TYPES[event["type"]].category
+        if category == MASTER:
+            return self._master(event, fp, principal, now)
+        if category == LOT:
+            return self._lot_changed(event, fp, principal, now)
+        if category == RECALL:
+            return self._recall(event, fp, principal, now)
+        return self._stock(event, safe, fp, principal, now)
+
+    # -- recording helpers ------------------------------------------------------------
+    def _touch(self, agg: ChainedAggregate) -> None:
+        self.touched[agg.id] = agg
+        self.ledger.index(agg.pending_events[-1])
+
+    def _open(self, cls: type[ChainedAggregate], aggregate_id: str, key: dict[str, Any],
+              now: datetime) -> Any:
+        agg = self.ledger.streams.get(aggregate_id)
+        if agg is None:
+            agg = cls.open(aggregate_id, key, now)
+            self.ledger.streams[aggregate_id] = agg
+            self._touch(agg)
+        return agg
+
+    def _refuse(self, payload: Any, fp: str, sp: StockPoint | None, errors: list[FieldError],
+                principal: Principal, now: datetime) -> Outcome:
+        errs = [e.as_dict() for e in errors]
+        fields = {"event": payload, "fingerprint": fp, "errors": errs,
+                  "recorded_at": iso_utc(now), "recorded_by": principal.name}
+        if sp is not None:
+            sp.refuse(now, **fields)
+            self._touch(sp)
+        else:
+            log = self._open(RefusalLog, REFUSALS_STREAM, {"stream": REFUSALS_STREAM}, now)
+            log.refuse(now, **fields)
+            self._touch(log)
+        eid = payload.get("event_id") if isinstance(payload, dict) else None
+        return Outcome(str(eid) if eid is not None else None, c.REJECTED, errs, [])
+
+    def _accepted(self, event: dict[str, Any], flags: list[str]) -> Outcome:
+        return Outcome(event["event_id"], c.ACCEPTED, [], flags)
+
+    def _alert(self, sp: StockPoint, kind: str, event: dict[str, Any], now: datetime,
+               message: str, lot: str | None, dedupe: bool = False) -> None:
+        key = (sp.id, kind, lot or "")
+        if dedupe and key in self.ledger.open_alert_keys:
+            return
+        alert_id = "al_" + fingerprint([sp.id, event.get("event_id"), kind])[:20]
+        alert = {"id": alert_id, "kind": kind, "severity": c.ALERT_SEVERITY[kind],
+                 "sku": sp.sku, "location": sp.location, "site": sp.site, "lot": lot,
+                 "raised_at": iso_utc(now), "status": "open", "event_id": event.get("event_id"),
+                 "message": message, "dedupe_key": list(key) if dedupe else None}
+        sp.raise_alert(now, alert)
+        self._touch(sp)
+        self.raised.append(alert)
+
+    # -- master data ------------------------------------------------------------------
+    def _master(self, event: dict[str, Any], fp: str, principal: Principal, now: datetime) -> Outcome:
+        kind = event["type"].removesuffix("_registered")
+        record_key = event["sku" if kind == "item" else kind]
+        rec = self._open(MasterRecord, f"{kind}:{record_key}", {"kind": kind, kind: record_key}, now)
+        rec.register(now, event=event, fingerprint=fp, recorded_at=iso_utc(now),
+                     recorded_by=principal.name)
+        self._touch(rec)
+        return self._accepted(event, [])
+
+    # -- item, location, unit resolution ----------------------------------------------
+    def _resolve_item(self, event: dict[str, Any], at: datetime,
+                      errors: list[FieldError]) -> tuple[Item | None, str | None]:
+        """The item and the packaging unit implied by its GTIN (None for the base unit)."""
+        sku, gtin, level = event.get("sku"), event.get("gtin"), None
+        if gtin is not None:
+            found = self.ledger.catalog.resolve_gtin(gtin)
+            if found is None and sku is None:
+                errors.append(FieldError("gtin", c.UNKNOWN_ITEM, f"no item is registered with GTIN {gtin}"))
+                return None, None
+            if found is not None:
+                if sku is not None and found[0] != sku:
+                    errors.append(FieldError("gtin", c.UNKNOWN_ITEM,
+                                             f"GTIN {gtin} belongs to item {found[0]}, not {sku}"))
+                    return None, None
+                sku, level = found
+        item = self.ledger.catalog.item(sku, at) if sku is not None else None
+        if item is None:
+            errors.append(FieldError("sku", c.UNKNOWN_ITEM, f"no item is registered with SKU {sku}"))
+            return None, None
+        return item, (None if level == item.base_unit else level)
+
+    def _resolve_location(self, name: str, field_name: str, site: str | None, at: datetime,
+                          errors: list[FieldError]) -> Location | None:
+        loc = self.ledger.catalog.location(name, at)
+        if loc is None:
+            errors.append(FieldError(field_name, c.UNKNOWN_LOCATION, f"no location is registered as {name!r}"))
+        elif site is not None and loc.site != site:
+            errors.append(FieldError("site", c.UNKNOWN_LOCATION,
+                                     f"location {name!r} is at site {loc.site!r}, not {site!r}"))
+            return None
+        return loc
+
+    # -- stock facts ------------------------------------------------------------------
+    def _stock(self, event: dict[str, Any], safe: dict[str, Any], fp: str, principal: Principal,
+               now: datetime) -> Outcome:
+        at = datetime.fromisoformat(event["occurred_at"])
+        errors: list[FieldError] = []
+        item, level = self._resolve_item(event, at, errors)
+        site = event.get("site")
+        is_transfer = event["type"] == "transfer"
+        if is_transfer:
+            src = self._resolve_location(event["from_location"], "from_location", site, at, errors)
+            dst = self._resolve_location(event["to_location"], "to_location", site, at, errors)
+            here = dst
+        else:
+            here = self._resolve_location(event["location"], "location", site, at, errors)
+            src = dst = None
+        factor = None
+        if item is not None:
+            unit = event.get("unit") or level or item.base_unit
+            factor = item.factor(unit)
+            if factor is None:
+                known = ", ".join([item.base_unit, *item.units])
+                errors.append(FieldError("unit", c.UNKNOWN_UNIT,
+                                         f"item {item.sku} has no unit {unit!r} (known: {known})"))
+        sp = (self._open_stock_point(item, here, now)
+              if item is not None and here is not None else None)
+        if errors or item is None or here is None or factor is None or sp is None:
+            return self._refuse(safe, fp, sp, errors, principal, now)
+
+        event["sku"] = item.sku
+        if factor != 1.0 or (event.get("unit") not in (None, item.base_unit)):
+            event["sent_quantity"], event["sent_unit"] = event["quantity"], event.get("unit") or level
+        event["quantity"] = float(event["quantity"]) * factor
+        event["unit"] = item.base_unit
+        lot = event.get("lot") or ""
+        flags: list[str] = []
+
+        # The lot's recorded expiry wins over a scanned one.
+        expiry = self._expiry(item.sku, lot, event, flags, now)
+
+        if event["type"] == "usage":
+            refusal = self._point_of_care(sp, here, item, lot, expiry, event, at, flags, now)
+            if refusal:
+                return self._refuse(safe, fp, sp, refusal, principal, now)
+
+        q = event["quantity"]
+        if is_transfer:
+            assert src is not None and dst is not None
+            out_sp = self._open_stock_point(item, src, now)
+            out_flags = self._timing_flags(out_sp, event, at, now)
+            if lot and lot not in out_sp.lots:
+                out_flags.append(c.LOT_NOT_RECEIVED)
+            self._record(out_sp, dict(event, side="out", location=src.location),
+                         [["add", lot, -q]], out_flags, fp, principal, now)
+            flags += self._timing_flags(sp, event, at, now)
+            self._record(sp, dict(event, side="in", location=dst.location),
+                         [["add", lot, q]], flags, fp, principal, now)
+            return self._accepted(event, sorted(set(flags) | set(out_flags)))
+
+        flags += self._timing_flags(sp, event, at, now)
+        etype = event["type"]
+        if etype in ("receipt", "return"):
+            moves = [["add", lot, q]]
+        elif etype == "stock_count":
+            moves = [["set", lot, q]]
+        else:  # usage, waste
+            moves = [["add", lot, -q]]
+            if lot and lot not in sp.lots:
+                flags.append(c.LOT_NOT_RECEIVED)
+                moves = [["add", lot, q], ["add", lot, -q]]
+                self._implied_transfer(sp, here, item, event, q, fp, principal, now)
+        self._record(sp, event, moves, flags, fp, principal, now)
+        return self._accepted(event, flags)
+
+    def _open_stock_point(self, item: Item, loc: Location, now: datetime) -> StockPoint:
+        key = {"sku": item.sku, "location": loc.location, "site": loc.site}
+        return self._open(StockPoint, stock_point_id(item.sku, loc.location), key, now)
+
+    def _expiry(self, sku: str, lot: str, event: dict[str, Any], flags: list[str],
+                now: datetime) -> str | None:
+        scanned = event.get("expiry")
+        if not lot:
+            return scanned
+        agg = self.ledger.lot(sku, lot)
+        if agg is None:
+            agg = self._open(Lot, lot_id(sku, lot), {"sku": sku, "lot": lot, "expiry": scanned}, now)
+            return scanned
+        if agg.expiry is None and scanned is not None:
+            agg.learn_expiry(now, scanned, event["event_id"])
+            self._touch(agg)
+        elif scanned is not None and agg.expiry != scanned:
+            flags.append(c.EXPIRY_MISMATCH)
+        return agg.expiry
+
+    def _point_of_care(self, sp: StockPoint, loc: Location, item: Item, lot: str,
+                       expiry: str | None, event: dict[str, Any], at: datetime,
+                       flags: list[str], now: datetime) -> list[FieldError]:
+        """A scan of a recalled or expired lot is refused; a case's usage of one is kept."""
+        serial = event.get("serial")
+        recall_from = self.ledger.recall_started(item.sku, lot, serial)
+        recalled = recall_from is not None
+        exp_date = parse_date(expiry) if expiry else None
+        expired = exp_date is not None and is_expired(exp_date, at, loc.timezone)
+        if not (recalled or expired):
+            return []
+        what = f"lot {lot}" if lot else f"serial {serial}"
+        in_patient = event.get("case_id") is not None or (recalled and event["occurred_at"] < recall_from)
+        if in_patient:
+            if recalled:
+                flags.append(c.RECALLED_LOT_USED)
+                self._alert(sp, c.ALERT_RECALLED_LOT_USED, event, now,
+                            f"recalled {what} of {item.sku} was used", lot)
+            if expired:
+                flags.append(c.EXPIRED_LOT_USED)
+                self._alert(sp, c.ALERT_EXPIRED_LOT_USED, event, now,
+                            f"{what} of {item.sku} expired on {expiry} and was used", lot)
+            return []
+        errors = []
+        if recalled:
+            errors.append(FieldError("lot", c.RECALLED_LOT, f"{what} of {item.sku} is recalled: do not use"))
+            self._alert(sp, c.ALERT_RECALLED_LOT_SCANNED, event, now,
+                        f"recalled {what} of {item.sku} was scanned for use and refused", lot)
+        if expired:
+            errors.append(FieldError("lot", c.EXPIRED_LOT,
+                                     f"{what} of {item.sku} expired on {expiry}: do not use"))
+            self._alert(sp, c.ALERT_EXPIRED_LOT_SCANNED, event, now,
+                        f"expired {what} of {item.sku} was scanned for use and refused", lot)
+        return errors
+
+    def _timing_flags(self, sp: StockPoint, event: dict[str, Any], at: datetime,
+                      now: datetime) -> list[str]:
+        flags = []
+        if now - at > self.late_after:
+            flags.append(c.LATE)
+        if sp.latest_occurred_at is not None and event["occurred_at"] < sp.latest_occurred_at:
+            flags.append(c.OUT_OF_ORDER)
+        return flags
+
+    def _implied_transfer(self, sp: StockPoint, here: Location, item: Item, event: dict[str, Any],
+                          q: float, fp: str, principal: Principal, now: datetime) -> None:
+        """A lot used where it was never received came from somewhere: from the location that
+        restocks this one when there is one (its stock goes down), else from unrecorded stock."""
+        if not here.restocked_from:
+            return
+        source = self.ledger.catalog.location(here.restocked_from, datetime.fromisoformat(event["occurred_at"]))
+        if source is None:
+            return
+        src_sp = self._open_stock_point(item, source, now)
+        implied = dict(event, type="implied_transfer", side="out", location=source.location,
+                       to_location=here.location)
+        self._record(src_sp, implied, [["add", event.get("lot") or "", -q]],
+                     [c.LOT_NOT_RECEIVED], fp, principal, now)
+
+    def _record(self, sp: StockPoint, event: dict[str, Any], moves: Moves, flags: list[str],
+                fp: str, principal: Principal, now: datetime) -> None:
+        effects = self._effects(sp, event["occurred_at"], moves)
+        after = {lot: sp.lots.get(lot, 0.0) + d for lot, d in effects}
+        if any(v < 0 for v in after.values()) and c.NEGATIVE_STOCK not in flags:
+            flags.append(c.NEGATIVE_STOCK)
+        sp.record(now, event=event, moves=moves, effects=effects, flags=flags, fingerprint=fp,
+                  recorded_at=iso_utc(now), recorded_by=principal.name)
+        self._touch(sp)
+        bookkeeping = [f for f in flags if f in c.BOOKKEEPING_FLAGS]
+        for flag in bookkeeping:
+            self._alert(sp, c.ALERT_DATA_QUALITY, event, now,
+                        f"{flag.replace('_', ' ')} on {sp.sku} at {sp.location} "
+                        f"(event {event['event_id']})", flag, dedupe=True)
+
+    def _effects(self, sp: StockPoint, occurred_at: str, moves: Moves) -> list[list[Any]]:
+        """What ``moves`` at ``occurred_at`` change in each lot's current balance."""
+        effects: dict[str, float] = {}
+        for op, lot, q in moves:
+            last_count = sp.last_count_at.get(lot)
+            if last_count is not None and occurred_at < last_count:
+                continue  # a later count already stands for this lot
+            if op == "add":
+                effects[lot] = effects.get(lot, 0.0) + q
+            elif sp.lot_latest.get(lot, "") <= occurred_at:
+                effects[lot] = q - sp.lots.get(lot, 0.0) - effects.get(lot, 0.0)
+            else:  # a count recorded after later movements of its lot
+                facts = [*self.history(sp), (occurred_at, moves)]
+                effects[lot] = fold_balances(facts).get(lot, 0.0) - sp.lots.get(lot, 0.0)
+        return [[lot, d] for lot, d in effects.items()]
+
+    # -- lots and recalls -------------------------------------------------------------
+    def _lot_changed(self, event: dict[str, Any], fp: str, principal: Principal,
+                     now: datetime) -> Outcome:
+        errors: list[FieldError] = []
+        item, _ = self._resolve_item(event, datetime.fromisoformat(event["occurred_at"]), errors)
+        if item is None:
+            return self._refuse(event, fp, None, errors, principal, now)
+        event["sku"] = item.sku
+        lot = self._open(Lot, lot_id(item.sku, event["lot"]),
+                         {"sku": item.sku, "lot": event["lot"], "expiry": None}, now)
+        lot.change(now, event=event, fingerprint=fp, recorded_at=iso_utc(now),
+                   recorded_by=principal.name)
+        self._touch(lot)
+        return self._accepted(event, [])
+
+    def _recall(self, event: dict[str, Any], fp: str, principal: Principal,
+                now: datetime) -> Outcome:
+        recall_id = f"recall:{event['reference']}"
+        fields = {"event": event, "fingerprint": fp, "recorded_at": iso_utc(now),
+                  "recorded_by": principal.name}
+        if event["type"] == "recall_closed":
+            recall = self.ledger.streams.get(recall_id)
+            if not isinstance(recall, Recall) or not recall.is_open:
+                err = FieldError("reference", c.MALFORMED,
+                                 f"there is no open recall with reference {event['reference']!r}")
+                return self._refuse(event, fp, None, [err], principal, now)
+            recall.close(now, **fields)
+            self._touch(recall)
+            return self._accepted(event, [])
+        errors: list[FieldError] = []
+        item, _ = self._resolve_item(event, datetime.fromisoformat(event["occurred_at"]), errors)
+        if item is None:
+            return self._refuse(event, fp, None, errors, principal, now)
+        event["sku"] = item.sku
+        recall = self._open(Recall, recall_id, {"reference": event["reference"]}, now)
+        recall.issue(now, **fields)
+        self._touch(recall)
+        return self._accepted(event, [])

@@ -1,0 +1,1 @@
+"""The application core (the processor) and the transports that feed it."""

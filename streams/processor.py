@@ -1,0 +1,261 @@
+"""The processor: one transport-agnostic entry point that takes a batch of events and
+returns what happened to each, plus the alerts raised.
+
+It keeps the write model (``domain.intake.Ledger``) in memory, rebuilt from the store at
+start, decides each event in order with ``domain.intake.Intake`` and appends everything the
+batch produced in one store transaction. An answer exists only once that transaction has
+committed; if it fails, the in-memory model is rebuilt from the store, so nothing is half-done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from domain import codes as c
+from domain.aggregates import StockPoint, lot_id, stock_point_id
+from domain.chain import BrokenLink, ChainVerifier
+from domain.events import iso_utc, parse_date
+from domain.expiry import is_expired
+from domain.intake import Intake, Ledger, Outcome, Principal
+from domain.inventory import Moves, fold_balances, inventory_position
+from streams.store import EventStore
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[Outcome]
+    alerts: list[dict[str, Any]]
+    stored: int
+
+
+class Processor:
+    def __init__(self, store: EventStore, case_id_key: bytes,
+                 late_after: timedelta = timedelta(hours=1), clock: Clock = utc_now) -> None:
+        self.store = store
+        self.case_id_key = case_id_key
+        self.late_after = late_after
+        self.clock = clock
+        self.ledger = Ledger()
+        self.intake = self._new_intake(self.ledger)
+        self.rebuild()
+
+    def _new_intake(self, ledger: Ledger) -> Intake:
+        return Intake(ledger, self.case_id_key, self.late_after, self._history)
+
+    # -- write side -------------------------------------------------------------------
+    def process(self, items: Iterable[tuple[Any, Principal]]) -> BatchResult:
+        """Decide and store a batch of (raw event, principal) in order."""
+        now = self.clock()
+        try:
+            outcomes = [self.intake.handle(raw, principal, now) for raw, principal in items]
+            touched, alerts = self.intake.take_changes()
+            stored = sum(len(a.pending_events) for a in touched)
+            if touched:
+                self.store.save(*touched)
+        except BaseException:
+            self.rebuild()
+            raise
+        return BatchResult(outcomes, alerts, stored)
+
+    def rebuild(self) -> int:
+        """Rebuild the write model from the notification log; returns events replayed."""
+        ledger = Ledger()
+        to_domain = self.store.mapper.to_domain_event
+        n = 0
+        for notification in self.store.notifications():
+            ledger.replay(to_domain(notification))
+            n += 1
+        self.ledger = ledger
+        self.intake = self._new_intake(ledger)
+        return n
+
+    def _history(self, sp: StockPoint) -> list[tuple[str, Moves]]:
+        """A stock point's facts in recording order: stored ones, then those not yet saved."""
+        facts = [(e.event["occurred_at"], e.moves) for e in self.store.stream(sp.id)
+                 if isinstance(e, StockPoint.Recorded)]
+        facts += [(e.event["occurred_at"], e.moves) for e in sp.pending_events
+                  if isinstance(e, StockPoint.Recorded)]
+        return facts
+
+    # -- read side --------------------------------------------------------------------
+    def stock_point_view(self, sku: str, location: str) -> dict[str, Any] | None:
+        sp = self.ledger.stock_point(sku, location)
+        if sp is None:
+            return None
+        loc = self.ledger.catalog.location(location, self.clock())
+        tz = loc.timezone if loc else "UTC"
+        lots, on_hand, quarantined = [], 0.0, 0.0
+        now = self.clock()
+        for lot, qty in sorted(sp.lots.items()):
+            if qty == 0:
+                continue
+            status = self.ledger.lot_status(sku, lot, now, tz)
+            lot_agg = self.ledger.lot(sku, lot) if lot else None
+            lots.append({"lot": lot or None, "expiry": lot_agg.expiry if lot_agg else None,
+                         "quantity": qty, "status": status})
+            if status == "ok":
+                on_hand += qty
+            elif qty > 0:
+                quarantined += qty
+        return {
+            "sku": sku, "location": location, "site": sp.site,
+            "on_hand": on_hand, "quarantined": quarantined, "lots": lots,
+            "inventory_position": inventory_position(on_hand),
+            "flags": sorted(sp.flags),
+            "open_alerts": sorted(sp.open_alerts),
+            "last_event_at": sp.latest_occurred_at,
+            "last_events": list(reversed(sp.last_events)),
+        }
+
+    def alerts(self, status: str | None = None, kind: str | None = None,
+               sku: str | None = None, location: str | None = None,
+               limit: int = 500) -> list[dict[str, Any]]:
+        out = []
+        for alert in reversed(self.ledger.alerts.values()):
+            if (status and alert["status"] != status) or (kind and alert["kind"] != kind) or (
+                    sku and alert["sku"] != sku) or (location and alert["location"] != location):
+                continue
+            out.append({k: v for k, v in alert.items() if k != "dedupe_key"})
+            if len(out) >= limit:
+                break
+        return out
+
+    def audit_stock_point(self, sku: str, location: str, as_of: datetime | None = None,
+                          known_at: datetime | None = None) -> dict[str, Any] | None:
+        """A stock point's stored history and its state as of an instant of ``occurred_at``,
+        limited to what had been recorded by ``known_at``."""
+        events = self.store.stream(stock_point_id(sku, location))
+        if not events:
+            return None
+        as_of_s = iso_utc(as_of) if as_of else None
+        if known_at is not None:
+            events = [e for e in events if e.timestamp <= known_at]
+        history, facts = [], []
+        for e in events:
+            row = {"version": e.originator_version, "kind": type(e).__name__,
+                   "recorded_at": e.timestamp.isoformat(), "hash": e.hash}
+            body = {k: v for k, v in vars(e).items()
+                    if k not in ("originator_id", "originator_version", "timestamp", "prev_hash", "hash")}
+            row.update(body)
+            occurred = body.get("event", {}).get("occurred_at") if isinstance(body.get("event"), dict) else None
+            if as_of_s is not None and occurred is not None and occurred > as_of_s:
+                continue
+            if as_of_s is not None and isinstance(e, StockPoint.AlertRaised) and e.alert["raised_at"] > as_of_s:
+                continue
+            history.append(row)
+            if isinstance(e, StockPoint.Recorded):
+                facts.append((e.event["occurred_at"], e.moves))
+        at = as_of or self.clock()
+        loc = self.ledger.catalog.location(location, at)
+        tz = loc.timezone if loc else "UTC"
+        balances = fold_balances(facts)
+        lots, on_hand, quarantined = [], 0.0, 0.0
+        for lot, qty in sorted(balances.items()):
+            if qty == 0:
+                continue
+            status = self._lot_status_as_of(sku, lot, at, tz, known_at)
+            lots.append({"lot": lot or None, "quantity": qty, "status": status})
+            if status == "ok":
+                on_hand += qty
+            elif qty > 0:
+                quarantined += qty
+        return {"sku": sku, "location": location,
+                "as_of": as_of.isoformat() if as_of else None,
+                "known_at": known_at.isoformat() if known_at else None,
+                "state": {"on_hand": on_hand, "quarantined": quarantined, "lots": lots,
+                          "inventory_position": inventory_position(on_hand)},
+                "events": history}
+
+    def _lot_status_as_of(self, sku: str, lot: str, at: datetime, tz: str,
+                          known_at: datetime | None) -> str:
+        if not lot:
+            return "ok"
+        at_s = iso_utc(at)
+        for agg in self.ledger.streams.values():
+            if getattr(agg, "sku", None) != sku or not agg.id.startswith("recall:"):
+                continue
+            recall_events = self.store.stream(agg.id)
+            recalled = False
+            for e in recall_events:
+                if known_at is not None and e.timestamp > known_at:
+                    break
+                body = getattr(e, "event", None)
+                if not body or body["occurred_at"] > at_s:
+                    continue
+                if body["type"] == "recall_issued" and lot in (body.get("lots") or []):
+                    recalled = True
+                elif body["type"] == "recall_closed":
+                    recalled = False
+            if recalled:
+                return "recalled"
+        lot_events = self.store.stream(lot_id(sku, lot))
+        expiry, on_hold = None, False
+        for e in lot_events:
+            if known_at is not None and e.timestamp > known_at:
+                break
+            if hasattr(e, "key") and e.key.get("expiry"):
+                expiry = e.key["expiry"]
+            elif getattr(e, "expiry", None):
+                expiry = e.expiry
+            body = getattr(e, "event", None)
+            if body and body["occurred_at"] <= at_s:
+                if body["change"] == "expiry_corrected":
+                    expiry = body["new_expiry"]
+                elif body["change"] in ("hold", "release"):
+                    on_hold = body["change"] == "hold"
+        if on_hold:
+            return "on_hold"
+        exp = parse_date(expiry) if expiry else None
+        if exp is not None and is_expired(exp, at, tz):
+            return "expired"
+        return "ok"
+
+    def verify(self) -> tuple[int, BrokenLink | None]:
+        """Check every stored stream's hash chain; the first broken link, if any."""
+        verifier = ChainVerifier()
+        for n in self.store.notifications():
+            broken = verifier.feed(n.originator_id, n.originator_version, n.topic, n.state, n.id)
+            if broken is not None:
+                return verifier.checked, broken
+        return verifier.checked, None
+
+    def state_digest(self) -> str:
+        """A digest of the derived state, to compare a rebuild with the live model."""
+        return ledger_digest(self.ledger)
+
+
+def ledger_digest(ledger: Ledger) -> str:
+    h = hashlib.sha256()
+    for sid in sorted(ledger.streams):
+        agg = ledger.streams[sid]
+        state = {k: v for k, v in vars(agg).items() if not k.startswith("_") and k != "pending_events"}
+        h.update(orjson.dumps([sid, agg.version, state], default=_jsonable,
+                              option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS))
+    for eid in sorted(ledger.seen):
+        p = ledger.seen[eid]
+        h.update(orjson.dumps([eid, p.fingerprint, p.status, p.errors, p.flags]))
+    h.update(orjson.dumps(ledger.alerts, option=orjson.OPT_SORT_KEYS))
+    return h.hexdigest()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    if hasattr(obj, "__iter__"):
+        return list(obj)
+    return str(obj)
+
+
+__all__ = ["BatchResult", "Processor", "Principal", "utc_now", "c"]

@@ -1,0 +1,71 @@
+"""The event store: an ``eventsourcing`` application over SQLite (embedded) or PostgreSQL.
+
+Events are stored as compact JSON (orjson) so that the stored bytes are exactly what the
+hash chain of ``domain.chain`` covers. Aggregate ids are text (``sp:...``, ``lot:...``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification, Transcoder
+
+
+class OrjsonTranscoder(Transcoder):
+    """JSON with datetimes as ISO 8601 strings; ``timestamp`` is turned back into a datetime."""
+
+    def encode(self, obj: Any) -> bytes:
+        return orjson.dumps(obj, default=_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+    def decode(self, data: bytes) -> Any:
+        obj = orjson.loads(data)
+        ts = obj.get("timestamp") if isinstance(obj, dict) else None
+        if isinstance(ts, str):
+            obj["timestamp"] = datetime.fromisoformat(ts)
+        return obj
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    raise TypeError(f"cannot store {type(obj).__name__} in an event")
+
+
+class EventStore(Application[str]):
+    """The one store of every fact and decision."""
+
+    name = "replenish"
+
+    def construct_transcoder(self) -> Transcoder:
+        return OrjsonTranscoder()
+
+    def notifications(self, start: int = 1, batch: int = 10_000) -> Iterator[Notification]:
+        """Every stored event in recording order (the notification log), from ``start``."""
+        recorder = self.recorder
+        while True:
+            page = recorder.select_notifications(start=start, limit=batch)
+            yield from page
+            if len(page) < batch:
+                return
+            start = page[-1].id + 1
+
+    def stream(self, stream_id: str) -> list[Any]:
+        """One stream's events, decoded, in version order."""
+        return [self.mapper.to_domain_event(s) for s in self.recorder.select_events(stream_id)]
+
+
+def sqlite_env(path: str) -> dict[str, str]:
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": path,
+        "SQLITE_LOCK_TIMEOUT": "30",
+        "ORIGINATOR_ID_TYPE": "text",
+    }
+
+
+def memory_env() -> dict[str, str]:
+    return {"PERSISTENCE_MODULE": "eventsourcing.popo", "ORIGINATOR_ID_TYPE": "text"}
