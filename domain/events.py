@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from domain import codes as c
+from domain.barcodes import parse_gs1
 from domain.chain import canonical_json
 from domain.gtin import gtin_check_digit_ok
 
@@ -189,6 +190,15 @@ def check_envelope(
             value = _text(event, name, errors, required=False)
             if value is not None:
                 event[name] = value
+
+    if spec.category == STOCK and isinstance(event.get("barcode"), str) and not (
+            event.get("gtin") or event.get("sku")):
+        scanned, reason = parse_gs1(event["barcode"])
+        if scanned is None:
+            errors.append(FieldError("barcode", c.MALFORMED, reason or "unreadable barcode"))
+        else:
+            for name, value in scanned.items():
+                event.setdefault(name, value)
 
     if spec.needs_item or spec.type == "item_registered":
         sku = _text(event, "sku", errors, required=False)

@@ -223,17 +223,21 @@ class Processor:
         return "ok"
 
     def verify(self) -> tuple[int, BrokenLink | None]:
-        """Check every stored stream's hash chain; the first broken link, if any."""
-        verifier = ChainVerifier()
-        for n in self.store.notifications():
-            broken = verifier.feed(n.originator_id, n.originator_version, n.topic, n.state, n.id)
-            if broken is not None:
-                return verifier.checked, broken
-        return verifier.checked, None
+        return verify_store(self.store)
 
     def state_digest(self) -> str:
         """A digest of the derived state, to compare a rebuild with the live model."""
         return ledger_digest(self.ledger)
+
+
+def verify_store(store: EventStore) -> tuple[int, BrokenLink | None]:
+    """Check every stored stream's hash chain: events checked, and the first broken link."""
+    verifier = ChainVerifier()
+    for n in store.notifications():
+        broken = verifier.feed(n.originator_id, n.originator_version, n.topic, n.state, n.id)
+        if broken is not None:
+            return verifier.checked, broken
+    return verifier.checked, None
 
 
 def ledger_digest(ledger: Ledger) -> str:

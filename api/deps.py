@@ -1,0 +1,52 @@
+"""Dependencies: the caller's principal, checked against the roles a route allows."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from domain.codes import ADMIN, AUDITOR, BUYER, SCANNER
+from domain.intake import Principal
+from streams.embedded import EmbeddedRunner
+
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer KEY`")
+
+# Who may call what (ARCHITECTURE.md, invariant 8): scanners post, buyers act, auditors read.
+POSTERS = (SCANNER, BUYER, ADMIN)
+SCANNERS = (SCANNER, ADMIN)
+READERS = (BUYER, AUDITOR, ADMIN)
+AUDITORS = (AUDITOR, ADMIN)
+
+
+def runner(request: Request) -> EmbeddedRunner:
+    return request.app.state.runner
+
+
+def authenticate(request: Request,
+                 credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+    if credentials is None or not credentials.credentials:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an API key is required (Authorization: Bearer KEY)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    given = credentials.credentials.encode()
+    for key, principal in request.app.state.principals.items():
+        if hmac.compare_digest(key.encode(), given):
+            return principal
+    raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown API key",
+                        headers={"WWW-Authenticate": "Bearer"})
+
+
+def require(*roles: str) -> Callable[..., Principal]:
+    def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"the role '{principal.role}' may not use this route "
+                                f"(allowed: {', '.join(roles)})")
+        return principal
+    return check
+
+
+Runner = Annotated[EmbeddedRunner, Depends(runner)]

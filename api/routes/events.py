@@ -1,0 +1,73 @@
+"""Ingest: events as JSON, and raw GS1 scans."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
+
+from api.deps import POSTERS, SCANNERS, Runner, require
+from api.responses import JSON
+from domain.intake import Principal
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+
+MAX_EVENTS = 10_000
+
+EVENTS_EXAMPLE = {
+    "event_id": "cab-3W-000123", "type": "usage", "occurred_at": "2026-11-25T09:30:00+01:00",
+    "site": "H1", "location": "W3-CAB1", "gtin": "09501101020917", "lot": "L2611A",
+    "expiry": "2027-06-30", "quantity": 1, "unit": "each",
+}
+
+
+def _results(outcomes: list[Any]) -> JSON:
+    return JSON({"results": [o.as_dict() for o in outcomes]})
+
+
+@router.post("/events", response_class=JSON, openapi_extra={"requestBody": {
+    "required": True, "content": {"application/json": {"schema": {
+        "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}, "maxItems": MAX_EVENTS}]},
+        "example": [EVENTS_EXAMPLE]}}}})
+async def post_events(request: Request, runner: Runner,
+                      principal: Annotated[Principal, Depends(require(*POSTERS))]) -> JSON:
+    """Post one event or an array of up to 10,000. Each gets its own result, in the order
+    sent: ``accepted`` (durably stored), ``duplicate``, or ``rejected`` with field-level
+    reasons. HTTP 422 only when the body is not an event or an array of JSON objects."""
+    body = await request.body()
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"the body is not JSON: {exc}") from None
+    events = [payload] if isinstance(payload, dict) else payload
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            "the body must be an event (a JSON object) or an array of JSON objects")
+    if len(events) > MAX_EVENTS:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                            f"at most {MAX_EVENTS} events per request; got {len(events)}")
+    if not events:
+        return JSON({"results": []})
+    return _results(await runner.submit(events, principal))
+
+
+SCAN_EXAMPLE = {"barcode": "]d2010950110102091717270630" + "10L2611A", "location": "W3-CAB1",
+                "site": "H1", "quantity": 1, "event_id": "cab-3W-000124",
+                "occurred_at": "2026-11-25T09:31:00+01:00"}
+
+
+@router.post("/scans", response_class=JSON)
+async def post_scan(runner: Runner, principal: Annotated[Principal, Depends(require(*SCANNERS))],
+                    scan: Annotated[dict[str, Any], Body(examples=[SCAN_EXAMPLE])]) -> JSON:
+    """A raw GS1 barcode read at the point of care becomes a ``usage`` event. ``quantity``
+    counts scanned packages (default 1) at the packaging level of the scanned GTIN;
+    ``occurred_at`` defaults to now; ``case_id`` marks a surgical case's usage."""
+    event = {k: v for k, v in scan.items() if v is not None}
+    event["type"] = "usage"
+    event.setdefault("quantity", 1)
+    event.setdefault("occurred_at", datetime.now(UTC).isoformat())
+    if "barcode" not in event:
+        event["barcode"] = ""
+    return _results(await runner.submit([event], principal))

@@ -1,0 +1,33 @@
+"""The wiring of each profile: which store, transport and app a set of settings gives."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from api.app import create_app
+from infra.settings import Settings, SettingsError
+from streams.embedded import EmbeddedRunner
+from streams.processor import Processor
+from streams.store import EventStore, sqlite_env
+
+
+def build_store(settings: Settings) -> EventStore:
+    if settings.profile != "embedded":
+        raise SettingsError(
+            "REPLENISH_PROFILE=distributed (Kafka, Faust workers, PostgreSQL) is not available yet; "
+            "use the embedded profile (the default)")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return EventStore(env=sqlite_env(str(settings.data_dir / "events.sqlite")))
+
+
+def build_processor(settings: Settings) -> Processor:
+    return Processor(build_store(settings), settings.case_id_key.get_secret_value().encode(),
+                     late_after=timedelta(minutes=settings.late_after_minutes))
+
+
+def build_app(settings: Settings) -> FastAPI:
+    """The API over the embedded runner; ``settings`` must be ``prepared()``."""
+    runner = EmbeddedRunner(build_processor(settings), max_batch=settings.max_batch)
+    return create_app(runner, settings.principals())

@@ -1,0 +1,88 @@
+"""The embedded transport: an in-process asyncio queue in front of the processor.
+
+Requests that arrive together are merged into one processor batch (one store transaction),
+and every processor call, reads included, runs on one worker thread, so the in-memory
+model is never read while it changes. A caller's answer is ready only once its events are
+durably stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from domain.intake import Outcome, Principal
+from streams.processor import Processor
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+AlertListener = Callable[[list[dict[str, Any]]], None]
+
+
+class EmbeddedRunner:
+    def __init__(self, processor: Processor, max_batch: int = 10_000) -> None:
+        self.processor = processor
+        self.max_batch = max_batch
+        self.listeners: list[AlertListener] = []
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
+        self._queue: asyncio.Queue[tuple[list[tuple[Any, Principal]], asyncio.Future[list[Outcome]]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name="embedded-runner")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, events: list[Any], principal: Principal) -> list[Outcome]:
+        """Process ``events`` posted by ``principal``; returns once they are stored."""
+        assert self._queue is not None, "runner not started"
+        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(([(e, principal) for e in events], future))
+        return await future
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a read of the processor's model on its thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            group = [await self._queue.get()]
+            size = len(group[0][0])
+            while size < self.max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                group.append(nxt)
+                size += len(nxt[0])
+            items = [item for request, _ in group for item in request]
+            try:
+                result = await loop.run_in_executor(self._executor, self.processor.process, items)
+            except Exception as exc:
+                log.exception("processor batch failed; nothing of it was stored")
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            i = 0
+            for request, future in group:
+                if not future.done():
+                    future.set_result(result.outcomes[i:i + len(request)])
+                i += len(request)
+            if result.alerts:
+                for listener in self.listeners:
+                    try:
+                        listener(result.alerts)
+                    except Exception:
+                        log.exception("alert listener failed")
