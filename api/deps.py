@@ -27,7 +27,7 @@ def runner(request: Request) -> EmbeddedRunner:
 
 
 def authenticate(request: Request,
-                 credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
     if credentials is None or not credentials.credentials:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an API key is required (Authorization: Bearer KEY)",
                             headers={"WWW-Authenticate": "Bearer"})

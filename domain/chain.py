@@ -17,7 +17,6 @@ matches the ``hash`` it stores nor the ``prev_hash`` of the event after it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
