@@ -1,0 +1,172 @@
+"""The replenishment policy: each formula once, with its source.
+
+Units: quantities in the item's base unit, time in days, rates per day.
+
+- Lead-time demand (LTD) with uncertain lead time: mean = d·L, variance = L·σ_d² + d²·σ_L²
+  (Silver, Pyke & Peterson, *Inventory and Production Management in Supply Chains*, 4th ed.,
+  2017, §6.10, eq. 6.20-6.21).
+- Reorder point (continuous review, cycle service level α): the smallest s with
+  P(LTD ≤ s) ≥ α, from the LTD distribution itself: Poisson when variance ≤ mean, negative
+  binomial matched to mean and variance otherwise (Silver, Pyke & Peterson §6.9 and §7.4 on
+  slow movers; Syntetos & Boylan, IJPE 2006, for NB lead-time demand of intermittent items),
+  and the normal approximation s = μ + z_α·σ only for large means (μ > 500), where it is
+  accurate and cannot go negative. The reorder point is never below the mean LTD.
+- Safety stock = reorder point − mean LTD (≥ 0 by construction).
+- Order quantity: up to the order-up-to level S = s + cycle stock, rounded up to the pack
+  size and the minimum order, capped so that no more is bought than the stock point will
+  use before the stock expires (rounded down to whole packs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+DEFAULT_SERVICE_LEVELS = {"critical": 0.995, "high": 0.98, "normal": 0.95}
+FORMULA = "ltd_quantile_v1"
+NORMAL_ABOVE_MEAN = 500.0
+
+
+def service_level(criticality: str, levels: dict[str, float] | None = None) -> float:
+    """Target cycle service level for an item's criticality (configurable)."""
+    table = levels or DEFAULT_SERVICE_LEVELS
+    return table.get(criticality, table.get("normal", 0.95))
+
+
+@dataclass(frozen=True)
+class LeadTimeDemand:
+    mean: float
+    variance: float
+
+    @property
+    def spread(self) -> float:
+        return math.sqrt(max(self.variance, 0.0))
+
+
+def lead_time_demand(demand_mean: float, demand_var: float, lead_time_mean: float,
+                     lead_time_var: float, known: float = 0.0, known_var: float = 0.0) -> LeadTimeDemand:
+    """LTD from daily demand (mean, variance), lead time (mean, variance in days²) and known
+    future demand within the lead time (e.g. scheduled surgeries), added to the mean and its
+    variance. Silver, Pyke & Peterson eq. 6.20-6.21."""
+    d, L = max(demand_mean, 0.0), max(lead_time_mean, 0.0)
+    mean = d * L + max(known, 0.0)
+    var = L * max(demand_var, 0.0) + d * d * max(lead_time_var, 0.0) + max(known_var, 0.0)
+    return LeadTimeDemand(mean, var)
+
+
+def ltd_quantile(ltd: LeadTimeDemand, alpha: float) -> float:
+    """Smallest whole quantity s with P(LTD ≤ s) ≥ alpha.
+
+    >>> ltd_quantile(LeadTimeDemand(3.0, 3.0), 0.95)   # Poisson(3): P(≤5)=0.916, P(≤6)=0.966
+    6.0
+    >>> ltd_quantile(LeadTimeDemand(0.0, 0.0), 0.99)
+    0.0
+    """
+    mean, var = ltd.mean, ltd.variance
+    if mean <= 0.0:
+        return 0.0
+    if mean > NORMAL_ABOVE_MEAN:
+        return float(math.ceil(mean + NormalDist().inv_cdf(alpha) * math.sqrt(max(var, mean))))
+    if var <= mean * (1.0 + 1e-9):  # Poisson
+        pmf = math.exp(-mean)
+        cdf, k = pmf, 0
+        while cdf < alpha and k < 100_000:
+            k += 1
+            pmf *= mean / k
+            cdf += pmf
+        return float(k)
+    r = mean * mean / (var - mean)  # negative binomial with the same mean and variance
+    q = r / (r + mean)
+    pmf = math.exp(r * math.log(q))
+    cdf, k = pmf, 0
+    while cdf < alpha and k < 1_000_000:
+        pmf *= (k + r) / (k + 1) * (1.0 - q)
+        k += 1
+        cdf += pmf
+    return float(k)
+
+
+def ltd_cdf(ltd: LeadTimeDemand, s: float) -> float:
+    """P(LTD ≤ s) under the same distribution ``ltd_quantile`` uses (the service level a
+    reorder point implies)."""
+    mean, var = ltd.mean, ltd.variance
+    if mean <= 0.0:
+        return 1.0
+    if s < 0:
+        return 0.0
+    if mean > NORMAL_ABOVE_MEAN:
+        return NormalDist(mean, math.sqrt(max(var, mean))).cdf(s + 0.5)
+    if var <= mean * (1.0 + 1e-9):
+        pmf = math.exp(-mean)
+        cdf = pmf
+        for k in range(1, int(s) + 1):
+            pmf *= mean / k
+            cdf += pmf
+        return min(cdf, 1.0)
+    r = mean * mean / (var - mean)
+    q = r / (r + mean)
+    pmf = math.exp(r * math.log(q))
+    cdf = pmf
+    for k in range(int(s)):
+        pmf *= (k + r) / (k + 1) * (1.0 - q)
+        cdf += pmf
+    return min(cdf, 1.0)
+
+
+@dataclass(frozen=True)
+class ReorderPolicy:
+    safety_stock: float
+    reorder_point: float
+    service_level: float
+    ltd: LeadTimeDemand
+    formula: str = FORMULA
+
+
+def reorder_policy(ltd: LeadTimeDemand, alpha: float) -> ReorderPolicy:
+    """Reorder point and safety stock at cycle service level ``alpha``."""
+    rop = max(ltd_quantile(ltd, alpha), ltd.mean)
+    return ReorderPolicy(safety_stock=rop - ltd.mean, reorder_point=rop, service_level=alpha, ltd=ltd)
+
+
+def order_quantity(inventory_position: float, order_up_to: float, pack_size: float = 1.0,
+                   min_order: float = 0.0, expiry_cap: float | None = None) -> float:
+    """Quantity to order now: up to ``order_up_to``, in whole packs, at least ``min_order``,
+    and never more than ``expiry_cap`` (what will be used before the stock expires).
+
+    >>> order_quantity(3, 40, pack_size=10)
+    40.0
+    >>> order_quantity(3, 40, pack_size=10, expiry_cap=25)
+    20.0
+    >>> order_quantity(39, 40, pack_size=10, min_order=30)
+    30.0
+    """
+    pack = pack_size if pack_size and pack_size > 0 else 1.0
+    need = order_up_to - inventory_position
+    if need <= 0:
+        return 0.0
+    qty = math.ceil(need / pack - 1e-9) * pack
+    if min_order > 0:
+        qty = max(qty, math.ceil(min_order / pack - 1e-9) * pack)
+    if expiry_cap is not None:
+        cap = math.floor(max(expiry_cap, 0.0) / pack + 1e-9) * pack
+        if qty > cap:
+            qty = cap if cap >= min_order else 0.0
+    return float(qty)
+
+
+def expiry_cap(daily_demand: float, shelf_life_days: float | None, usable_on_hand: float) -> float | None:
+    """What the stock point can use before newly bought stock expires, beyond what it holds."""
+    if shelf_life_days is None:
+        return None
+    return max(daily_demand * shelf_life_days - max(usable_on_hand, 0.0), 0.0)
+
+
+def changed_enough(old: float | None, new: float, threshold: float = 0.05) -> bool:
+    """Decisions are emitted only when a value moves by more than ``threshold`` (relative) or
+    at least one whole unit, so they do not chatter."""
+    if old is None:
+        return True
+    if old == new:
+        return False
+    return abs(new - old) >= max(1.0, threshold * abs(old))

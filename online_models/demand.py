@@ -1,0 +1,133 @@
+"""Daily demand of one stock point, learned one event at a time."""
+
+from __future__ import annotations
+
+import math
+
+_SLOTS = ("alpha", "gamma", "day", "today", "n_days", "p", "size", "size_var", "level", "var", "season")
+
+
+class DailyDemand:
+    """Demand per day on a daily clock that counts days with zero use.
+
+    Two views are kept, both exponentially weighted (smoothing ``alpha``, averaging while
+    fewer than ``1/alpha`` days are seen, so that early estimates converge fast):
+
+    - intermittent (TSB, Teunter, Syntetos & Babai, EJOR 2011): the probability ``p`` that a
+      day has demand and the size of demand on such a day (mean and variance), updated
+      separately; mean per day = p·size, variance = p·size_var + p(1−p)·size²;
+    - fast movers: the level and variance of daily totals, with multiplicative weekday
+      factors (smoothing ``gamma``) for weekly seasonality.
+
+    ``learn_one(day, weekday, qty)`` adds use to day number ``day`` (e.g. days since the
+    epoch in the site's time zone); a later day closes the earlier ones, zeros included.
+    ``predict_one()`` gives (mean, variance) of use per day; ``forecast(weekday)`` the mean
+    for one weekday.
+
+    >>> m = DailyDemand(alpha=0.1)
+    >>> for day in range(60):
+    ...     m.learn_one(day, day % 7, 4.0 if day % 2 == 0 else 0.0)
+    >>> m.learn_one(60, 60 % 7, 0.0)
+    >>> mean, var = m.predict_one()
+    >>> round(mean), 0.4 < m.p < 0.6, m.is_intermittent()
+    (2, True, True)
+    """
+
+    __slots__ = _SLOTS
+
+    def __init__(self, alpha: float = 0.05, gamma: float = 0.05) -> None:
+        self.alpha = alpha
+        self.gamma = gamma
+        self.day: int | None = None
+        self.today = 0.0
+        self.n_days = 0
+        self.p = 0.0
+        self.size = 0.0
+        self.size_var = 0.0
+        self.level = 0.0
+        self.var = 0.0
+        self.season = [1.0] * 7
+
+    def learn_one(self, day: int, weekday: int, qty: float) -> None:
+        if self.day is None:
+            self.day = day
+        elif day > self.day:
+            self._close_days_until(day)
+        # Use dated before the open day (late events) counts in the open day: the clock
+        # never goes back, so replay in recording order gives the same state.
+        self.today += qty
+
+    def advance(self, day: int) -> None:
+        """Let the clock reach ``day`` without use (a quiet stretch)."""
+        if self.day is not None and day > self.day:
+            self._close_days_until(day)
+
+    def _close_days_until(self, day: int) -> None:
+        assert self.day is not None
+        closing, total = self.day, self.today
+        # Close the open day, then the empty days between it and ``day`` (bounded: a year of
+        # silence is the same as a few hundred zero days).
+        for d in range(closing, min(day, closing + 400)):
+            self._close_one(d % 7, total if d == closing else 0.0)
+        self.day, self.today = day, 0.0
+
+    def _close_one(self, weekday: int, q: float) -> None:
+        self.n_days += 1
+        a = max(self.alpha, 1.0 / self.n_days)
+        hit = 1.0 if q > 0 else 0.0
+        self.p += a * (hit - self.p)
+        if q > 0:
+            if self.size == 0.0 and self.size_var == 0.0:
+                self.size = q
+            else:
+                d = q - self.size
+                self.size += a * d
+                self.size_var = (1 - a) * (self.size_var + a * d * d)
+        s = self.season[weekday]
+        deseason = q / s if s > 0 else q
+        d = deseason - self.level
+        self.level += a * d
+        self.var = (1 - a) * (self.var + a * d * d)
+        if self.n_days > 14 and self.level > 0:
+            g = self.gamma
+            self.season[weekday] = max(0.05, s + g * (q / self.level - s))
+
+    def is_intermittent(self) -> bool:
+        """Fewer than three days in four see demand (average inter-demand interval > 1.33,
+        Syntetos, Boylan & Croston, JORS 2005)."""
+        return self.p < 0.75
+
+    def predict_one(self) -> tuple[float, float]:
+        """Mean and variance of use per day."""
+        if self.n_days == 0:
+            return 0.0, 0.0
+        if self.is_intermittent():
+            mean = self.p * self.size
+            var = self.p * self.size_var + self.p * (1 - self.p) * self.size * self.size
+            return mean, var
+        return self.level, self.var
+
+    def forecast(self, weekday: int) -> float:
+        """Expected use on a day of the given weekday (0 = the clock's weekday 0)."""
+        mean, _ = self.predict_one()
+        if self.is_intermittent():
+            return mean
+        return mean * self.season[weekday]
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return tuple(getattr(self, s) for s in _SLOTS)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        for s, v in zip(_SLOTS, state, strict=True):
+            setattr(self, s, v)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DailyDemand) and self.__getstate__() == other.__getstate__()
+
+    def clone(self) -> DailyDemand:
+        """A fresh model with the same settings."""
+        return DailyDemand(self.alpha, self.gamma)
+
+    def __repr__(self) -> str:
+        mean, var = self.predict_one()
+        return f"DailyDemand(mean={mean:.3g}/day, sd={math.sqrt(max(var, 0)):.3g}, p={self.p:.2f})"

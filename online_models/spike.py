@@ -1,0 +1,81 @@
+"""Demand spikes: the recent rate against the baseline, within the event that reveals it."""
+
+from __future__ import annotations
+
+import math
+
+_SLOTS = ("tau_days", "z", "min_ratio", "level", "t_last", "active")
+
+
+class SpikeDetector:
+    """An exponentially weighted sum of recent use in continuous time (time constant
+    ``tau_days``), tested against what the baseline (mean and variance per day) predicts.
+
+    Under the baseline the weighted sum S has mean μ·τ and variance ≈ v·τ/2; a spike is
+    S − μτ > z·√(vτ/2) + 1 with S/τ ≥ ``min_ratio``·μ. While it lasts, ``lifted_mean``
+    returns the recent rate S/τ instead of the baseline, so the policy sees the spike in the
+    same event; as use returns to normal S decays with time constant τ and the lift fades.
+    (An exponentially weighted CUSUM-like statistic; Montgomery, *Introduction to Statistical
+    Quality Control*, 7th ed., §9.2 on EWMA charts.)
+
+    >>> d = SpikeDetector(tau_days=1.0)
+    >>> for h in range(48):                       # two days at the baseline: 1 use per hour
+    ...     d.learn_one(h / 24, 1.0)
+    >>> d.update(48 / 24, 24.0, 24.0)
+    False
+    >>> for m in range(40):                       # then 40 uses in 40 minutes
+    ...     d.learn_one(2 + m / 1440, 1.0)
+    >>> d.update(2 + 40 / 1440, 24.0, 24.0), d.lifted_mean(2 + 40 / 1440, 24.0) > 24.0
+    (True, True)
+    """
+
+    __slots__ = _SLOTS
+
+    def __init__(self, tau_days: float = 1.0, z: float = 4.0, min_ratio: float = 1.5) -> None:
+        self.tau_days = tau_days
+        self.z = z
+        self.min_ratio = min_ratio
+        self.level = 0.0
+        self.t_last: float | None = None
+        self.active = False
+
+    def _decayed(self, t: float) -> float:
+        if self.t_last is None or t <= self.t_last:
+            return self.level
+        return self.level * math.exp(-(t - self.t_last) / self.tau_days)
+
+    def learn_one(self, t_days: float, qty: float) -> None:
+        """Add ``qty`` used at ``t_days`` (days, any origin; late events count at the clock)."""
+        self.level = self._decayed(t_days) + qty
+        if self.t_last is None or t_days > self.t_last:
+            self.t_last = t_days
+
+    def recent_rate(self, t_days: float) -> float:
+        """Recent use per day."""
+        return self._decayed(t_days) / self.tau_days
+
+    def update(self, t_days: float, mean: float, var: float) -> bool:
+        """Re-test against the baseline (per day); True while a spike is on."""
+        s = self._decayed(t_days)
+        tau = self.tau_days
+        expected = mean * tau
+        sd = math.sqrt(max(var, mean, 0.0) * tau / 2.0)
+        self.active = s - expected > self.z * sd + 1.0 and s / tau >= self.min_ratio * mean
+        return self.active
+
+    def lifted_mean(self, t_days: float, mean: float) -> float:
+        """The mean per day the policy should use: the recent rate during a spike."""
+        return max(mean, self.recent_rate(t_days)) if self.active else mean
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return tuple(getattr(self, s) for s in _SLOTS)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        for s, v in zip(_SLOTS, state, strict=True):
+            setattr(self, s, v)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SpikeDetector) and self.__getstate__() == other.__getstate__()
+
+    def clone(self) -> SpikeDetector:
+        return SpikeDetector(self.tau_days, self.z, self.min_ratio)
