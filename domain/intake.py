@@ -211,13 +211,16 @@ class Intake:
         self.late_after = late_after
         self.history = history
         self.touched: dict[str, ChainedAggregate] = {}
+        self.recorded: list[Any] = []
         self.raised: list[dict[str, Any]] = []
 
-    def take_changes(self) -> tuple[list[ChainedAggregate], list[dict[str, Any]]]:
-        """The aggregates with pending events and the alerts raised since the last call."""
-        touched, raised = list(self.touched.values()), self.raised
-        self.touched, self.raised = {}, []
-        return touched, raised
+    def take_changes(self) -> tuple[list[Any], list[ChainedAggregate], list[dict[str, Any]]]:
+        """Since the last call: the new events in the order they were decided (the order to
+        store them in, so that replay sees them in that order), the aggregates they belong
+        to, and the alerts raised."""
+        recorded, touched, raised = self.recorded, list(self.touched.values()), self.raised
+        self.recorded, self.touched, self.raised = [], {}, []
+        return recorded, touched, raised
 
     # -- the entry point --------------------------------------------------------------
     def handle(self, raw: Any, principal: Principal, now: datetime) -> Outcome:
@@ -249,8 +252,10 @@ class Intake:
 
     # -- recording helpers ------------------------------------------------------------
     def _touch(self, agg: ChainedAggregate) -> None:
+        event = agg.pending_events[-1]
         self.touched[agg.id] = agg
-        self.ledger.index(agg.pending_events[-1])
+        self.recorded.append(event)
+        self.ledger.index(event)
 
     def _open(self, cls: type[ChainedAggregate], aggregate_id: str, key: dict[str, Any],
               now: datetime) -> Any:
@@ -280,15 +285,19 @@ class Intake:
         return Outcome(event["event_id"], c.ACCEPTED, [], flags)
 
     def _alert(self, sp: StockPoint, kind: str, event: dict[str, Any], now: datetime,
-               message: str, lot: str | None, dedupe: bool = False) -> None:
-        key = (sp.id, kind, lot or "")
+               message: str, lot: str | None, flag: str | None = None) -> None:
+        """Raise an alert; a bookkeeping ``flag`` alert is raised once per stock point and
+        flag while it is open (and one event with two flags raises two alerts)."""
+        dedupe = flag is not None
+        key = (sp.id, kind, flag if dedupe else (lot or ""))
         if dedupe and key in self.ledger.open_alert_keys:
             return
-        alert_id = "al_" + fingerprint([sp.id, event.get("event_id"), kind])[:20]
+        alert_id = "al_" + fingerprint([sp.id, event.get("event_id"), kind, *([flag] if dedupe else [])])[:20]
         alert = {"id": alert_id, "kind": kind, "severity": c.ALERT_SEVERITY[kind],
                  "sku": sp.sku, "location": sp.location, "site": sp.site, "lot": lot,
-                 "raised_at": iso_utc(now), "status": "open", "event_id": event.get("event_id"),
-                 "message": message, "dedupe_key": list(key) if dedupe else None}
+                 "flag": flag, "raised_at": iso_utc(now), "status": "open",
+                 "event_id": event.get("event_id"), "message": message,
+                 "dedupe_key": list(key) if dedupe else None}
         sp.raise_alert(now, alert)
         self._touch(sp)
         self.raised.append(alert)
@@ -501,7 +510,7 @@ class Intake:
         for flag in bookkeeping:
             self._alert(sp, c.ALERT_DATA_QUALITY, event, now,
                         f"{flag.replace('_', ' ')} on {sp.sku} at {sp.location} "
-                        f"(event {event['event_id']})", flag, dedupe=True)
+                        f"(event {event['event_id']})", event.get("lot") or None, flag=flag)
 
     def _effects(self, sp: StockPoint, occurred_at: str, moves: Moves) -> list[list[Any]]:
         """What ``moves`` at ``occurred_at`` change in each lot's current balance."""

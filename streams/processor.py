@@ -60,14 +60,15 @@ class Processor:
         now = self.clock()
         try:
             outcomes = [self.intake.handle(raw, principal, now) for raw, principal in items]
-            touched, alerts = self.intake.take_changes()
-            stored = sum(len(a.pending_events) for a in touched)
-            if touched:
-                self.store.save(*touched)
+            recorded, touched, alerts = self.intake.take_changes()
+            if recorded:
+                self.store.save(*recorded)
+            for agg in touched:
+                agg.collect_events()  # saved above, in the order they were decided
         except BaseException:
             self.rebuild()
             raise
-        return BatchResult(outcomes, alerts, stored)
+        return BatchResult(outcomes, alerts, len(recorded))
 
     def rebuild(self) -> int:
         """Rebuild the write model from the notification log; returns events replayed."""
