@@ -97,6 +97,14 @@ class StockPoint(ChainedAggregate):
         self.flags: set[str] = set()
         self.last_events: deque[dict[str, Any]] = deque(maxlen=LAST_EVENTS_KEPT)
         self.open_alerts: set[str] = set()
+        self.override: dict[str, Any] | None = None
+        self.override_by: str | None = None
+        self.safety_stock: float | None = None
+        self.reorder_point: float | None = None
+        self.order_up_to: float | None = None
+        self.need_open = False
+        self.policy: dict[str, Any] | None = None
+        self.last_decisions: deque[dict[str, Any]] = deque(maxlen=LAST_EVENTS_KEPT)
 
     @dataclass(frozen=True)
     class Recorded(ChainedAggregate.Event):
@@ -160,8 +168,66 @@ class StockPoint(ChainedAggregate):
         def apply(self, sp: Any) -> None:
             sp.open_alerts.add(self.alert["id"])
 
+    @dataclass(frozen=True)
+    class OverrideSet(ChainedAggregate.Event):
+        """A planner pinned or froze this stock point's policy, or ended an override."""
+
+        event: dict[str, Any]
+        fingerprint: str
+        recorded_at: str
+        recorded_by: str
+
+        def apply(self, sp: Any) -> None:
+            sp.override = None if self.event.get("clear") else {
+                k: self.event.get(k) for k in ("reorder_point", "order_up_to", "freeze_until", "reason")}
+            sp.override_by = self.recorded_by
+
+    @dataclass(frozen=True)
+    class Decided(ChainedAggregate.Event):
+        """A policy decision (safety stock or reorder point changed, replenishment needed),
+        with every number it came from."""
+
+        decision: dict[str, Any]
+
+        def apply(self, sp: Any) -> None:
+            d = self.decision
+            if d["type"] == "safety_stock_changed":
+                sp.safety_stock = d["new"]
+            elif d["type"] == "reorder_point_changed":
+                sp.reorder_point = d["new"]
+                sp.order_up_to = d["order_up_to"]
+            elif d["type"] == "replenishment_needed":
+                sp.need_open = True
+            elif d["type"] == "replenishment_covered":
+                sp.need_open = False
+            sp.policy = d.get("policy", sp.policy)
+            sp.last_decisions.append(d)
+
+    @dataclass(frozen=True)
+    class AlertChanged(ChainedAggregate.Event):
+        """An alert was acknowledged or resolved (by a person, or by the system when its
+        condition cleared)."""
+
+        alert_id: str
+        status: str
+        reason: str
+        by: str
+
+        def apply(self, sp: Any) -> None:
+            if self.status == "resolved":
+                sp.open_alerts.discard(self.alert_id)
+
     def record(self, at: datetime, **fields: Any) -> None:
         self.append(self.Recorded, at, **fields)
+
+    def set_override(self, at: datetime, **fields: Any) -> None:
+        self.append(self.OverrideSet, at, **fields)
+
+    def decide(self, at: datetime, decision: dict[str, Any]) -> None:
+        self.append(self.Decided, at, decision=decision)
+
+    def change_alert(self, at: datetime, alert_id: str, status: str, reason: str, by: str) -> None:
+        self.append(self.AlertChanged, at, alert_id=alert_id, status=status, reason=reason, by=by)
 
     def refuse(self, at: datetime, **fields: Any) -> None:
         self.append(self.Refused, at, **fields)
@@ -284,6 +350,68 @@ class MasterRecord(ChainedAggregate):
 
     def register(self, at: datetime, **fields: Any) -> None:
         self.append(self.Registered, at, **fields)
+
+
+class SurgicalCase(ChainedAggregate):
+    """A surgical case on the OR schedule (id: its pseudonymised case id)."""
+
+    def __init__(self, key: dict[str, Any]) -> None:
+        super().__init__(key)
+        self.case_id: str = key["case_id"]
+        self.procedure: str | None = None
+        self.location: str | None = None
+        self.scheduled_for: str | None = None
+        self.status = "unscheduled"
+
+    @dataclass(frozen=True)
+    class Changed(ChainedAggregate.Event):
+        event: dict[str, Any]
+        fingerprint: str
+        recorded_at: str
+        recorded_by: str
+
+        def apply(self, case: Any) -> None:
+            e = self.event
+            if e["type"] == "surgery_scheduled":
+                case.procedure, case.location = e["procedure"], e["location"]
+                case.scheduled_for, case.status = e["scheduled_for"], "scheduled"
+            elif e["type"] == "surgery_cancelled":
+                case.status = "cancelled"
+            else:
+                case.procedure = case.procedure or e.get("procedure")
+                case.status = "completed"
+
+    def change(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Changed, at, **fields)
+
+
+class PurchaseOrder(ChainedAggregate):
+    """A purchase order (from an ERP today, from our procurement later): lines in base units."""
+
+    def __init__(self, key: dict[str, Any]) -> None:
+        super().__init__(key)
+        self.po_id: str = key["po_id"]
+        self.supplier: str | None = None
+        self.location: str | None = None
+        self.issued_at: str | None = None
+        self.expected_at: str | None = None
+        self.lines: dict[str, float] = {}
+
+    @dataclass(frozen=True)
+    class Issued(ChainedAggregate.Event):
+        event: dict[str, Any]
+        fingerprint: str
+        recorded_at: str
+        recorded_by: str
+
+        def apply(self, po: Any) -> None:
+            e = self.event
+            po.supplier, po.location = e["supplier"], e["location"]
+            po.issued_at, po.expected_at = e["occurred_at"], e.get("expected_at")
+            po.lines = {line["sku"]: line["quantity"] for line in e["lines"]}
+
+    def issue(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Issued, at, **fields)
 
 
 class RefusalLog(ChainedAggregate):

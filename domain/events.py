@@ -24,6 +24,9 @@ MASTER = "master"
 STOCK = "stock"
 LOT = "lot"
 RECALL = "recall"
+SCHEDULE = "schedule"
+PURCHASE = "purchase"
+PLAN = "plan"
 
 # Fields that may identify a patient or a case: pseudonymised on the way in, never stored in clear.
 IDENTIFYING_FIELDS = ("case_id", "patient_id", "mrn", "patient")
@@ -43,6 +46,7 @@ class EventSpec:
 
 _OPS = frozenset({c.SCANNER, c.ADMIN})
 _ADMIN = frozenset({c.ADMIN})
+_PLANNERS = frozenset({c.BUYER, c.ADMIN})
 
 EVENT_TYPES: dict[str, EventSpec] = {
     s.type: s
@@ -59,6 +63,11 @@ EVENT_TYPES: dict[str, EventSpec] = {
         EventSpec("lot_changed", LOT, ("lot", "change", "reason"), _ADMIN, True),
         EventSpec("recall_issued", RECALL, ("reference",), _ADMIN, True),
         EventSpec("recall_closed", RECALL, ("reference",), _ADMIN),
+        EventSpec("surgery_scheduled", SCHEDULE, ("case_id", "procedure", "location", "scheduled_for"), _OPS),
+        EventSpec("surgery_cancelled", SCHEDULE, ("case_id",), _OPS),
+        EventSpec("surgery_completed", SCHEDULE, ("case_id",), _OPS),
+        EventSpec("po_issued", PURCHASE, ("po_id", "supplier", "location", "lines"), _OPS),
+        EventSpec("policy_override", PLAN, ("sku", "location", "reason"), _PLANNERS),
     )
 }
 
@@ -280,5 +289,48 @@ def _check_type_specific(etype: str, event: dict[str, Any], errors: list[FieldEr
         for name, value in (("lots", lots), ("serials", serials)):
             if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) and v for v in value)):
                 errors.append(FieldError(name, c.MALFORMED, f"'{name}' must be a list of strings"))
+    elif etype == "surgery_scheduled":
+        when = parse_instant(event.get("scheduled_for"))
+        if event.get("scheduled_for") is not None and when is None:
+            errors.append(FieldError("scheduled_for", c.MALFORMED,
+                                     "'scheduled_for' must be an ISO 8601 instant with an offset"))
+        elif when is not None:
+            event["scheduled_for"] = iso_utc(when)
+    elif etype == "po_issued":
+        expected = event.get("expected_at")
+        if expected is not None:
+            when = parse_instant(expected)
+            if when is None:
+                errors.append(FieldError("expected_at", c.MALFORMED,
+                                         "'expected_at' must be an ISO 8601 instant with an offset"))
+            else:
+                event["expected_at"] = iso_utc(when)
+        lines = event.get("lines")
+        if lines is not None and (not isinstance(lines, list) or not lines):
+            errors.append(FieldError("lines", c.MALFORMED, "'lines' must be a non-empty list"))
+        elif isinstance(lines, list):
+            for i, line in enumerate(lines):
+                if not isinstance(line, dict) or not isinstance(line.get("sku"), str):
+                    errors.append(FieldError(f"lines[{i}].sku", c.MISSING_FIELD, "each line needs a 'sku'"))
+                elif not (is_number(line.get("quantity")) and line["quantity"] > 0):
+                    errors.append(FieldError(f"lines[{i}].quantity", c.INVALID_QUANTITY,
+                                             "each line needs a quantity greater than zero"))
+    elif etype == "policy_override":
+        pinned = [f for f in ("reorder_point", "order_up_to") if event.get(f) is not None]
+        for f in pinned:
+            if not (is_number(event[f]) and event[f] >= 0):
+                errors.append(FieldError(f, c.INVALID_QUANTITY, f"'{f}' must be a non-negative number"))
+        until = event.get("freeze_until")
+        if until is not None:
+            when = parse_instant(until)
+            if when is None:
+                errors.append(FieldError("freeze_until", c.MALFORMED,
+                                         "'freeze_until' must be an ISO 8601 instant with an offset"))
+            else:
+                event["freeze_until"] = iso_utc(when)
+        if not pinned and until is None and not event.get("clear"):
+            errors.append(FieldError("reorder_point", c.MISSING_FIELD,
+                                     "give 'reorder_point' and/or 'order_up_to' to pin, 'freeze_until' "
+                                     "to freeze, or 'clear': true to end an override"))
     elif etype == "transfer" and event.get("from_location") == event.get("to_location") and event.get("to_location"):
         errors.append(FieldError("to_location", c.MALFORMED, "a transfer must go to another location"))

@@ -19,9 +19,11 @@ from domain.aggregates import (
     ChainedAggregate,
     Lot,
     MasterRecord,
+    PurchaseOrder,
     Recall,
     RefusalLog,
     StockPoint,
+    SurgicalCase,
     lot_id,
     stock_point_id,
 )
@@ -30,7 +32,10 @@ from domain.events import (
     EVENT_TYPES,
     LOT,
     MASTER,
+    PLAN,
+    PURCHASE,
     RECALL,
+    SCHEDULE,
     FieldError,
     check_envelope,
     fingerprint,
@@ -107,6 +112,11 @@ class Ledger:
         self.recalled_serials: dict[tuple[str, str], set[str]] = {}
         self.alerts: dict[str, dict[str, Any]] = {}
         self.open_alert_keys: dict[tuple[str, str, str], str] = {}
+        # (sku, location) -> quantity on open purchase orders; po_id -> sku -> still to receive
+        self.on_order: dict[tuple[str, str], float] = {}
+        self.po_open: dict[str, dict[str, float]] = {}
+        # location -> case id -> (procedure, scheduled_for) of cases still to happen
+        self.scheduled: dict[str, dict[str, tuple[str, str]]] = {}
 
     # -- rebuilding -------------------------------------------------------------------
     def replay(self, event: Any) -> None:
@@ -118,7 +128,45 @@ class Ledger:
     def index(self, event: Any) -> None:
         """Keep the indexes in step with one event (the same code live and on replay)."""
         if isinstance(event, StockPoint.Recorded):
-            self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], event.flags)
+            # An implied transfer is a side effect at another stock point: its flags are not in
+            # the event's outcome, so they are not in what a re-send gets either.
+            if event.event.get("type") != "implied_transfer":
+                self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], event.flags)
+            e = event.event
+            if e["type"] == "receipt" and e.get("po_id") in self.po_open:
+                remaining = self.po_open[e["po_id"]]
+                got = min(e["quantity"], remaining.get(e["sku"], 0.0))
+                if got > 0:
+                    remaining[e["sku"]] -= got
+                    key = (e["sku"], e["location"])
+                    self.on_order[key] = self.on_order.get(key, 0.0) - got
+        elif isinstance(event, PurchaseOrder.Issued):
+            self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
+            e = event.event
+            open_lines = self.po_open.setdefault(e["po_id"], {})
+            for line in e["lines"]:
+                key = (line["sku"], e["location"])
+                self.on_order[key] = self.on_order.get(key, 0.0) + line["quantity"] - open_lines.get(line["sku"], 0.0)
+                open_lines[line["sku"]] = line["quantity"]
+        elif isinstance(event, SurgicalCase.Changed):
+            self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
+            e = event.event
+            case = self.streams[event.originator_id]
+            assert isinstance(case, SurgicalCase)
+            for cases in self.scheduled.values():
+                cases.pop(case.case_id, None)
+            if case.status == "scheduled" and case.location and case.procedure and case.scheduled_for:
+                self.scheduled.setdefault(case.location, {})[case.case_id] = (case.procedure, case.scheduled_for)
+        elif isinstance(event, StockPoint.OverrideSet):
+            self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
+        elif isinstance(event, StockPoint.AlertChanged):
+            alert = self.alerts.get(event.alert_id)
+            if alert is not None:
+                alert["status"] = event.status
+                alert[f"{event.status}_at"] = iso_utc(event.timestamp)
+                alert[f"{event.status}_by"] = event.by
+                if event.status == "resolved" and alert.get("dedupe_key"):
+                    self.open_alert_keys.pop(tuple(alert["dedupe_key"]), None)
         elif isinstance(event, StockPoint.Refused | RefusalLog.Refused):
             eid = event.event.get("event_id") if isinstance(event.event, dict) else None
             if isinstance(eid, str) and not any(e["code"] == c.EVENT_ID_REUSED for e in event.errors):
@@ -158,8 +206,14 @@ class Ledger:
 
     def _seen(self, event_id: str, fp: str, status: str, errors: list[dict[str, Any]],
               flags: list[str]) -> None:
-        if event_id not in self.seen:
+        prior = self.seen.get(event_id)
+        if prior is None:
             self.seen[event_id] = Prior(fp, status, errors, flags)
+        elif (status == prior.status == c.ACCEPTED and prior.fingerprint == fp
+              and not set(flags) <= set(prior.flags)):
+            # One event recorded on two stock points (a transfer's sides): its outcome carries
+            # the flags of both, as ``Intake._stock`` answered it.
+            self.seen[event_id] = Prior(fp, status, errors, sorted(set(prior.flags) | set(flags)))
 
     # -- reading ----------------------------------------------------------------------
     def stock_point(self, sku: str, location: str) -> StockPoint | None:
@@ -248,6 +302,12 @@ class Intake:
             return self._lot_changed(event, fp, principal, now)
         if category == RECALL:
             return self._recall(event, fp, principal, now)
+        if category == SCHEDULE:
+            return self._surgery(event, fp, principal, now)
+        if category == PURCHASE:
+            return self._po_issued(event, fp, principal, now)
+        if category == PLAN:
+            return self._override(event, fp, principal, now)
         return self._stock(event, safe, fp, principal, now)
 
     # -- recording helpers ------------------------------------------------------------
@@ -285,11 +345,13 @@ class Intake:
         return Outcome(event["event_id"], c.ACCEPTED, [], flags)
 
     def _alert(self, sp: StockPoint, kind: str, event: dict[str, Any], now: datetime,
-               message: str, lot: str | None, flag: str | None = None) -> None:
+               message: str, lot: str | None, flag: str | None = None,
+               dedupe: bool = False) -> None:
         """Raise an alert; a bookkeeping ``flag`` alert is raised once per stock point and
-        flag while it is open (and one event with two flags raises two alerts)."""
-        dedupe = flag is not None
-        key = (sp.id, kind, flag if dedupe else (lot or ""))
+        flag while it is open (and one event with two flags raises two alerts), and so is a
+        ``dedupe`` alert once per stock point and kind."""
+        dedupe = dedupe or flag is not None
+        key = (sp.id, kind, flag if flag is not None else (lot or ""))
         if dedupe and key in self.ledger.open_alert_keys:
             return
         alert_id = "al_" + fingerprint([sp.id, event.get("event_id"), kind, *([flag] if dedupe else [])])[:20]
@@ -566,3 +628,91 @@ class Intake:
         recall.issue(now, **fields)
         self._touch(recall)
         return self._accepted(event, [])
+
+    # -- schedule, purchase orders, overrides -----------------------------------------
+    def _fields(self, event: dict[str, Any], fp: str, principal: Principal, now: datetime) -> dict[str, Any]:
+        return {"event": event, "fingerprint": fp, "recorded_at": iso_utc(now),
+                "recorded_by": principal.name}
+
+    def _surgery(self, event: dict[str, Any], fp: str, principal: Principal, now: datetime) -> Outcome:
+        case_key = f"case:{event['case_id']}"
+        case = self.ledger.streams.get(case_key)
+        if event["type"] == "surgery_scheduled":
+            errors: list[FieldError] = []
+            self._resolve_location(event["location"], "location", event.get("site"),
+                                   datetime.fromisoformat(event["occurred_at"]), errors)
+            if errors:
+                return self._refuse(event, fp, None, errors, principal, now)
+        elif not isinstance(case, SurgicalCase) and event["type"] == "surgery_cancelled":
+            err = FieldError("case_id", c.MALFORMED, "no scheduled case has this case_id")
+            return self._refuse(event, fp, None, [err], principal, now)
+        case = self._open(SurgicalCase, case_key, {"case_id": event["case_id"]}, now)
+        case.change(now, **self._fields(event, fp, principal, now))
+        self._touch(case)
+        return self._accepted(event, [])
+
+    def _po_issued(self, event: dict[str, Any], fp: str, principal: Principal, now: datetime) -> Outcome:
+        at = datetime.fromisoformat(event["occurred_at"])
+        errors: list[FieldError] = []
+        self._resolve_location(event["location"], "location", event.get("site"), at, errors)
+        lines = []
+        for i, line in enumerate(event["lines"]):
+            item = self.ledger.catalog.item(line["sku"], at)
+            if item is None:
+                errors.append(FieldError(f"lines[{i}].sku", c.UNKNOWN_ITEM,
+                                         f"no item is registered with SKU {line['sku']}"))
+                continue
+            factor = item.factor(line.get("unit"))
+            if factor is None:
+                errors.append(FieldError(f"lines[{i}].unit", c.UNKNOWN_UNIT,
+                                         f"item {item.sku} has no unit {line.get('unit')!r}"))
+                continue
+            lines.append(dict(line, quantity=float(line["quantity"]) * factor, unit=item.base_unit,
+                              sent_quantity=line["quantity"], sent_unit=line.get("unit") or item.base_unit))
+        if errors:
+            return self._refuse(event, fp, None, errors, principal, now)
+        event["lines"] = lines
+        po = self._open(PurchaseOrder, f"po:{event['po_id']}", {"po_id": event["po_id"]}, now)
+        po.issue(now, **self._fields(event, fp, principal, now))
+        self._touch(po)
+        return self._accepted(event, [])
+
+    def _override(self, event: dict[str, Any], fp: str, principal: Principal, now: datetime) -> Outcome:
+        at = datetime.fromisoformat(event["occurred_at"])
+        errors: list[FieldError] = []
+        item, _ = self._resolve_item(event, at, errors)
+        loc = self._resolve_location(event["location"], "location", event.get("site"), at, errors)
+        if item is None or loc is None:
+            return self._refuse(event, fp, None, errors, principal, now)
+        sp = self._open_stock_point(item, loc, now)
+        sp.set_override(now, **self._fields(event, fp, principal, now))
+        self._touch(sp)
+        return self._accepted(event, [])
+
+    # -- decisions (called by the planner, after the facts they follow) ----------------
+    def record_decision(self, sp: StockPoint, decision: dict[str, Any], now: datetime) -> None:
+        sp.decide(now, decision)
+        self._touch(sp)
+
+    def raise_alert(self, sp: StockPoint, kind: str, cause_event_id: str | None, message: str,
+                    now: datetime) -> None:
+        """Raise an alert of ``kind`` on the stock point unless one is already open."""
+        self._alert(sp, kind, {"event_id": cause_event_id}, now, message, None, dedupe=True)
+
+    def open_alert(self, sp: StockPoint, kind: str) -> str | None:
+        return self.ledger.open_alert_keys.get((sp.id, kind, ""))
+
+    # -- alerts ----------------------------------------------------------------------
+    def change_alert(self, alert_id: str, status: str, reason: str, principal: Principal,
+                     now: datetime) -> dict[str, Any] | None:
+        """Acknowledge or resolve an alert; None when there is no such alert."""
+        alert = self.ledger.alerts.get(alert_id)
+        if alert is None:
+            return None
+        if alert["status"] == "resolved" or alert["status"] == status:
+            return alert
+        sp = self.ledger.streams[f"sp:{alert['sku']}@{alert['location']}"]
+        assert isinstance(sp, StockPoint)
+        sp.change_alert(now, alert_id, status, reason, principal.name)
+        self._touch(sp)
+        return alert

@@ -24,6 +24,7 @@ from domain.events import iso_utc, parse_date
 from domain.expiry import is_expired
 from domain.intake import Intake, Ledger, Outcome, Principal
 from domain.inventory import Moves, fold_balances, inventory_position
+from streams.planning import Planner, PlanningSettings
 from streams.store import EventStore
 
 Clock = Callable[[], datetime]
@@ -42,13 +43,16 @@ class BatchResult:
 
 class Processor:
     def __init__(self, store: EventStore, case_id_key: bytes,
-                 late_after: timedelta = timedelta(hours=1), clock: Clock = utc_now) -> None:
+                 late_after: timedelta = timedelta(hours=1), clock: Clock = utc_now,
+                 planning: PlanningSettings | None = None) -> None:
         self.store = store
         self.case_id_key = case_id_key
         self.late_after = late_after
         self.clock = clock
+        self.planning = planning or PlanningSettings()
         self.ledger = Ledger()
         self.intake = self._new_intake(self.ledger)
+        self.planner = Planner(self.ledger, self.planning)
         self.rebuild()
 
     def _new_intake(self, ledger: Ledger) -> Intake:
@@ -59,7 +63,7 @@ class Processor:
         """Decide and store a batch of (raw event, principal) in order."""
         now = self.clock()
         try:
-            outcomes = [self.intake.handle(raw, principal, now) for raw, principal in items]
+            outcomes = [self._handle(raw, principal, now) for raw, principal in items]
             recorded, touched, alerts = self.intake.take_changes()
             if recorded:
                 self.store.save(*recorded)
@@ -70,17 +74,71 @@ class Processor:
             raise
         return BatchResult(outcomes, alerts, len(recorded))
 
+    def _handle(self, raw: Any, principal: Principal, now: datetime) -> Outcome:
+        """Decide one event, let the models learn from what it stored, then decide the
+        policy of each stock point it may have moved (all within the batch's transaction)."""
+        mark = len(self.intake.recorded)
+        outcome = self.intake.handle(raw, principal, now)
+        affected: dict[str, None] = {}
+        for event in self.intake.recorded[mark:]:
+            for sp_id in self.planner.learn(event):
+                affected[sp_id] = None
+        for sp_id in affected:
+            self.planner.decide(sp_id, self.intake, now, outcome.event_id)
+        return outcome
+
     def rebuild(self) -> int:
-        """Rebuild the write model from the notification log; returns events replayed."""
+        """Rebuild the write model and the online models from the notification log, in
+        recording order; returns the number of events replayed."""
         ledger = Ledger()
+        planner = Planner(ledger, self.planning)
         to_domain = self.store.mapper.to_domain_event
         n = 0
         for notification in self.store.notifications():
-            ledger.replay(to_domain(notification))
+            event = to_domain(notification)
+            ledger.replay(event)
+            planner.learn(event)
             n += 1
-        self.ledger = ledger
+        self.ledger, self.planner = ledger, planner
         self.intake = self._new_intake(ledger)
         return n
+
+    def check_decisions(self) -> tuple[int, list[dict[str, Any]]]:
+        """Replay the log from the start and re-evaluate every stored policy decision at its
+        instant: (decisions checked, those whose numbers differ from the stored ones)."""
+        ledger = Ledger()
+        planner = Planner(ledger, self.planning)
+        to_domain = self.store.mapper.to_domain_event
+        checked, differences = 0, []
+        for notification in self.store.notifications():
+            event = to_domain(notification)
+            if isinstance(event, StockPoint.Decided) and "policy" in event.decision:
+                sp = ledger.streams[event.originator_id]
+                assert isinstance(sp, StockPoint)
+                again = planner.evaluate(sp, event.timestamp)
+                checked += 1
+                if again != event.decision["policy"]:
+                    differences.append({"stream": event.originator_id, "version": event.originator_version,
+                                        "stored": event.decision["policy"], "replayed": again})
+            ledger.replay(event)
+            planner.learn(event)
+        return checked, differences
+
+    def change_alert(self, alert_id: str, status: str, reason: str,
+                     principal: Principal) -> dict[str, Any] | None:
+        """Acknowledge or resolve an alert (stored as an event); None when there is none."""
+        now = self.clock()
+        try:
+            alert = self.intake.change_alert(alert_id, status, reason, principal, now)
+            recorded, touched, _ = self.intake.take_changes()
+            if recorded:
+                self.store.save(*recorded)
+            for agg in touched:
+                agg.collect_events()
+        except BaseException:
+            self.rebuild()
+            raise
+        return None if alert is None else {k: v for k, v in alert.items() if k != "dedupe_key"}
 
     def _history(self, sp: StockPoint) -> list[tuple[str, Moves]]:
         """A stock point's facts in recording order: stored ones, then those not yet saved."""
@@ -110,10 +168,24 @@ class Processor:
                 on_hand += qty
             elif qty > 0:
                 quarantined += qty
+        on_order = self.ledger.on_order.get((sku, location), 0.0)
+        policy = sp.policy or {}
+        inputs = policy.get("inputs", {})
         return {
             "sku": sku, "location": location, "site": sp.site,
             "on_hand": on_hand, "quarantined": quarantined, "lots": lots,
-            "inventory_position": inventory_position(on_hand),
+            "on_order": on_order,
+            "inventory_position": inventory_position(on_hand, on_order),
+            "safety_stock": sp.safety_stock,
+            "reorder_point": sp.reorder_point,
+            "order_up_to": sp.order_up_to,
+            "service_level": inputs.get("service_level"),
+            "lead_time_demand": {"mean": inputs.get("lead_time_demand_mean"),
+                                 "spread": inputs.get("lead_time_demand_sd"),
+                                 "lead_time_days": inputs.get("lead_time_days")} if inputs else None,
+            "override": sp.override,
+            "replenishment_needed": sp.need_open,
+            "last_decisions": list(reversed(sp.last_decisions)),
             "flags": sorted(sp.flags),
             "open_alerts": sorted(sp.open_alerts),
             "last_event_at": sp.latest_occurred_at,
