@@ -112,6 +112,7 @@ class Ledger:
         self.recalled_serials: dict[tuple[str, str], set[str]] = {}
         self.alerts: dict[str, dict[str, Any]] = {}
         self.open_alert_keys: dict[tuple[str, str, str], str] = {}
+        self.alert_feed: list[dict[str, Any]] = []
         # (sku, location) -> quantity on open purchase orders; po_id -> sku -> still to receive
         self.on_order: dict[tuple[str, str], float] = {}
         self.po_open: dict[str, dict[str, float]] = {}
@@ -167,6 +168,7 @@ class Ledger:
                 alert[f"{event.status}_by"] = event.by
                 if event.status == "resolved" and alert.get("dedupe_key"):
                     self.open_alert_keys.pop(tuple(alert["dedupe_key"]), None)
+                self._feed(event.status, alert, event.reason)
         elif isinstance(event, StockPoint.Refused | RefusalLog.Refused):
             eid = event.event.get("event_id") if isinstance(event.event, dict) else None
             if isinstance(eid, str) and not any(e["code"] == c.EVENT_ID_REUSED for e in event.errors):
@@ -176,6 +178,7 @@ class Ledger:
             self.alerts[alert["id"]] = dict(alert)
             if alert.get("dedupe_key"):
                 self.open_alert_keys[tuple(alert["dedupe_key"])] = alert["id"]
+            self._feed("raised", self.alerts[alert["id"]])
         elif isinstance(event, MasterRecord.Registered):
             self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
             e = event.event
@@ -203,6 +206,15 @@ class Ledger:
                 self.recalled_serials.get((recall.sku, serial), set()).discard(recall.reference)
         elif isinstance(event, Lot.Changed):
             self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
+
+    def _feed(self, change: str, alert: dict[str, Any], reason: str | None = None) -> None:
+        """The alert feed: every raise, acknowledgement and resolution, numbered in log order
+        (the numbers SSE clients resume from with Last-Event-ID)."""
+        entry = {k: v for k, v in alert.items() if k != "dedupe_key"}
+        entry.update(seq=len(self.alert_feed) + 1, change=change)
+        if reason is not None:
+            entry["reason"] = reason
+        self.alert_feed.append(entry)
 
     def _seen(self, event_id: str, fp: str, status: str, errors: list[dict[str, Any]],
               flags: list[str]) -> None:

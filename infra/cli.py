@@ -104,9 +104,15 @@ def demo(host: Annotated[str, typer.Option(help="Address to listen on")] = "127.
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Verify the hash chain of every stored stream; exit 1 naming the first broken link."""
-    from infra.wiring import build_store
+    from infra.wiring import build_store, sqlite_path
     from streams.processor import verify_store
-    checked, broken = verify_store(build_store(Settings()))
+    settings = Settings()
+    if settings.profile == "embedded" and not sqlite_path(settings).exists():
+        # Verifying a store that is not there must not report "ok" (nor create an empty one).
+        console.print(f"[red]error:[/red] no event store at {sqlite_path(settings)} "
+                      "(set REPLENISH_DATA_DIR to the service's data directory)")
+        raise typer.Exit(2)
+    checked, broken = verify_store(build_store(settings))
     if broken is None:
         console.print(f"[green]ok[/green]: {checked} events checked, every chain is whole")
         return

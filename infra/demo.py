@@ -102,12 +102,18 @@ def run_demo(base: str, principals: dict[str, Principal], scans: int, console: C
 
     reader = {"Authorization": f"Bearer {_key(principals, 'auditor')}"}
     table = Table(title="Ward 3 after the demo")
-    for col in ("sku", "on hand", "quarantined", "inventory position", "flags"):
+    for col in ("sku", "on hand", "quarantined", "inventory position", "safety stock",
+                "reorder point", "flags"):
         table.add_column(col)
+
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0f}"
+
     for sku, *_ in ITEMS:
         sp = httpx.get(f"{base}/v1/stock-points/{sku}/W3", headers=reader, timeout=30).json()
         table.add_row(sku, f"{sp['on_hand']:g}", f"{sp['quarantined']:g}",
-                      f"{sp['inventory_position']:g}", ", ".join(sp["flags"]))
+                      f"{sp['inventory_position']:g}", num(sp.get("safety_stock")),
+                      num(sp.get("reorder_point")), ", ".join(sp["flags"]))
     console.print(table)
     alerts = httpx.get(f"{base}/v1/alerts", headers=reader, timeout=30).json()["alerts"]
     alert_table = Table(title=f"Alerts ({len(alerts)})")

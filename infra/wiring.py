@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -13,13 +14,18 @@ from streams.processor import Processor
 from streams.store import EventStore, sqlite_env
 
 
+def sqlite_path(settings: Settings) -> Path:
+    """The embedded profile's event store file."""
+    return settings.data_dir / "events.sqlite"
+
+
 def build_store(settings: Settings) -> EventStore:
     if settings.profile != "embedded":
         raise SettingsError(
             "REPLENISH_PROFILE=distributed (Kafka, Faust workers, PostgreSQL) is not available yet; "
             "use the embedded profile (the default)")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return EventStore(env=sqlite_env(str(settings.data_dir / "events.sqlite")))
+    return EventStore(env=sqlite_env(str(sqlite_path(settings))))
 
 
 def build_processor(settings: Settings) -> Processor:
@@ -30,4 +36,4 @@ def build_processor(settings: Settings) -> Processor:
 def build_app(settings: Settings) -> FastAPI:
     """The API over the embedded runner; ``settings`` must be ``prepared()``."""
     runner = EmbeddedRunner(build_processor(settings), max_batch=settings.max_batch)
-    return create_app(runner, settings.principals())
+    return create_app(runner, settings.principals(), settings.data_dir)

@@ -31,8 +31,10 @@ class EmbeddedRunner:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         self._queue: asyncio.Queue[tuple[list[tuple[Any, Principal]], asyncio.Future[list[Outcome]]]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
 
     async def start(self) -> None:
+        self._changed = asyncio.Event()
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name="embedded-runner")
 
@@ -49,6 +51,27 @@ class EmbeddedRunner:
         future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(([(e, principal) for e in events], future))
         return await future
+
+    async def change_alert(self, alert_id: str, status: str, reason: str,
+                           principal: Principal) -> dict[str, Any] | None:
+        """Acknowledge or resolve an alert; returns once the change is stored."""
+        loop = asyncio.get_running_loop()
+        alert = await loop.run_in_executor(
+            self._executor, self.processor.change_alert, alert_id, status, reason, principal)
+        self._notify()
+        return alert
+
+    async def wait_changed(self, timeout: float) -> bool:
+        """Wait until a batch has been stored (True) or ``timeout`` seconds passed (False)."""
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a read of the processor's model on its thread."""
@@ -79,6 +102,7 @@ class EmbeddedRunner:
                 if not future.done():
                     future.set_result(result.outcomes[i:i + len(request)])
                 i += len(request)
+            self._notify()
             if result.alerts:
                 for listener in self.listeners:
                     try:

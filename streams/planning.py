@@ -42,6 +42,7 @@ MODEL_VERSION = "daily-tsb+ew-spike+ew-leadtime/1"
 SYSTEM = Principal("system", c.ADMIN)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEMAND_TYPES = frozenset({"usage", "implied_transfer"})
+WARM_UP_DAYS = 7  # days of history before spikes are tested against the baseline
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ class Planner:
             t = epoch_days(e["occurred_at"])
             model.spike.learn_one(t, e["quantity"])
             mean, var = model.demand.predict_one()
-            model.spike.update(max(t, model.spike.t_last or t), mean, var)
+            if model.demand.n_days >= WARM_UP_DAYS:
+                model.spike.update(max(t, model.spike.t_last or t), mean, var)
             if etype == "usage" and e.get("case_id"):
                 used = self.case_usage.setdefault(e["case_id"], {})
                 used[e["sku"]] = used.get(e["sku"], 0.0) + e["quantity"]
@@ -154,6 +156,11 @@ class Planner:
                 spike_on = True
                 mean = model.spike.lifted_mean(model.spike.t_last, base_mean)
                 var = var * (mean / base_mean) if base_mean > 0 else max(var, mean)
+            elif model.demand.n_days < WARM_UP_DAYS and model.spike.t_last is not None:
+                # Too little history for a baseline: the recent rate stands in for it.
+                recent = model.spike.recent_rate(model.spike.t_last)
+                if recent > mean:
+                    mean, var = recent, max(var, recent)
         default_lt = item.lead_time_days if item.lead_time_days else s.default_lead_time_days
         lt_model = self.lead_times.get((item.supplier or "", sp.sku))
         lt_mean, lt_var = lt_model.predict(default_lt) if lt_model else (default_lt, (0.2 * default_lt) ** 2)

@@ -20,7 +20,7 @@ import orjson
 from domain import codes as c
 from domain.aggregates import StockPoint, lot_id, stock_point_id
 from domain.chain import BrokenLink, ChainVerifier
-from domain.events import iso_utc, parse_date
+from domain.events import iso_utc, parse_date, parse_instant
 from domain.expiry import is_expired
 from domain.intake import Intake, Ledger, Outcome, Principal
 from domain.inventory import Moves, fold_balances, inventory_position
@@ -205,6 +205,10 @@ class Processor:
                 break
         return out
 
+    def alert_feed_since(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Alert changes after feed number ``seq`` (raised, acknowledged, resolved)."""
+        return self.ledger.alert_feed[max(seq, 0):max(seq, 0) + limit]
+
     def audit_stock_point(self, sku: str, location: str, as_of: datetime | None = None,
                           known_at: datetime | None = None) -> dict[str, Any] | None:
         """A stock point's stored history and its state as of an instant of ``occurred_at``,
@@ -223,6 +227,11 @@ class Processor:
                     if k not in ("originator_id", "originator_version", "timestamp", "prev_hash", "hash")}
             row.update(body)
             occurred = body.get("event", {}).get("occurred_at") if isinstance(body.get("event"), dict) else None
+            if occurred is not None:
+                # A refusal keeps the payload as sent: its occurred_at may carry any offset (compare
+                # instants, not strings), or be no instant at all (then it sits at its recording).
+                instant = parse_instant(occurred)
+                occurred = iso_utc(instant if instant is not None else e.timestamp)
             if as_of_s is not None and occurred is not None and occurred > as_of_s:
                 continue
             if as_of_s is not None and isinstance(e, StockPoint.AlertRaised) and e.alert["raised_at"] > as_of_s:

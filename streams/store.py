@@ -6,7 +6,7 @@ hash chain of ``domain.chain`` covers. Aggregate ids are text (``sp:...``, ``lot
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -69,3 +69,36 @@ def sqlite_env(path: str) -> dict[str, str]:
 
 def memory_env() -> dict[str, str]:
     return {"PERSISTENCE_MODULE": "eventsourcing.popo", "ORIGINATOR_ID_TYPE": "text"}
+
+
+def postgres_env(dsn_or_params: str | Mapping[str, Any], *, schema: str = "") -> dict[str, str]:
+    """The ``eventsourcing`` environment for its PostgreSQL recorder.
+
+    ``dsn_or_params`` is a libpq connection string (``postgresql://user:pw@host:port/db`` with
+    percent-encoded parts, or ``host=... dbname=...``) or a mapping of the same keywords
+    (``dbname``, ``host``, ``port``, ``user``, ``password``). Aggregate ids are text, and the
+    tables (events and tracking) are created when the store opens if they are missing
+    (``CREATE_TABLE``): the role needs the right to create them in the database or ``schema``
+    (an existing schema; the default is ``public``, which the database owner may use).
+    """
+    if isinstance(dsn_or_params, str):
+        from psycopg.conninfo import conninfo_to_dict
+
+        params: dict[str, Any] = dict(conninfo_to_dict(dsn_or_params))
+    else:
+        params = dict(dsn_or_params)
+    missing = [k for k in ("dbname", "host", "user", "password") if not params.get(k)]
+    if missing:
+        raise ValueError(f"PostgreSQL connection settings lack {', '.join(missing)}")
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(params["dbname"]),
+        "POSTGRES_HOST": str(params["host"]),
+        "POSTGRES_PORT": str(params.get("port") or 5432),
+        "POSTGRES_USER": str(params["user"]),
+        "POSTGRES_PASSWORD": str(params["password"]),
+        "POSTGRES_SCHEMA": schema,
+        "POSTGRES_CONNECT_TIMEOUT": str(params.get("connect_timeout") or 10),
+        "CREATE_TABLE": "y",
+        "ORIGINATOR_ID_TYPE": "text",
+    }
