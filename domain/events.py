@@ -32,6 +32,9 @@ PLAN = "plan"
 IDENTIFYING_FIELDS = ("case_id", "patient_id", "mrn", "patient")
 
 FUTURE_TOLERANCE = timedelta(minutes=10)
+# No single stock fact moves more than this many base units. Beyond it a quantity is a typo,
+# and balances could overflow to infinity, which JSON (and so the store) cannot hold.
+MAX_QUANTITY = 1e9
 
 
 @dataclass(frozen=True)
@@ -126,9 +129,14 @@ def pseudonymise_event(raw: dict[str, Any], key: bytes) -> dict[str, Any]:
         return raw
     safe = dict(raw)
     for f in IDENTIFYING_FIELDS:
-        if f in safe and safe[f] is not None:
+        if f in safe and not is_blank(safe[f]):
             safe[f] = pseudonymise(safe[f], key)
     return safe
+
+
+def is_blank(value: Any) -> bool:
+    """None or a string of only spaces: no identifier at all (a form field left empty)."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def fingerprint(event: Any) -> str:
@@ -233,6 +241,9 @@ def check_envelope(
         elif spec.type != "stock_count" and q <= 0:
             errors.append(FieldError("quantity", c.INVALID_QUANTITY,
                                      f"'quantity' must be greater than zero, got {q}"))
+        elif q > MAX_QUANTITY:
+            errors.append(FieldError("quantity", c.INVALID_QUANTITY,
+                                     f"'quantity' {q} is more than {MAX_QUANTITY:,.0f}"))
 
     for name in ("expiry", "new_expiry"):
         if event.get(name) is not None and parse_date(event[name]) is None:

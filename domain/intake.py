@@ -32,6 +32,7 @@ from domain.events import (
     EVENT_TYPES,
     LOT,
     MASTER,
+    MAX_QUANTITY,
     PLAN,
     PURCHASE,
     RECALL,
@@ -39,6 +40,7 @@ from domain.events import (
     FieldError,
     check_envelope,
     fingerprint,
+    is_blank,
     iso_utc,
     parse_date,
     pseudonymise_event,
@@ -442,6 +444,9 @@ class Intake:
                 known = ", ".join([item.base_unit, *item.units])
                 errors.append(FieldError("unit", c.UNKNOWN_UNIT,
                                          f"item {item.sku} has no unit {unit!r} (known: {known})"))
+            elif float(event["quantity"]) * factor > MAX_QUANTITY:
+                errors.append(FieldError("quantity", c.INVALID_QUANTITY,
+                                         f"{event['quantity']} {unit} is more than {MAX_QUANTITY:,.0f} {item.base_unit}"))
         sp = (self._open_stock_point(item, here, now)
               if item is not None and here is not None else None)
         if errors or item is None or here is None or factor is None or sp is None:
@@ -524,7 +529,8 @@ class Intake:
         if not (recalled or expired):
             return []
         what = f"lot {lot}" if lot else f"serial {serial}"
-        in_patient = event.get("case_id") is not None or (recalled and event["occurred_at"] < recall_from)
+        # A blank case id (a form field left empty) is no case: the scan is refused.
+        in_patient = not is_blank(event.get("case_id")) or (recalled and event["occurred_at"] < recall_from)
         if in_patient:
             if recalled:
                 flags.append(c.RECALLED_LOT_USED)

@@ -35,7 +35,7 @@ async def register(request: Request, runner: Runner,
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "'kinds' must be a list of alert kinds")
     position = len(await runner.read(lambda: runner.processor.ledger.alert_feed))
     hook = _dispatcher(request).register(url, kinds, principal.name, position, body.get("secret"))
-    return JSON(dict(hook.public(), secret=hook.secret))
+    return JSON(dict(hook.public(), secret=hook.secret), status_code=status.HTTP_201_CREATED)
 
 
 @router.get("", response_class=JSON)

@@ -1,0 +1,205 @@
+"""Least privilege: each role gets exactly its routes (ARCHITECTURE.md, invariant 8).
+
+The table below is the intended one (``api/deps.py``). Every route the service serves must
+have an entry: the live ``/openapi.json`` and the app's own route list are compared with it,
+so a new route without one fails here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from .support import (
+    GTIN_EACH,
+    KEYS,
+    SITE,
+    SKU,
+    Service,
+    iso,
+    now,
+    post_events,
+    receipt,
+    setup_master,
+)
+
+pytestmark = pytest.mark.e2e
+
+PUBLIC = "public"
+SCANNER, BUYER, AUDITOR, ADMIN = "scanner", "buyer", "auditor", "admin"
+ROLES = (SCANNER, BUYER, AUDITOR, ADMIN)
+POSTERS = frozenset({SCANNER, BUYER, ADMIN})
+SCANNERS = frozenset({SCANNER, ADMIN})
+READERS = frozenset({BUYER, AUDITOR, ADMIN})
+AUDITORS = frozenset({AUDITOR, ADMIN})
+ACTORS = frozenset({BUYER, ADMIN})
+ADMINS = frozenset({ADMIN})
+
+# (method, path) -> the roles that may call it, or PUBLIC.
+ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
+    ("POST", "/v1/events"): POSTERS,
+    ("POST", "/v1/scans"): SCANNERS,
+    ("GET", "/v1/stock-points/{sku}/{location}"): READERS,
+    ("GET", "/v1/alerts"): READERS,
+    ("GET", "/v1/alerts/stream"): READERS,
+    ("POST", "/v1/alerts/{alert_id}/acknowledge"): ACTORS,
+    ("POST", "/v1/alerts/{alert_id}/resolve"): ACTORS,
+    ("POST", "/v1/webhooks"): ADMINS,
+    ("GET", "/v1/webhooks"): ADMINS,
+    ("DELETE", "/v1/webhooks/{hook_id}"): ADMINS,
+    ("GET", "/v1/audit/stock-points/{sku}/{location}/events"): AUDITORS,
+    ("GET", "/v1/audit/verify"): AUDITORS,
+    ("GET", "/v1/audit/state-digest"): AUDITORS,
+    ("GET", "/healthz"): PUBLIC,
+}
+# Documentation pages FastAPI serves outside the schema: no key, and they show no data.
+DOCS: dict[tuple[str, str], str] = {
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/redoc"): PUBLIC,
+}
+# What an allowed caller gets, when it is not 200 (the route is open to it; the answer is about
+# the request: an unknown webhook id is 404, a new webhook 201).
+ALLOWED_STATUS = {
+    ("POST", "/v1/webhooks"): 201,
+    ("DELETE", "/v1/webhooks/{hook_id}"): 404,
+}
+
+CALLERS = (*ROLES, "no key", "wrong key", "wrong scheme")
+
+
+def _body(method: str, path: str, n: int) -> dict[str, Any] | None:
+    t = now()
+    if path == "/v1/events":
+        return {"event_id": f"role-use-{n}", "type": "usage", "occurred_at": iso(t), "site": SITE,
+                "location": "W3", "sku": SKU, "lot": "L1", "quantity": 1}
+    if path == "/v1/scans":
+        return {"barcode": "]d2" + "01" + GTIN_EACH + "10L1", "location": "W3", "site": SITE,
+                "event_id": f"role-scan-{n}", "occurred_at": iso(t)}
+    if path.startswith("/v1/alerts/{alert_id}/"):
+        return {"reason": "role table check"}
+    if path == "/v1/webhooks" and method == "POST":
+        return {"url": "http://127.0.0.1:9/role-table-hook", "kinds": ["stockout"]}
+    return None
+
+
+def _headers(caller: str) -> dict[str, str]:
+    if caller in KEYS:
+        return {"Authorization": f"Bearer {KEYS[caller]}"}
+    if caller == "wrong key":
+        return {"Authorization": "Bearer not-a-key-of-this-service"}
+    if caller == "wrong scheme":
+        return {"Authorization": f"Basic {KEYS[ADMIN]}"}
+    return {}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One service for the whole table, with a stock point so reads find something."""
+    data = tmp_path_factory.mktemp("roles") / "data"
+    data.mkdir()
+    svc = Service(data).start()
+    try:
+        clients = {role: svc.client(role) for role in KEYS}
+        t = now()
+        setup_master(clients, t - timedelta(days=1))
+        assert post_events(clients[SCANNER], [receipt("role-r", t - timedelta(minutes=5), 1000, "L1",
+                                                       (t + timedelta(days=300)).date().isoformat())])[0][
+            "status"] == "accepted"
+        # An alert to acknowledge and resolve: a usage of a lot never received here.
+        assert post_events(clients[SCANNER], [{**_body("POST", "/v1/events", -1), "lot": "NEVER"}])[0][
+            "status"] == "accepted"
+        alerts = clients[BUYER].get("/v1/alerts").json()["alerts"]
+        assert alerts, "the fixture needs an alert"
+        svc.alert_id = alerts[0]["id"]  # type: ignore[attr-defined]
+        for c in clients.values():
+            c.close()
+        yield svc
+    finally:
+        svc.stop()
+
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize(("method", "path"), list(ROUTES) + list(DOCS))
+def test_each_role_gets_exactly_its_routes(served: Service, method: str, path: str, caller: str):
+    allowed = {**ROUTES, **DOCS}[(method, path)]
+    url = (path.replace("{sku}", SKU).replace("{location}", "W3")
+           .replace("{alert_id}", served.alert_id).replace("{hook_id}", "no-such-hook"))  # type: ignore[attr-defined]
+    request = httpx.Request(method, served.base + url, headers=_headers(caller),
+                            json=_body(method, path, next(_counter)))
+    with httpx.Client(timeout=30) as client:
+        # Stream, so that the alert stream (Server-Sent Events, never ending) answers its status.
+        r = client.send(request, stream=True)
+        try:
+            if r.headers.get("content-type", "").startswith("text/event-stream"):
+                first = next(r.iter_bytes())
+                assert first.startswith(b":"), first
+            else:
+                r.read()
+        finally:
+            r.close()
+    if allowed == PUBLIC:
+        assert r.status_code == 200, (caller, r.status_code, r.text)
+    elif caller not in ROLES:
+        assert r.status_code == 401, (caller, r.status_code, r.text)
+        assert r.headers.get("www-authenticate", "").lower().startswith("bearer")
+    elif caller not in allowed:
+        assert r.status_code == 403, (caller, r.status_code, r.text)
+        assert caller in r.json()["detail"]
+        assert "role table" not in str(r.json())
+    else:
+        assert r.status_code == ALLOWED_STATUS.get((method, path), 200), (caller, r.status_code, r.text)
+        if path in ("/v1/events", "/v1/scans"):
+            (result,) = r.json()["results"]
+            # The route is open to the role; what it may post is decided per event type.
+            expected = "rejected" if caller == BUYER else "accepted"
+            assert result["status"] == expected, (caller, result)
+            if caller == BUYER:
+                assert result["errors"][0]["code"] == "forbidden_type"
+
+
+def test_every_route_in_the_live_openapi_has_a_role_table_entry(served: Service):
+    spec = httpx.get(f"{served.base}/openapi.json", timeout=30).json()
+    live = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+    assert live == set(ROUTES), f"routes without a table entry: {live - set(ROUTES)}; " \
+                                f"table entries with no route: {set(ROUTES) - live}"
+    # The schema tells clients which routes need a key.
+    for (method, path), allowed in ROUTES.items():
+        op = spec["paths"][path][method.lower()]
+        assert bool(op.get("security")) == (allowed != PUBLIC), (method, path, op.get("security"))
+
+
+def _walk(routes: list[Any]) -> Iterator[tuple[str, set[str]]]:
+    """(path, methods) of every route, through included routers (FastAPI keeps them nested)."""
+    for route in routes:
+        if hasattr(route, "effective_candidates"):  # an included APIRouter
+            yield from _walk(route.effective_candidates())
+        else:
+            path, methods = getattr(route, "path", None), getattr(route, "methods", None)
+            assert path and methods, f"a route of a kind the role table does not know: {route!r}"
+            yield path, set(methods)
+
+
+def test_every_route_of_the_app_has_a_role_table_entry(tmp_path: Path):
+    """Also the routes hidden from the schema (``include_in_schema=False``)."""
+    from infra.settings import Settings
+    from infra.wiring import build_app
+
+    settings = Settings(data_dir=tmp_path, api_keys=SecretStr("k:admin"), case_id_key=SecretStr("x"),
+                        dev=False).prepared()
+    app = build_app(settings)
+    served_routes = {(method, path) for path, methods in _walk(app.routes)
+                     for method in methods if method != "HEAD"}
+    table = set(ROUTES) | set(DOCS)
+    assert served_routes == table, f"untabled: {served_routes - table}; stale: {table - served_routes}"
+    assert {(m, p) for (m, p) in served_routes if p == "/openapi.json"} == {("GET", "/openapi.json")}
