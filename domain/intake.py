@@ -345,6 +345,8 @@ class Intake:
         errs = [e.as_dict() for e in errors]
         fields = {"event": payload, "fingerprint": fp, "errors": errs,
                   "recorded_at": iso_utc(now), "recorded_by": principal.name}
+        if sp is None:
+            sp = self._stock_point_of(payload, now)
         if sp is not None:
             sp.refuse(now, **fields)
             self._touch(sp)
@@ -354,6 +356,22 @@ class Intake:
             self._touch(log)
         eid = payload.get("event_id") if isinstance(payload, dict) else None
         return Outcome(str(eid) if eid is not None else None, c.REJECTED, errs, [])
+
+    def _stock_point_of(self, payload: Any, now: datetime) -> StockPoint | None:
+        """The stock point a refused event names, when its item and location are registered,
+        so that the stock point's audit history shows the refusal."""
+        if not isinstance(payload, dict):
+            return None
+        sku, location = payload.get("sku"), payload.get("location") or payload.get("to_location")
+        if not isinstance(sku, str) and isinstance(payload.get("gtin"), str):
+            found = self.ledger.catalog.resolve_gtin(payload["gtin"])
+            sku = found[0] if found else None
+        if not isinstance(sku, str) or not isinstance(location, str):
+            return None
+        item, loc = self.ledger.catalog.item(sku, now), self.ledger.catalog.location(location, now)
+        if item is None or loc is None:
+            return None
+        return self._open_stock_point(item, loc, now)
 
     def _accepted(self, event: dict[str, Any], flags: list[str]) -> Outcome:
         return Outcome(event["event_id"], c.ACCEPTED, [], flags)
