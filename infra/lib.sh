@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the infra/ scripts (sourced, never run). Bash, with `set -euo pipefail` set by the caller.
 #
 # Settings (environment):

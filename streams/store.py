@@ -12,7 +12,8 @@ from typing import Any
 
 import orjson
 from eventsourcing.application import Application
-from eventsourcing.persistence import Notification, Transcoder
+from eventsourcing.domain import CanMutateAggregate
+from eventsourcing.persistence import Notification, Recording, Transcoder
 
 
 class OrjsonTranscoder(Transcoder):
@@ -42,6 +43,17 @@ class EventStore(Application[str]):
 
     def construct_transcoder(self) -> Transcoder:
         return OrjsonTranscoder()
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[str]]:
+        """``Application.save``; domain events alone (what the processor saves, a batch at a
+        time) go straight to the event store, in one transaction, in the order given.
+
+        That is all the base class does with them in this application (no snapshotting, no
+        aggregate cache, no ``notify`` hook), less its check of each object against a runtime
+        ``Protocol``, which costs about 10 µs an event: more than inserting the event."""
+        if objs and not kwargs and all(isinstance(o, CanMutateAggregate) for o in objs):
+            return self.events.put(objs)
+        return super().save(*objs, **kwargs)
 
     def notifications(self, start: int = 1, batch: int = 10_000) -> Iterator[Notification]:
         """Every stored event in recording order (the notification log), from ``start``."""

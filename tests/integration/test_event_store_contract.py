@@ -1,0 +1,66 @@
+"""The event store contract (``store_contract.EventStoreContract``) on each backend:
+SQLite in a temporary file (the embedded profile) and the real PostgreSQL server that
+``infra/up`` starts (the distributed profile), each test on a database of its own."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from streams.store import postgres_env, sqlite_env
+
+from .store_contract import EventStoreContract
+
+
+class TestSQLiteEventStore(EventStoreContract):
+    def open_backend(self, request: pytest.FixtureRequest) -> dict[str, str]:
+        self.path = request.getfixturevalue("tmp_path") / "events.sqlite"
+        return sqlite_env(str(self.path))
+
+    def update_stored_state(self, stream: str, version: int, state: bytes) -> int:
+        table = self._stores[0].recorder.events_table_name  # type: ignore[attr-defined]
+        with sqlite3.connect(self.path) as db:
+            cur = db.execute(f'UPDATE "{table}" SET state = ? '
+                             "WHERE originator_id = ? AND originator_version = ?",
+                             (state, stream, version))
+            return cur.rowcount
+
+
+class TestPostgresEventStore(EventStoreContract):
+    def open_backend(self, request: pytest.FixtureRequest) -> dict[str, str]:
+        self.dsn = request.getfixturevalue("pg_database")  # a new database, dropped afterwards
+        env = postgres_env(self.dsn)
+        assert env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
+        return env
+
+    def update_stored_state(self, stream: str, version: int, state: bytes) -> int:
+        recorder = self._stores[0].recorder
+        table = sql.Identifier(recorder.datastore.schema,  # type: ignore[attr-defined]
+                               recorder.events_table_name)  # type: ignore[attr-defined]
+        with psycopg.connect(self.dsn, autocommit=True) as db:
+            cur = db.execute(sql.SQL("UPDATE {} SET state = %s "
+                                     "WHERE originator_id = %s AND originator_version = %s").format(table),
+                             (state, stream, version))
+            return cur.rowcount
+
+    def test_the_store_is_really_postgres(self) -> None:
+        store = self.open_store()
+        assert type(store.recorder).__module__ == "eventsourcing.postgres"
+        with psycopg.connect(self.dsn) as db:
+            tables = {r[0] for r in db.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
+        assert store.recorder.events_table_name in tables  # type: ignore[attr-defined]
+
+
+def test_postgres_env_takes_a_dsn_or_parameters() -> None:
+    from_dsn = postgres_env("postgresql://replenish:p%40ss%2Fw@127.0.0.1:5433/replenish")
+    from_params = postgres_env({"dbname": "replenish", "host": "127.0.0.1", "port": 5433,
+                                "user": "replenish", "password": "p@ss/w"})
+    assert from_dsn == from_params
+    assert from_dsn["POSTGRES_PASSWORD"] == "p@ss/w" and from_dsn["POSTGRES_PORT"] == "5433"
+    assert from_dsn["ORIGINATOR_ID_TYPE"] == "text" and from_dsn["CREATE_TABLE"] == "y"
+    with pytest.raises(ValueError, match="password"):
+        postgres_env("postgresql://replenish@127.0.0.1/replenish")
