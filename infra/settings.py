@@ -29,6 +29,19 @@ class Settings(BaseSettings):
     max_batch: int = 10_000
     host: str = "127.0.0.1"
     port: int = 8000
+    # Projections: chdb:///dir (embedded, default under the data directory) or http(s)://...
+    clickhouse_dsn: str | None = None
+    clickhouse_database: str = "replenish"
+    # ClickHouse's HTTP interface for BI tools over the embedded engine (read-only).
+    clickhouse_http_host: str = "127.0.0.1"
+    clickhouse_http_port: int = 8123
+    bi_user: str = ""
+    bi_password: SecretStr = SecretStr("")
+
+    def projections_dsn(self) -> str:
+        """REPLENISH_CLICKHOUSE_DSN, else the embedded engine in ``<data_dir>/clickhouse``."""
+        from projections.client import default_dsn
+        return self.clickhouse_dsn or default_dsn(self.data_dir)
 
     def principals(self) -> dict[str, Principal]:
         """API keys -> principals, from ``key:role`` or ``key:role:principal`` entries."""

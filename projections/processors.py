@@ -1,0 +1,431 @@
+"""Pure processors: one stored event in, the rows it adds to each ClickHouse table out.
+
+No I/O and no state: the rows depend only on the stored event (its notification id, stream,
+kind and fields), so the same event always gives the same rows, a replay gives the rows the
+live follower wrote, and re-inserting them is harmless (tables are keyed by notification id).
+Every stored event gives one ``events_raw`` row; handlers registered with ``@on`` add the
+rows of the tables that need its kind. A new kind of event needs one handler, or none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+
+Row = dict[str, Any]
+Rows = dict[str, list[Row]]
+
+# Column order of each table the processors fill (the DDL in migrations/ has the same).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "events_raw": (
+        "notification_id", "stream_id", "stream_version", "kind", "type", "event_id",
+        "occurred_at", "recorded_at", "site", "location", "sku", "lot", "side", "quantity",
+        "unit", "supplier", "po_id", "case_id", "unit_price", "expiry", "refused",
+        "error_codes", "flags", "recorded_by", "payload"),
+    "stock_moves": (
+        "notification_id", "effect_index", "event_id", "type", "side", "site", "location", "sku",
+        "lot", "occurred_at", "delta"),
+    "items": (
+        "sku", "effective_from", "notification_id", "base_unit", "units", "pack_size",
+        "criticality", "lead_time_days", "supplier", "unit_cost", "currency", "description"),
+    "locations": (
+        "location", "effective_from", "notification_id", "site", "name", "kind", "timezone",
+        "restocked_from"),
+    "lot_expiries": ("sku", "lot", "notification_id", "expiry", "source"),
+    "decisions": (
+        "notification_id", "decision_type", "site", "location", "sku", "decided_at",
+        "cause_event_id", "demand_mean", "demand_spread", "lead_time_days", "lead_time_spread",
+        "service_level", "safety_stock", "reorder_point", "order_up_to", "quantity", "old_value",
+        "new_value", "formula", "decision"),
+    "alerts": (
+        "alert_id", "notification_id", "change", "kind", "severity", "site", "location", "sku",
+        "lot", "at", "status", "event_id", "message"),
+    "po_lines": (
+        "po_id", "line_index", "notification_id", "supplier", "site", "location", "sku",
+        "quantity", "unit", "unit_price", "issued_at", "expected_at"),
+}
+
+_ENVELOPE = ("originator_id", "originator_version")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One entry of the event store's notification log, decoded: ``body`` holds the stored
+    event's fields (``timestamp``, ``event``/``alert``/``decision``/``key``, ...).
+
+    ``kind`` is ``Aggregate.Event`` from a topic such as ``domain.aggregates:StockPoint.Recorded``;
+    ``fact`` is the record the event carries: the wire event, the alert, the decision or the key.
+    """
+
+    notification_id: int
+    stream_id: str
+    stream_version: int
+    topic: str
+    body: Mapping[str, Any]
+    kind: str = field(init=False)
+    fact: Mapping[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", self.topic.rpartition(":")[2])
+        object.__setattr__(self, "fact", _fact_of(self.body))
+
+
+def _fact_of(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    for name in ("event", "alert", "decision", "key"):
+        value = body.get(name)
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+def stored_event(notification: Any, decoded: Any) -> StoredEvent:
+    """A ``StoredEvent`` from a notification (``id``, ``originator_id``, ``originator_version``,
+    ``topic``) and its decoded form: a domain event object or a plain dict of its fields."""
+    body = decoded if isinstance(decoded, Mapping) else vars(decoded)
+    if any(k in body for k in _ENVELOPE):
+        body = {k: v for k, v in body.items() if k not in _ENVELOPE}
+    return StoredEvent(int(notification.id), str(notification.originator_id),
+                       int(notification.originator_version), str(notification.topic), body)
+
+
+# -- value coercion: stored refusals keep what was sent, so nothing is assumed well-formed ----
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _instant(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        t = value
+    elif isinstance(value, str):
+        try:
+            t = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    if t.tzinfo is None:
+        return None
+    return t.astimezone(UTC)
+
+
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str) or len(value) != 10:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _recorded_at(event: StoredEvent) -> datetime:
+    return _instant(event.body.get("timestamp")) or _EPOCH
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{ch.lower()}" if ch.isupper() else ch for ch in name).lstrip("_")
+
+
+def _sp_from_stream(stream_id: str) -> tuple[str, str]:
+    """(sku, location) of a stock point stream id ``sp:<sku>@<location>``."""
+    if stream_id.startswith("sp:") and "@" in stream_id:
+        sku, _, location = stream_id[3:].rpartition("@")
+        return sku, location
+    return "", ""
+
+
+def _payload(body: Mapping[str, Any]) -> str:
+    return orjson.dumps(body, default=str,
+                        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+
+
+def price_per_base_unit(record: Mapping[str, Any]) -> float | None:
+    """``unit_price`` is per the unit the quantity was sent in; the stored quantity is in base
+    units (``sent_quantity`` keeps what was sent), so the price per base unit is
+    unit_price × sent_quantity / quantity."""
+    price = _number(record.get("unit_price"))
+    if price is None:
+        return None
+    sent, base = _number(record.get("sent_quantity")), _number(record.get("quantity"))
+    if sent is not None and base:
+        return price * sent / base
+    return price
+
+
+# -- the one row every event gives --------------------------------------------------------
+def raw_row(event: StoredEvent) -> Row:
+    body, fact = event.body, event.fact
+    kind = event.kind
+    etype = fact.get("type") if isinstance(fact.get("type"), str) else ""
+    if not etype:
+        etype = _snake(kind.rpartition(".")[2])
+    occurred = (_instant(fact.get("occurred_at")) or _instant(fact.get("raised_at"))
+                or _instant(fact.get("decided_at")) or _recorded_at(event))
+    errors = body.get("errors")
+    error_codes = [_text(e.get("code")) for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    flags = body.get("flags")
+    sku, location = _text(fact.get("sku")), _text(fact.get("location"))
+    if not (sku and location):
+        sp_sku, sp_location = _sp_from_stream(event.stream_id)
+        sku, location = sku or sp_sku, location or sp_location
+    return {
+        "notification_id": event.notification_id,
+        "stream_id": event.stream_id,
+        "stream_version": event.stream_version,
+        "kind": kind,
+        "type": etype,
+        "event_id": _text(fact.get("event_id")) or _text(body.get("event_id")),
+        "occurred_at": occurred,
+        "recorded_at": _recorded_at(event),
+        "site": _text(fact.get("site")),
+        "location": location,
+        "sku": sku,
+        "lot": _text(fact.get("lot")),
+        "side": _text(fact.get("side")),
+        "quantity": _number(fact.get("quantity")),
+        "unit": _text(fact.get("unit")),
+        "supplier": _text(fact.get("supplier")),
+        "po_id": _text(fact.get("po_id")),
+        "case_id": _text(fact.get("case_id")),
+        "unit_price": price_per_base_unit(fact),
+        "expiry": _date(fact.get("expiry")),
+        "refused": 1 if kind.endswith(".Refused") else 0,
+        "error_codes": error_codes,
+        "flags": [_text(f) for f in flags] if isinstance(flags, list) else [],
+        "recorded_by": _text(body.get("recorded_by")) or _text(body.get("by")),
+        "payload": _payload(body),
+    }
+
+
+# -- handlers by kind -----------------------------------------------------------------------
+Handler = Callable[[StoredEvent], Iterator[tuple[str, Row]]]
+Matcher = Callable[[StoredEvent], bool]
+_BY_KIND: dict[str, list[Handler]] = {}
+_BY_MATCH: list[tuple[Matcher, Handler]] = []
+
+
+def on(kind: str | None = None, *, match: Matcher | None = None) -> Callable[[Handler], Handler]:
+    """Register a handler for stored events of ``kind`` (``StockPoint.Recorded``) or, for
+    kinds not known by name, for those that ``match``."""
+    if (kind is None) == (match is None):
+        raise ValueError("give a kind or a matcher")
+
+    def register(handler: Handler) -> Handler:
+        if kind is not None:
+            _BY_KIND.setdefault(kind, []).append(handler)
+        else:
+            assert match is not None
+            _BY_MATCH.append((match, handler))
+        return handler
+    return register
+
+
+@on("StockPoint.Recorded")
+def _stock_moves(event: StoredEvent) -> Iterator[tuple[str, Row]]:
+    fact, effects = event.fact, event.body.get("effects") or []
+    occurred = _instant(fact.get("occurred_at")) or _recorded_at(event)
+    sku, location = _sp_from_stream(event.stream_id)
+    for i, (lot, delta) in enumerate(effects):
+        yield "stock_moves", {
+            "notification_id": event.notification_id, "effect_index": i,
+            "event_id": _text(fact.get("event_id")), "type": _text(fact.get("type")),
+            "side": _text(fact.get("side")), "site": _text(fact.get("site")),
+            "location": _text(fact.get("location")) or location, "sku": _text(fact.get("sku")) or sku,
+            "lot": _text(lot), "occurred_at": occurred, "delta": float(delta),
+        }
+
+
+@on("StockPoint.AlertRaised")
+def _alert_raised(event: StoredEvent) -> Iterator[tuple[str, Row]]:
+    a = event.fact
+    yield "alerts", {
+        "alert_id": _text(a.get("id")), "notification_id": event.notification_id,
+        "change": "raised", "kind": _text(a.get("kind")), "severity": _text(a.get("severity")),
+        "site": _text(a.get("site")), "location": _text(a.get("location")),
+        "sku": _text(a.get("sku")), "lot": _text(a.get("lot")),
+        "at": _instant(a.get("raised_at")) or _recorded_at(event),
+        "status": _text(a.get("status")) or "open", "event_id": _text(a.get("event_id")),
+        "message": _text(a.get("message")),
+    }
+
+
+@on("StockPoint.AlertChanged")
+def _alert_changed(event: StoredEvent) -> Iterator[tuple[str, Row]]:
+    body = event.body
+    sku, location = _sp_from_stream(event.stream_id)
+    yield "alerts", {
+        "alert_id": _text(body.get("alert_id")), "notification_id": event.notification_id,
+        "change": _text(body.get("status")) or "changed", "kind": "", "severity": "", "site": "",
+        "location": location, "sku": sku, "lot": "", "at": _recorded_at(event),
+        "status": _text(body.get("status")), "event_id": "", "message": _text(body.get("reason")),
+    }
+
+
+# Where a decision keeps each number, first match wins: the decision itself, its policy, the
+# policy's inputs (``streams.planning``), or a flat ``inputs``.
+_DECISION_NUMBERS = {
+    "demand_mean": ("demand_mean_per_day", "demand_mean", "mean_daily_demand"),
+    "demand_spread": ("demand_sd_per_day", "demand_spread", "demand_sd"),
+    "lead_time_days": ("lead_time_days", "lead_time_mean"),
+    "lead_time_spread": ("lead_time_sd_days", "lead_time_spread", "lead_time_sd"),
+    "service_level": ("service_level",),
+    "safety_stock": ("safety_stock",),
+    "reorder_point": ("reorder_point",),
+    "order_up_to": ("order_up_to",),
+}
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _decision_places(d: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    policy = _mapping(d.get("policy"))
+    places = [d, policy]
+    for holder in (policy, d):
+        if isinstance(holder.get("inputs"), dict):
+            places.append(holder["inputs"])
+    return places
+
+
+def _find(places: list[Mapping[str, Any]], names: tuple[str, ...]) -> Any:
+    for place in places:
+        for name in names:
+            if place.get(name) is not None:
+                return place[name]
+    return None
+
+
+@on(match=lambda e: "Decided" in e.kind)
+def _decision(event: StoredEvent) -> Iterator[tuple[str, Row]]:
+    d = event.fact
+    places = _decision_places(d)
+    sku, location = _sp_from_stream(event.stream_id)
+    row: Row = {
+        "notification_id": event.notification_id,
+        "decision_type": _text(d.get("type")),
+        "site": _text(d.get("site")),
+        "location": _text(d.get("location")) or location,
+        "sku": _text(d.get("sku")) or sku,
+        "decided_at": (_instant(d.get("as_of")) or _instant(d.get("decided_at"))
+                       or _recorded_at(event)),
+        "cause_event_id": _text(d.get("cause_event_id")),
+        "quantity": _number(d.get("quantity")),
+        "old_value": _number(d.get("old")),
+        "new_value": _number(d.get("new")),
+        "formula": _text(_find(places, ("formula",))),
+        "decision": _payload(d),
+    }
+    for column, names in _DECISION_NUMBERS.items():
+        row[column] = _number(_find(places, names))
+    yield "decisions", row
+
+
+@on("MasterRecord.Registered")
+def _master(event: StoredEvent) -> Iterator[tuple[str, Row]]:
+    e = event.fact
+    at = _instant(e.get("occurred_at")) or _recorded_at(event)
+    if e.get("type") == "item_registered":
+        units = _mapping(e.get("units"))
+        yield "items", {
+            "sku": _text(e.get("sku")), "effective_from": at,
+            "notification_id": event.notification_id, "base_unit": _text(e.get("base_unit")),
+            "units": {str(k): float(v) for k, v in units.items() if _number(v) is not None},
+            "pack_size": _number(e.get("pack_size")) or 1.0,
+            "criticality": _text(e.get("criticality")) or "normal",
+            "lead_time_days": _number(e.get("lead_time_days")),
+            "supplier": _text(e.get("supplier")), "unit_cost": _number(e.get("unit_cost")),
+            "currency": _text(e.get("currency")), "description": _text(e.get("description")),
+        }
+    elif e.get("type") == "location_registered":
+        yield "locations", {
+            "location": _text(e.get("location")), "effective_from": at,
+            "notification_id": event.notification_id, "site": _text(e.get("site")),
+            "name": _text(e.get("name")) or _text(e.get("location")),
+            "kind": _text(e.get("kind")) or "ward", "timezone": _text(e.get("timezone")) or "UTC",
+            "restocked_from": _text(e.get("restocked_from")),
+        }
+
+
+def _lot_of(event: StoredEvent, record: Mapping[str, Any]) -> tuple[str, str]:
+    sku, lot = _text(record.get("sku")), _text(record.get("lot"))
+    if not (sku and lot) and event.stream_id.startswith("lot:"):
+        sku, _, lot = event.stream_id[4:].partition("/")
+    return sku, lot
+
+
+@on("Lot.Opened")
+@on("Lot.ExpiryLearned")
+@on("Lot.Changed")
+def _lot_expiry(event: StoredEvent) -> Iterator[tuple[str, Row]]:
+    body, fact = event.body, event.fact
+    kind = event.kind
+    if kind == "Lot.Opened":
+        expiry, source = _date(fact.get("expiry")), "opened"
+    elif kind == "Lot.ExpiryLearned":
+        expiry, source = _date(body.get("expiry")), "learned"
+    elif fact.get("change") == "expiry_corrected":
+        expiry, source = _date(fact.get("new_expiry")), "corrected"
+    else:
+        return
+    if expiry is None:
+        return
+    sku, lot = _lot_of(event, fact)
+    yield "lot_expiries", {"sku": sku, "lot": lot, "notification_id": event.notification_id,
+                           "expiry": expiry, "source": source}
+
+
+@on(match=lambda e: e.fact.get("type") == "po_issued" and not e.kind.endswith("Refused"))
+def _po_lines(event: StoredEvent) -> Iterator[tuple[str, Row]]:
+    e = event.fact
+    issued = _instant(e.get("occurred_at")) or _recorded_at(event)
+    lines: list[Any] = e["lines"] if isinstance(e.get("lines"), list) else []
+    for i, line in enumerate(lines):
+        if not isinstance(line, dict):
+            continue
+        yield "po_lines", {
+            "po_id": _text(e.get("po_id")), "line_index": i,
+            "notification_id": event.notification_id, "supplier": _text(e.get("supplier")),
+            "site": _text(e.get("site")), "location": _text(line.get("location")) or _text(e.get("location")),
+            "sku": _text(line.get("sku")), "quantity": _number(line.get("quantity")) or 0.0,
+            "unit": _text(line.get("unit")), "unit_price": price_per_base_unit(line),
+            "issued_at": issued, "expected_at": _instant(line.get("expected_at")) or _instant(e.get("expected_at")),
+        }
+
+
+# -- entry points -----------------------------------------------------------------------------
+def process(event: StoredEvent) -> Rows:
+    """The rows one stored event adds, by table."""
+    rows: Rows = {"events_raw": [raw_row(event)]}
+    handlers = _BY_KIND.get(event.kind, [])
+    handlers = handlers + [h for matches, h in _BY_MATCH if matches(event)] if _BY_MATCH else handlers
+    for handler in handlers:
+        for table, row in handler(event):
+            rows.setdefault(table, []).append(row)
+    return rows
+
+
+def process_batch(events: Iterable[StoredEvent]) -> Rows:
+    """The rows of several stored events, by table, in notification order."""
+    out: Rows = {}
+    for event in events:
+        for table, rows in process(event).items():
+            out.setdefault(table, []).extend(rows)
+    return out
