@@ -91,6 +91,7 @@ class StockPoint(ChainedAggregate):
         self.location: str = key["location"]
         self.site: str = key["site"]
         self.lots: dict[str, float] = {}
+        self._negative_lots: set[str] = set()  # the lots of ``lots`` below zero
         self.last_count_at: dict[str, str] = {}
         self.lot_latest: dict[str, str] = {}
         self.latest_occurred_at: str | None = None
@@ -119,8 +120,13 @@ class StockPoint(ChainedAggregate):
         recorded_by: str
 
         def apply(self, sp: Any) -> None:
+            lots, negative = sp.lots, sp._negative_lots
             for lot, delta in self.effects:
-                sp.lots[lot] = sp.lots.get(lot, 0.0) + delta
+                balance = lots[lot] = lots.get(lot, 0.0) + delta
+                if balance < 0:
+                    negative.add(lot)
+                else:
+                    negative.discard(lot)
             event = self.event
             occurred_at = event["occurred_at"]
             if event["type"] == "stock_count":
@@ -135,7 +141,7 @@ class StockPoint(ChainedAggregate):
             if event["type"] == "stock_count":
                 # A count reconciles the books: bookkeeping flags raised before it are settled.
                 sp.flags.difference_update(BOOKKEEPING)
-            if any(q < 0 for q in sp.lots.values()):
+            if negative:  # some lot is below zero (kept up to date above, not re-scanned)
                 sp.flags.add("negative_stock")
             else:
                 sp.flags.discard("negative_stock")
@@ -217,8 +223,23 @@ class StockPoint(ChainedAggregate):
             if self.status == "resolved":
                 sp.open_alerts.discard(self.alert_id)
 
+    @dataclass(frozen=True)
+    class UseFlagged(ChainedAggregate.Event):
+        """A use recorded before its lot's recall was known here, of a lot recalled from an
+        earlier instant, flagged afterwards (as a case's use of a recalled lot is at intake)."""
+
+        event_id: str
+        flags: list[str]
+        reason: str
+
+        def apply(self, sp: Any) -> None:
+            sp.flags.update(self.flags)
+
     def record(self, at: datetime, **fields: Any) -> None:
         self.append(self.Recorded, at, **fields)
+
+    def flag_use(self, at: datetime, event_id: str, flags: list[str], reason: str) -> None:
+        self.append(self.UseFlagged, at, event_id=event_id, flags=flags, reason=reason)
 
     def set_override(self, at: datetime, **fields: Any) -> None:
         self.append(self.OverrideSet, at, **fields)

@@ -75,6 +75,7 @@ EVENT_TYPES: dict[str, EventSpec] = {
 }
 
 LOT_CHANGES = ("expiry_corrected", "relabelled", "hold", "release")
+STRUCTURED_FIELDS = frozenset({"lines"})  # required fields that are not text
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,22 @@ class FieldError:
         return {"field": self.field, "code": self.code, "message": self.message}
 
 
+def _utc_text(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_last_iso_utc: tuple[datetime | None, str] = (None, "")
+
+
 def iso_utc(t: datetime) -> str:
     """Fixed-width UTC form, so that instants compare as strings."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    global _last_iso_utc
+    last = _last_iso_utc
+    if last[0] is t:  # the batch's ``now``, formatted for each event and decision it records
+        return last[1]
+    text = _utc_text(t)
+    _last_iso_utc = (t, text)
+    return text
 
 
 def parse_instant(value: Any) -> datetime | None:
@@ -198,10 +212,14 @@ def check_envelope(
     if event_id is not None:
         event["event_id"] = event_id
     if occurred is not None:
-        event["occurred_at"] = iso_utc(occurred)
+        event["occurred_at"] = _utc_text(occurred)  # (not iso_utc: each event's own instant)
 
     for name in spec.required:
-        _text(event, name, errors, required=True)
+        if name in STRUCTURED_FIELDS:  # not text: present here, its shape checked below
+            if event.get(name) is None:
+                errors.append(FieldError(name, c.MISSING_FIELD, f"'{name}' is required"))
+        else:
+            _text(event, name, errors, required=True)
     for name in ("site", "location", "lot", "serial", "supplier", "po_id", "unit"):
         if name not in spec.required and event.get(name) is not None:
             value = _text(event, name, errors, required=False)

@@ -208,6 +208,11 @@ class Ledger:
                 self.recalled_serials.get((recall.sku, serial), set()).discard(recall.reference)
         elif isinstance(event, Lot.Changed):
             self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
+        elif isinstance(event, StockPoint.UseFlagged):
+            prior = self.seen.get(event.event_id)
+            if prior is not None:  # a re-send of the use now answers with its flags
+                self.seen[event.event_id] = Prior(prior.fingerprint, prior.status, prior.errors,
+                                                  sorted(set(prior.flags) | set(event.flags)))
 
     def _feed(self, change: str, alert: dict[str, Any], reason: str | None = None) -> None:
         """The alert feed: every raise, acknowledgement and resolution, numbered in log order
@@ -625,6 +630,17 @@ class Intake:
                 facts = [*self.history(sp), (occurred_at, moves)]
                 effects[lot] = fold_balances(facts).get(lot, 0.0) - sp.lots.get(lot, 0.0)
         return [[lot, d] for lot, d in effects.items()]
+
+    def flag_recalled_use(self, sp: StockPoint, usage: dict[str, Any], reference: str,
+                          now: datetime) -> None:
+        """A stored use of a lot whose recall, from an earlier instant, became known only after
+        the use was recorded: flag it and alert (the unit may be in a patient)."""
+        what = f"lot {usage.get('lot')}" if usage.get("lot") else f"serial {usage.get('serial')}"
+        sp.flag_use(now, usage["event_id"], [c.RECALLED_LOT_USED], f"recall {reference}")
+        self._touch(sp)
+        self._alert(sp, c.ALERT_RECALLED_LOT_USED, usage, now,
+                    f"recalled {what} of {sp.sku} was used (recall {reference} became known "
+                    f"after the use was recorded)", usage.get("lot") or None)
 
     # -- lots and recalls -------------------------------------------------------------
     def _lot_changed(self, event: dict[str, Any], fp: str, principal: Principal,

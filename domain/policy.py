@@ -4,14 +4,21 @@ Units: quantities in the item's base unit, time in days, rates per day.
 
 - Lead-time demand (LTD) with uncertain lead time: mean = d·L, variance = L·σ_d² + d²·σ_L²
   (Silver, Pyke & Peterson, *Inventory and Production Management in Supply Chains*, 4th ed.,
-  2017, §6.10, eq. 6.20-6.21).
+  2017, §6.10, eq. 6.20-6.21), plus L²·Var(d̂) because d is itself an estimate (the variance
+  of the lead-time forecast error; Prak, Teunter & Syntetos, EJOR 2017, "On the calculation
+  of safety stocks when demand is forecasted").
+- Undershoot: when use comes in transactions of X units, the inventory position is already
+  U ≥ 0 below the reorder point when an order is triggered, with P(U = u) = P(X > u)/E[X]
+  (the equilibrium distribution of the step of a random walk with integer steps, renewal
+  theory; see Baganha, Pyke & Ferrer, IJPE 1996, on the undershoot of the reorder point). The
+  reorder point covers LTD + U; for one unit per use U = 0.
 - Reorder point (continuous review, cycle service level α): the smallest s with
   P(LTD ≤ s) ≥ α, from the LTD distribution itself: Poisson when variance ≤ mean, negative
   binomial matched to mean and variance otherwise (Silver, Pyke & Peterson §6.9 and §7.4 on
   slow movers; Syntetos & Boylan, IJPE 2006, for NB lead-time demand of intermittent items),
   and the normal approximation s = μ + z_α·σ only for large means (μ > 500), where it is
   accurate and cannot go negative. The reorder point is never below the mean LTD.
-- Safety stock = reorder point − mean LTD (≥ 0 by construction).
+- Safety stock = reorder point − mean LTD (≥ 0 by construction; it includes the undershoot).
 - Order quantity: up to the order-up-to level S = s + cycle stock, rounded up to the pack
   size and the minimum order, capped so that no more is bought than the stock point will
   use before the stock expires (rounded down to whole packs).
@@ -22,9 +29,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any, NamedTuple
 
 DEFAULT_SERVICE_LEVELS = {"critical": 0.995, "high": 0.98, "normal": 0.95}
-FORMULA = "ltd_quantile_v1"
+FORMULA = "ltd_quantile_v2"
 NORMAL_ABOVE_MEAN = 500.0
 
 
@@ -34,8 +42,10 @@ def service_level(criticality: str, levels: dict[str, float] | None = None) -> f
     return table.get(criticality, table.get("normal", 0.95))
 
 
-@dataclass(frozen=True)
-class LeadTimeDemand:
+class LeadTimeDemand(NamedTuple):
+    """A quantity by its mean and variance (a named tuple: made on every evaluation, and a
+    cache key)."""
+
     mean: float
     variance: float
 
@@ -43,16 +53,45 @@ class LeadTimeDemand:
     def spread(self) -> float:
         return math.sqrt(max(self.variance, 0.0))
 
+    def __add__(self, other: tuple[Any, ...]) -> LeadTimeDemand:  # type: ignore[override]
+        """The sum of two independent quantities (means and variances add)."""
+        assert isinstance(other, LeadTimeDemand)
+        return LeadTimeDemand(self.mean + other.mean, self.variance + other.variance)
+
 
 def lead_time_demand(demand_mean: float, demand_var: float, lead_time_mean: float,
-                     lead_time_var: float, known: float = 0.0, known_var: float = 0.0) -> LeadTimeDemand:
+                     lead_time_var: float, known: float = 0.0, known_var: float = 0.0,
+                     mean_error_var: float = 0.0) -> LeadTimeDemand:
     """LTD from daily demand (mean, variance), lead time (mean, variance in days²) and known
     future demand within the lead time (e.g. scheduled surgeries), added to the mean and its
-    variance. Silver, Pyke & Peterson eq. 6.20-6.21."""
+    variance. Silver, Pyke & Peterson eq. 6.20-6.21; ``mean_error_var`` (the variance of the
+    estimated daily mean) adds L²·Var(d̂), Prak, Teunter & Syntetos (EJOR 2017).
+
+    >>> lead_time_demand(10.0, 16.0, 4.0, 1.0)   # d=10/day, σ_d=4, L=4 days, σ_L=1 day
+    LeadTimeDemand(mean=40.0, variance=164.0)
+    """
     d, L = max(demand_mean, 0.0), max(lead_time_mean, 0.0)
     mean = d * L + max(known, 0.0)
-    var = L * max(demand_var, 0.0) + d * d * max(lead_time_var, 0.0) + max(known_var, 0.0)
+    var = (L * max(demand_var, 0.0) + d * d * max(lead_time_var, 0.0) + max(known_var, 0.0)
+           + L * L * max(mean_error_var, 0.0))
     return LeadTimeDemand(mean, var)
+
+
+def undershoot(size_mean: float, size_m2: float, size_m3: float) -> LeadTimeDemand:
+    """Mean and variance of how far below the reorder point the inventory position is when
+    an order is triggered, from the first three moments of the size X of one use:
+    E[U] = (E[X²] − E[X]) / (2E[X]), E[U²] = (2E[X³] − 3E[X²] + E[X]) / (6E[X]).
+
+    >>> undershoot(1.0, 1.0, 1.0)                 # one unit at a time: none
+    LeadTimeDemand(mean=0.0, variance=0.0)
+    >>> undershoot(2.0, 4.0, 8.0)                 # always two: 0 or 1, evenly
+    LeadTimeDemand(mean=0.5, variance=0.25)
+    """
+    if size_mean <= 0.0:
+        return LeadTimeDemand(0.0, 0.0)
+    mean = max((size_m2 - size_mean) / (2.0 * size_mean), 0.0)
+    m2 = max((2.0 * size_m3 - 3.0 * size_m2 + size_mean) / (6.0 * size_mean), 0.0)
+    return LeadTimeDemand(mean, max(m2 - mean * mean, 0.0))
 
 
 def ltd_quantile(ltd: LeadTimeDemand, alpha: float) -> float:
@@ -77,7 +116,7 @@ def ltd_quantile(ltd: LeadTimeDemand, alpha: float) -> float:
             cdf += pmf
         return float(k)
     r = mean * mean / (var - mean)  # negative binomial with the same mean and variance
-    q = r / (r + mean)
+    q = mean / var  # = r / (r + mean), without the underflow of mean² for tiny means
     pmf = math.exp(r * math.log(q))
     cdf, k = pmf, 0
     while cdf < alpha and k < 1_000_000:
@@ -105,7 +144,7 @@ def ltd_cdf(ltd: LeadTimeDemand, s: float) -> float:
             cdf += pmf
         return min(cdf, 1.0)
     r = mean * mean / (var - mean)
-    q = r / (r + mean)
+    q = mean / var  # = r / (r + mean), without the underflow of mean² for tiny means
     pmf = math.exp(r * math.log(q))
     cdf = pmf
     for k in range(int(s)):
@@ -120,13 +159,19 @@ class ReorderPolicy:
     reorder_point: float
     service_level: float
     ltd: LeadTimeDemand
+    covered: LeadTimeDemand  # what the reorder point covers: LTD + undershoot
     formula: str = FORMULA
 
 
-def reorder_policy(ltd: LeadTimeDemand, alpha: float) -> ReorderPolicy:
-    """Reorder point and safety stock at cycle service level ``alpha``."""
-    rop = max(ltd_quantile(ltd, alpha), ltd.mean)
-    return ReorderPolicy(safety_stock=rop - ltd.mean, reorder_point=rop, service_level=alpha, ltd=ltd)
+def reorder_policy(ltd: LeadTimeDemand, alpha: float,
+                   undershoot: LeadTimeDemand | None = None) -> ReorderPolicy:
+    """Reorder point and safety stock at cycle service level ``alpha``: the ``alpha``
+    quantile of LTD + undershoot. ``ltd_cdf(policy.covered, policy.reorder_point)`` is the
+    service level it implies (at or just above ``alpha`` for discrete demand)."""
+    covered = ltd + undershoot if undershoot is not None else ltd
+    rop = max(ltd_quantile(covered, alpha), covered.mean)
+    return ReorderPolicy(safety_stock=rop - ltd.mean, reorder_point=rop, service_level=alpha,
+                         ltd=ltd, covered=covered)
 
 
 def order_quantity(inventory_position: float, order_up_to: float, pack_size: float = 1.0,

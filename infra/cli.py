@@ -38,13 +38,18 @@ def _print_keys(settings: Settings) -> None:
     console.print(table)
 
 
+# A stop waits this long for requests in flight, then ends open alert streams (Server-Sent
+# Events never finish on their own; their clients reconnect with Last-Event-ID).
+GRACEFUL_SHUTDOWN_SECONDS = 3.0
+
+
 class BackgroundServer:
     """uvicorn in a thread, for ``demo``: one worker, as the embedded store requires."""
 
     def __init__(self, settings: Settings, host: str, port: int) -> None:
         from infra.wiring import build_app
         config = uvicorn.Config(build_app(settings), host=host, port=port, workers=1,
-                                log_level="warning")
+                                log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -76,7 +81,35 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on")] = "127
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     console.print(f"serving on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
-    uvicorn.run(application, host=host, port=port, workers=1, log_level="info")
+    uvicorn.run(application, host=host, port=port, workers=1, log_level="info",
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
+
+
+@app.command()
+def worker(relay: Annotated[bool, typer.Option(
+               help="Also run the relay of decisions and alerts to Kafka (one worker at a time publishes)")] = True,
+           loglevel: Annotated[str, typer.Option(help="Log level")] = "INFO") -> None:
+    """Run a Kafka worker of the distributed profile (REPLENISH_PROFILE=distributed): it stores
+    the events of the partitions it is given, with their offsets; start as many as needed."""
+    from infra.wiring_distributed import run_worker
+    try:
+        run_worker(Settings(), relay=relay, loglevel=loglevel)
+    except SettingsError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def topics() -> None:
+    """Create the distributed profile's Kafka topics (idempotent) and list them."""
+    from infra.wiring_distributed import make_topics
+    try:
+        counts = make_topics(Settings())
+    except SettingsError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    for name, partitions in counts.items():
+        console.print(f"{name}: {partitions} partition{'s' if partitions != 1 else ''}")
 
 
 @app.command()

@@ -37,6 +37,22 @@ class Settings(BaseSettings):
     clickhouse_http_port: int = 8123
     bi_user: str = ""
     bi_password: SecretStr = SecretStr("")
+    # Distributed profile (infra/up prints the first two): Kafka brokers, comma-separated, and
+    # the PostgreSQL event store.
+    kafka_bootstrap: str = ""
+    postgres_dsn: SecretStr = SecretStr("")
+    # How long POST /v1/events waits for an event's outcome before answering "queued".
+    outcome_wait_seconds: float = 2.0
+    # Gateways that produce straight to Kafka, naming their principal in a message header:
+    # "principal:role" entries, comma-separated (API keys' principals are known too).
+    gateways: str = ""
+    kafka_topic_prefix: str = ""  # for deployments (or test runs) sharing one cluster
+    kafka_partitions: int = 6  # of replenish.events.v1 (and decisions, alerts, outcomes) when created
+    kafka_replication: int = 1
+    kafka_session_timeout_seconds: float = 10.0  # a dead worker's partitions move after this
+    worker_group: str = "replenish-worker"
+    worker_batch: int = 1000
+    worker_batch_within_ms: float = 20.0
 
     def projections_dsn(self) -> str:
         """REPLENISH_CLICKHOUSE_DSN, else the embedded engine in ``<data_dir>/clickhouse``."""
@@ -58,6 +74,40 @@ class Settings(BaseSettings):
                 raise SettingsError(f"REPLENISH_API_KEYS: unknown role {role!r} (roles: {', '.join(ROLES)})")
             keys[key] = Principal(parts[2] if len(parts) == 3 and parts[2] else role, role)
         return keys
+
+    def gateway_roles(self) -> dict[str, str]:
+        """Gateway principal -> role, from ``principal:role`` entries."""
+        roles: dict[str, str] = {}
+        for entry in self.gateways.split(","):
+            entry = entry.strip()
+            if not entry:
+                continue
+            name, _, role = entry.partition(":")
+            if not name or role not in ROLES:
+                raise SettingsError(f"REPLENISH_GATEWAYS: {entry!r} is not principal:role "
+                                    f"(roles: {', '.join(ROLES)})")
+            roles[name] = role
+        return roles
+
+    def roles_by_principal(self) -> dict[str, str]:
+        """Principal name -> role, for messages that name their principal (Kafka headers):
+        the API keys' principals and the gateways. A name with two roles is an error."""
+        roles: dict[str, str] = {}
+        named = [(p.name, p.role) for p in self.principals().values()]
+        for name, role in [*named, *self.gateway_roles().items()]:
+            if roles.setdefault(name, role) != role:
+                raise SettingsError(f"principal {name!r} has two roles ({roles[name]}, {role}) across "
+                                    "REPLENISH_API_KEYS and REPLENISH_GATEWAYS")
+        return roles
+
+    def require_distributed(self) -> None:
+        """Check what the distributed profile needs."""
+        missing = [name for name, value in (("REPLENISH_KAFKA_BOOTSTRAP", self.kafka_bootstrap),
+                                            ("REPLENISH_POSTGRES_DSN", self.postgres_dsn.get_secret_value()))
+                   if not value.strip()]
+        if missing:
+            raise SettingsError(f"REPLENISH_PROFILE=distributed needs {' and '.join(missing)} "
+                                "(`eval \"$(infra/up)\"` sets both on one machine)")
 
     def prepared(self) -> Settings:
         """Check what must be set; in development mode invent what is missing.

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from api.app import create_app
-from infra.settings import Settings, SettingsError
+from infra.settings import Settings
 from streams.embedded import EmbeddedRunner
 from streams.processor import Processor
 from streams.store import EventStore, sqlite_env
@@ -20,10 +20,9 @@ def sqlite_path(settings: Settings) -> Path:
 
 
 def build_store(settings: Settings) -> EventStore:
-    if settings.profile != "embedded":
-        raise SettingsError(
-            "REPLENISH_PROFILE=distributed (Kafka, Faust workers, PostgreSQL) is not available yet; "
-            "use the embedded profile (the default)")
+    if settings.profile == "distributed":
+        from infra.wiring_distributed import postgres_store
+        return postgres_store(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return EventStore(env=sqlite_env(str(sqlite_path(settings))))
 
@@ -34,6 +33,10 @@ def build_processor(settings: Settings) -> Processor:
 
 
 def build_app(settings: Settings) -> FastAPI:
-    """The API over the embedded runner; ``settings`` must be ``prepared()``."""
+    """The API over the embedded runner (or, distributed, over Kafka); ``settings`` must be
+    ``prepared()``."""
+    if settings.profile == "distributed":
+        from infra.wiring_distributed import build_distributed_app
+        return build_distributed_app(settings)
     runner = EmbeddedRunner(build_processor(settings), max_batch=settings.max_batch)
     return create_app(runner, settings.principals(), settings.data_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-_SLOTS = ("alpha", "gamma", "day", "today", "n_days", "p", "size", "size_var", "level", "var", "season")
+_SLOTS = ("alpha", "gamma", "day", "today", "n_days", "p", "size", "size_var", "level", "var", "season", "w2")
 
 
 class DailyDemand:
@@ -22,7 +22,7 @@ class DailyDemand:
     ``learn_one(day, weekday, qty)`` adds use to day number ``day`` (e.g. days since the
     epoch in the site's time zone); a later day closes the earlier ones, zeros included.
     ``predict_one()`` gives (mean, variance) of use per day; ``forecast(weekday)`` the mean
-    for one weekday.
+    for one weekday; ``mean_error_var()`` how uncertain the estimated mean itself is.
 
     >>> m = DailyDemand(alpha=0.1)
     >>> for day in range(60):
@@ -47,6 +47,7 @@ class DailyDemand:
         self.level = 0.0
         self.var = 0.0
         self.season = [1.0] * 7
+        self.w2 = 0.0  # sum of the squared weights of the smoothed mean's observations
 
     def learn_one(self, day: int, weekday: int, qty: float) -> None:
         if self.day is None:
@@ -74,6 +75,7 @@ class DailyDemand:
     def _close_one(self, weekday: int, q: float) -> None:
         self.n_days += 1
         a = max(self.alpha, 1.0 / self.n_days)
+        self.w2 = (1 - a) * (1 - a) * self.w2 + a * a
         hit = 1.0 if q > 0 else 0.0
         self.p += a * (hit - self.p)
         if q > 0:
@@ -91,6 +93,12 @@ class DailyDemand:
         if self.n_days > 14 and self.level > 0:
             g = self.gamma
             self.season[weekday] = max(0.05, s + g * (q / self.level - s))
+            # Keep the factors averaging 1 and move the level the other way, so forecasts are
+            # unchanged: without it level and factors drift apart, only their product being
+            # learned (Archibald & Koehler, IJF 2003, on normalising Holt-Winters factors).
+            k = 7.0 / sum(self.season)
+            self.season = [f * k for f in self.season]
+            self.level /= k
 
     def is_intermittent(self) -> bool:
         """Fewer than three days in four see demand (average inter-demand interval > 1.33,
@@ -106,6 +114,13 @@ class DailyDemand:
             var = self.p * self.size_var + self.p * (1 - self.p) * self.size * self.size
             return mean, var
         return self.level, self.var
+
+    def mean_error_var(self) -> float:
+        """Variance of the estimated mean per day: the daily variance times the sum of the
+        squared weights the smoothing gave each day (1/n while averaging, → α/(2−α) later).
+        Exact for the level of independent days, an approximation for TSB's p·size."""
+        _, var = self.predict_one()
+        return var * self.w2
 
     def forecast(self, weekday: int) -> float:
         """Expected use on a day of the given weekday (0 = the clock's weekday 0)."""

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import math
 
-_SLOTS = ("tau_days", "z", "min_ratio", "level", "t_last", "active")
+from domain.policy import LeadTimeDemand, ltd_quantile
+
+_SLOTS = ("tau_days", "false_alarm", "warning", "min_ratio", "level", "t_last", "active",
+          "reference", "warn", "limit")
 
 
 class SpikeDetector:
     """An exponentially weighted sum of recent use in continuous time (time constant
     ``tau_days``), tested against what the baseline (mean and variance per day) predicts.
 
-    Under the baseline the weighted sum S has mean μ·τ and variance ≈ v·τ/2; a spike is
-    S − μτ > z·√(vτ/2) + 1 with S/τ ≥ ``min_ratio``·μ. While it lasts, ``lifted_mean``
-    returns the recent rate S/τ instead of the baseline, so the policy sees the spike in the
-    same event; as use returns to normal S decays with time constant τ and the lift fades.
-    (An exponentially weighted CUSUM-like statistic; Montgomery, *Introduction to Statistical
-    Quality Control*, 7th ed., §9.2 on EWMA charts.)
+    Under the baseline the weighted sum S has mean μ·τ and variance v·τ/2. A spike is S above
+    the 1 − ``false_alarm`` quantile of a count with mean μτ and variance max(v, μ)·τ (Poisson
+    or negative binomial, as ``domain.policy.ltd_quantile``: the doubled variance and the
+    skewed tail keep false alarms rare on lumpy demand), with S/τ ≥ ``min_ratio``·μ. While it
+    lasts, ``lifted_mean`` returns the recent rate S/τ instead of the baseline, so the policy
+    sees the spike in the same event; as use returns to normal S decays with time constant τ
+    and the lift fades. (An EWMA control chart with a probability limit; Montgomery,
+    *Introduction to Statistical Quality Control*, 7th ed., §9.2.)
+
+    The limits come from a reference baseline that follows the baseline only while S is calm
+    (at or below the reference's 1 − ``warning`` quantile, or no longer ``min_ratio`` times the
+    baseline's mean): a step up in demand takes more than a day to show in S, and meanwhile
+    the baseline learns the first high days, mostly as variance, which would lift a limit
+    computed afresh out of reach. Once the baseline has caught up, the reference follows.
 
     >>> d = SpikeDetector(tau_days=1.0)
     >>> for h in range(48):                       # two days at the baseline: 1 use per hour
@@ -31,13 +42,20 @@ class SpikeDetector:
 
     __slots__ = _SLOTS
 
-    def __init__(self, tau_days: float = 1.0, z: float = 4.0, min_ratio: float = 1.5) -> None:
+    def __init__(self, tau_days: float = 1.0, false_alarm: float = 1e-4, warning: float = 0.05,
+                 min_ratio: float = 1.5) -> None:
         self.tau_days = tau_days
-        self.z = z
+        self.false_alarm = false_alarm
+        self.warning = warning
         self.min_ratio = min_ratio
         self.level = 0.0
         self.t_last: float | None = None
         self.active = False
+        # The reference baseline (mean, var per day) and its warning level and limit: the
+        # baseline moves once a day, so the quantiles are not recomputed on every use.
+        self.reference: tuple[float, float] | None = None
+        self.warn = 0.0
+        self.limit = 0.0
 
     def _decayed(self, t: float) -> float:
         if self.t_last is None or t <= self.t_last:
@@ -58,10 +76,18 @@ class SpikeDetector:
         """Re-test against the baseline (per day); True while a spike is on."""
         s = self._decayed(t_days)
         tau = self.tau_days
-        expected = mean * tau
-        sd = math.sqrt(max(var, mean, 0.0) * tau / 2.0)
-        self.active = s - expected > self.z * sd + 1.0 and s / tau >= self.min_ratio * mean
+        baseline = (mean, var)
+        if self.reference != baseline and (
+                self.reference is None or s <= self.warn or s / tau < self.min_ratio * mean):
+            self.reference = baseline
+            self.warn = self._quantile(mean, var, 1.0 - self.warning)
+            self.limit = self._quantile(mean, var, 1.0 - self.false_alarm)
+        self.active = s > self.limit and s / tau >= self.min_ratio * mean
         return self.active
+
+    def _quantile(self, mean: float, var: float, level: float) -> float:
+        tau = self.tau_days
+        return ltd_quantile(LeadTimeDemand(mean * tau, max(var, mean, 0.0) * tau), level)
 
     def lifted_mean(self, t_days: float, mean: float) -> float:
         """The mean per day the policy should use: the recent rate during a spike."""
@@ -78,4 +104,4 @@ class SpikeDetector:
         return isinstance(other, SpikeDetector) and self.__getstate__() == other.__getstate__()
 
     def clone(self) -> SpikeDetector:
-        return SpikeDetector(self.tau_days, self.z, self.min_ratio)
+        return SpikeDetector(self.tau_days, self.false_alarm, self.warning, self.min_ratio)

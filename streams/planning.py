@@ -14,31 +14,35 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from domain import codes as c
 from domain.aggregates import PurchaseOrder, StockPoint, SurgicalCase, stock_point_id
-from domain.catalog import Item
 from domain.events import iso_utc
 from domain.intake import Intake, Ledger, Principal
 from domain.inventory import inventory_position
 from domain.policy import (
     DEFAULT_SERVICE_LEVELS,
     FORMULA,
+    LeadTimeDemand,
+    ReorderPolicy,
     changed_enough,
     expiry_cap,
     lead_time_demand,
     order_quantity,
     reorder_policy,
     service_level,
+    undershoot,
 )
 from online_models.demand import DailyDemand
 from online_models.lead_time import LeadTime
 from online_models.procedures import ProcedureUsage
 from online_models.spike import SpikeDetector
+from online_models.usage_size import UsageSize
 
-MODEL_VERSION = "daily-tsb+ew-spike+ew-leadtime/1"
+MODEL_VERSION = "daily-tsb+ew-spike+ew-leadtime+usage-size/2"
 SYSTEM = Principal("system", c.ADMIN)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEMAND_TYPES = frozenset({"usage", "implied_transfer"})
@@ -53,20 +57,123 @@ class PlanningSettings:
     change_threshold: float = 0.05
 
 
-class StockPointModel:
-    """The online state of one stock point: a few numbers (see ``bench/models.py``)."""
+class DemandEstimate(NamedTuple):
+    """What the policy uses of a stock point's demand model (per day; sizes per use)."""
 
-    __slots__ = ("demand", "spike")
+    mean: float
+    var: float
+    baseline_mean: float
+    spike: bool
+    mean_error_var: float
+    undershoot: LeadTimeDemand
+    intermittent: bool
+
+
+NO_DEMAND = DemandEstimate(0.0, 0.0, 0.0, False, 0.0, LeadTimeDemand(0.0, 0.0), True)
+
+
+class StockPointModel:
+    """The online state of one stock point: a few numbers (see ``bench/models.py``).
+
+    Like the demand estimate (closed days only), the undershoot the policy uses is taken from
+    the use sizes once a day, so that the policy's inputs move once a day unless a spike, the
+    schedule or an override moves them (and its quantile can be reused in between)."""
+
+    __slots__ = ("demand", "spike", "sizes", "undershoot", "undershoot_day")
 
     def __init__(self) -> None:
         self.demand = DailyDemand()
         self.spike = SpikeDetector()
+        self.sizes = UsageSize()
+        self.undershoot = (0.0, 0.0)  # mean and variance, as of day ``undershoot_day``
+        self.undershoot_day = -1
+
+    def learn_use(self, t_days: float, day: int, weekday: int, qty: float) -> None:
+        """One use of ``qty`` at ``t_days`` (days since the epoch), on local day number ``day``."""
+        self.demand.learn_one(day, weekday, qty)
+        self.spike.learn_one(t_days, qty)
+        self.sizes.learn_one(qty)
+        if self.undershoot_day != self.demand.n_days:
+            u = undershoot(*self.sizes.predict_one())
+            self.undershoot, self.undershoot_day = (u.mean, u.variance), self.demand.n_days
+        if self.demand.n_days >= WARM_UP_DAYS:
+            mean, var = self.demand.predict_one()
+            self.spike.update(max(t_days, self.spike.t_last or t_days), mean, var)
+
+    def estimate(self) -> DemandEstimate:
+        """Demand per day for the policy: the baseline, lifted to the recent rate during a
+        spike (or, with too little history for a baseline, when the recent rate is higher)."""
+        demand, spike = self.demand, self.spike
+        base_mean, var = demand.predict_one()
+        mean, spike_on = base_mean, False
+        if spike.active and spike.t_last is not None:
+            spike_on = True
+            mean = spike.lifted_mean(spike.t_last, base_mean)
+            var = var * (mean / base_mean) if base_mean > 0 else max(var, mean)
+        elif demand.n_days < WARM_UP_DAYS and spike.t_last is not None:
+            recent = spike.recent_rate(spike.t_last)
+            if recent > mean:
+                mean, var = recent, max(var, recent)
+        return DemandEstimate(mean, var, base_mean, spike_on, demand.mean_error_var(),
+                              LeadTimeDemand(*self.undershoot), demand.is_intermittent())
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.demand, self.spike)
+        return (self.demand, self.spike, self.sizes, self.undershoot, self.undershoot_day)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.demand, self.spike = state
+        self.demand, self.spike, self.sizes, self.undershoot, self.undershoot_day = state
+
+
+@lru_cache(maxsize=1 << 16)
+def cached_reorder_policy(ltd: LeadTimeDemand, alpha: float, under: LeadTimeDemand) -> ReorderPolicy:
+    """``reorder_policy``, remembered: a stock point's inputs mostly move once a day, so the
+    same quantile would otherwise be recomputed on every use (see ``bench/models.py``)."""
+    return reorder_policy(ltd, alpha, under)
+
+
+class Policy(NamedTuple):
+    """A stock point's policy and every number it came from (``as_dict`` for the record)."""
+
+    safety_stock: float
+    reorder_point: float
+    order_up_to: float
+    model_safety_stock: float
+    model_reorder_point: float
+    model_order_up_to: float
+    override: dict[str, Any] | None
+    demand: DemandEstimate
+    lead_time_days: float
+    lead_time_var: float
+    lead_time_learned: bool
+    known_demand: float
+    ltd: LeadTimeDemand
+    service_level: float
+    cycle_days: float
+    pack_size: float
+
+    def as_dict(self) -> dict[str, Any]:
+        est, ltd = self.demand, self.ltd
+        return {
+            "safety_stock": self.safety_stock,
+            "reorder_point": self.reorder_point, "order_up_to": self.order_up_to,
+            "model": {"safety_stock": self.model_safety_stock, "reorder_point": self.model_reorder_point,
+                      "order_up_to": self.model_order_up_to},
+            "override": self.override,
+            "inputs": {
+                "demand_mean_per_day": est.mean, "demand_sd_per_day": math.sqrt(max(est.var, 0.0)),
+                "baseline_mean_per_day": est.baseline_mean, "demand_spike": est.spike,
+                "demand_mean_error_sd": math.sqrt(est.mean_error_var),
+                "intermittent": est.intermittent,
+                "lead_time_days": self.lead_time_days,
+                "lead_time_sd_days": math.sqrt(max(self.lead_time_var, 0.0)),
+                "lead_time_source": "learned" if self.lead_time_learned else "master_data",
+                "known_demand": self.known_demand, "lead_time_demand_mean": ltd.mean,
+                "lead_time_demand_sd": ltd.spread, "undershoot_mean": est.undershoot.mean,
+                "undershoot_sd": est.undershoot.spread, "service_level": self.service_level,
+                "cycle_days": self.cycle_days, "pack_size": self.pack_size,
+                "formula": FORMULA, "model_version": MODEL_VERSION,
+            },
+        }
 
 
 def epoch_days(iso: str) -> float:
@@ -108,13 +215,8 @@ class Planner:
             at = datetime.fromisoformat(e["occurred_at"])
             loc = self.ledger.catalog.location(e["location"], at)
             local = at.astimezone(ZoneInfo(loc.timezone)) if loc else at
-            day = local.date().toordinal()
-            model.demand.learn_one(day, local.weekday(), e["quantity"])
-            t = epoch_days(e["occurred_at"])
-            model.spike.learn_one(t, e["quantity"])
-            mean, var = model.demand.predict_one()
-            if model.demand.n_days >= WARM_UP_DAYS:
-                model.spike.update(max(t, model.spike.t_last or t), mean, var)
+            model.learn_use((at - EPOCH).total_seconds() / 86400.0, local.toordinal(), local.weekday(),
+                            e["quantity"])
             if etype == "usage" and e.get("case_id"):
                 used = self.case_usage.setdefault(e["case_id"], {})
                 used[e["sku"]] = used.get(e["sku"], 0.0) + e["quantity"]
@@ -143,31 +245,26 @@ class Planner:
     # -- deciding ---------------------------------------------------------------------
     def evaluate(self, sp: StockPoint, now: datetime) -> dict[str, Any] | None:
         """The policy of a stock point now, with every input; None for an unknown item."""
+        policy = self.policy(sp, now)
+        return None if policy is None else policy.as_dict()
+
+    def policy(self, sp: StockPoint, now: datetime) -> Policy | None:
+        """The numbers of ``evaluate``, without the dict a decision records (made only when
+        one is recorded); None for an unknown item."""
         item = self.ledger.catalog.item(sp.sku, now)
         if item is None:
             return None
         s = self.settings
         model = self.models.get(sp.id)
-        mean, var, spike_on, base_mean = 0.0, 0.0, False, 0.0
-        if model is not None:
-            base_mean, var = model.demand.predict_one()
-            mean = base_mean
-            if model.spike.active and model.spike.t_last is not None:
-                spike_on = True
-                mean = model.spike.lifted_mean(model.spike.t_last, base_mean)
-                var = var * (mean / base_mean) if base_mean > 0 else max(var, mean)
-            elif model.demand.n_days < WARM_UP_DAYS and model.spike.t_last is not None:
-                # Too little history for a baseline: the recent rate stands in for it.
-                recent = model.spike.recent_rate(model.spike.t_last)
-                if recent > mean:
-                    mean, var = recent, max(var, recent)
+        est = model.estimate() if model is not None else NO_DEMAND
+        mean = est.mean
         default_lt = item.lead_time_days if item.lead_time_days else s.default_lead_time_days
         lt_model = self.lead_times.get((item.supplier or "", sp.sku))
         lt_mean, lt_var = lt_model.predict(default_lt) if lt_model else (default_lt, (0.2 * default_lt) ** 2)
         known = self._known_demand(sp, now, lt_mean)
-        ltd = lead_time_demand(mean, var, lt_mean, lt_var, known, known)
+        ltd = lead_time_demand(mean, est.var, lt_mean, lt_var, known, known, est.mean_error_var)
         alpha = service_level(item.criticality, s.service_levels)
-        pol = reorder_policy(ltd, alpha)
+        pol = cached_reorder_policy(ltd, alpha, est.undershoot)
         pack = item.pack_size or 1.0
         cycle = math.ceil(mean * s.cycle_days / pack - 1e-9) * pack if mean > 0 else 0.0
         model_rop, model_out = pol.reorder_point, pol.reorder_point + cycle
@@ -184,23 +281,9 @@ class Planner:
             elif o.get("reorder_point") is not None:
                 out = max(out, rop)
             override = dict(o, by=sp.override_by, frozen=bool(frozen))
-        return {
-            "safety_stock": max(rop - ltd.mean, 0.0) if override else pol.safety_stock,
-            "reorder_point": rop, "order_up_to": out,
-            "model": {"safety_stock": pol.safety_stock, "reorder_point": model_rop, "order_up_to": model_out},
-            "override": override,
-            "inputs": {
-                "demand_mean_per_day": mean, "demand_sd_per_day": math.sqrt(max(var, 0.0)),
-                "baseline_mean_per_day": base_mean, "demand_spike": spike_on,
-                "intermittent": model.demand.is_intermittent() if model else True,
-                "lead_time_days": lt_mean, "lead_time_sd_days": math.sqrt(max(lt_var, 0.0)),
-                "lead_time_source": "learned" if lt_model and lt_model.n else "master_data",
-                "known_demand": known, "lead_time_demand_mean": ltd.mean,
-                "lead_time_demand_sd": ltd.spread, "service_level": alpha,
-                "cycle_days": s.cycle_days, "pack_size": pack,
-                "formula": FORMULA, "model_version": MODEL_VERSION,
-            },
-        }
+        return Policy(max(rop - ltd.mean, 0.0) if override else pol.safety_stock, rop, out,
+                      pol.safety_stock, model_rop, model_out, override, est, lt_mean, lt_var,
+                      bool(lt_model and lt_model.n), known, ltd, alpha, s.cycle_days, pack)
 
     def _known_demand(self, sp: StockPoint, now: datetime, lead_time_days: float) -> float:
         """Expected use by cases scheduled at this location within the lead time."""
@@ -214,66 +297,85 @@ class Planner:
     def usable_on_hand(self, sp: StockPoint, now: datetime) -> float:
         loc = self.ledger.catalog.location(sp.location, now)
         tz = loc.timezone if loc else "UTC"
-        return sum(q for lot, q in sp.lots.items() if self.ledger.lot_status(sp.sku, lot, now, tz) == "ok")
+        status = self.ledger.lot_status
+        # Used-up lots (most of a stock point's lots, after a while) add nothing, so only the
+        # others need their status, which is the costly part. The result is the same number
+        # as summing over every usable lot, and of the same type: 0 (int) when no lot is
+        # usable, a float otherwise.
+        total, usable = 0.0, False
+        for lot, q in sp.lots.items():
+            if q != 0 and status(sp.sku, lot, now, tz) == "ok":
+                total += q
+                usable = True
+        if usable:
+            return total
+        return 0.0 if any(q == 0 and status(sp.sku, lot, now, tz) == "ok"
+                          for lot, q in sp.lots.items()) else 0
 
     def decide(self, sp_id: str, intake: Intake, now: datetime, cause: str | None) -> None:
         sp = self.ledger.streams.get(sp_id)
         if not isinstance(sp, StockPoint):
             return
-        policy = self.evaluate(sp, now)
+        policy = self.policy(sp, now)
         if policy is None:
             return
         item = self.ledger.catalog.item(sp.sku, now)
         assert item is not None
         threshold = self.settings.change_threshold
-        base = {"sku": sp.sku, "location": sp.location, "cause_event_id": cause,
-                "decided_at": iso_utc(now), "policy": policy}
-        if changed_enough(sp.safety_stock, policy["safety_stock"], threshold):
-            intake.record_decision(sp, dict(base, type="safety_stock_changed", old=sp.safety_stock,
-                                            new=policy["safety_stock"]), now)
-        if changed_enough(sp.reorder_point, policy["reorder_point"], threshold) or (
+        recorded: dict[str, Any] | None = None
+
+        def decision(**fields: Any) -> dict[str, Any]:
+            nonlocal recorded
+            if recorded is None:  # the inputs are written out once, for the decisions recorded
+                recorded = {"sku": sp.sku, "location": sp.location, "cause_event_id": cause,
+                            "decided_at": iso_utc(now), "policy": policy.as_dict()}
+            return dict(recorded, **fields)
+
+        if changed_enough(sp.safety_stock, policy.safety_stock, threshold):
+            intake.record_decision(sp, decision(type="safety_stock_changed", old=sp.safety_stock,
+                                                new=policy.safety_stock), now)
+        if changed_enough(sp.reorder_point, policy.reorder_point, threshold) or (
                 sp.order_up_to is not None
-                and changed_enough(sp.order_up_to, policy["order_up_to"], threshold)):
-            intake.record_decision(sp, dict(base, type="reorder_point_changed", old=sp.reorder_point,
-                                            new=policy["reorder_point"],
-                                            order_up_to=policy["order_up_to"]), now)
+                and changed_enough(sp.order_up_to, policy.order_up_to, threshold)):
+            intake.record_decision(sp, decision(type="reorder_point_changed", old=sp.reorder_point,
+                                                new=policy.reorder_point,
+                                                order_up_to=policy.order_up_to), now)
         on_hand = self.usable_on_hand(sp, now)
         on_order = self.ledger.on_order.get((sp.sku, sp.location), 0.0)
         ip = inventory_position(on_hand, on_order)
-        rop, out = policy["reorder_point"], policy["order_up_to"]
-        demand = policy["inputs"]["demand_mean_per_day"]
+        rop, out = policy.reorder_point, policy.order_up_to
+        demand = policy.demand.mean
         if ip <= rop and not sp.need_open and out > 0:
             shelf_life = item.extra.get("shelf_life_days")
             cap = expiry_cap(demand, float(shelf_life), on_hand) if shelf_life else None
             qty = order_quantity(ip, out, item.pack_size, float(item.extra.get("min_order") or 0), cap)
             if qty > 0:
-                intake.record_decision(sp, dict(base, type="replenishment_needed", quantity=qty,
-                                                inventory_position=ip, on_hand=on_hand,
-                                                on_order=on_order, expiry_cap=cap), now)
+                intake.record_decision(sp, decision(type="replenishment_needed", quantity=qty,
+                                                    inventory_position=ip, on_hand=on_hand,
+                                                    on_order=on_order, expiry_cap=cap), now)
         elif ip > rop and sp.need_open:
-            intake.record_decision(sp, dict(base, type="replenishment_covered", inventory_position=ip,
-                                            on_hand=on_hand, on_order=on_order), now)
-        self._alerts(sp, intake, now, cause, on_hand, policy, item)
+            intake.record_decision(sp, decision(type="replenishment_covered", inventory_position=ip,
+                                                on_hand=on_hand, on_order=on_order), now)
+        self._alerts(sp, intake, now, cause, on_hand, policy)
 
     def _alerts(self, sp: StockPoint, intake: Intake, now: datetime, cause: str | None,
-                on_hand: float, policy: dict[str, Any], item: Item) -> None:
-        inputs = policy["inputs"]
-        demand, ltd_mean = inputs["demand_mean_per_day"], inputs["lead_time_demand_mean"]
+                on_hand: float, policy: Policy) -> None:
+        demand, ltd_mean = policy.demand.mean, policy.ltd.mean
         conditions = {
             c.ALERT_STOCKOUT: (on_hand <= 0 and demand > 0,
-                               f"{sp.sku} is out of stock at {sp.location}"),
+                               lambda: f"{sp.sku} is out of stock at {sp.location}"),
             c.ALERT_STOCKOUT_RISK: (0 < on_hand < ltd_mean,
-                                    f"{sp.sku} at {sp.location}: {on_hand:g} usable on hand will not "
-                                    f"cover the {ltd_mean:.1f} expected over the "
-                                    f"{inputs['lead_time_days']:.1f}-day lead time"),
-            c.ALERT_DEMAND_SPIKE: (inputs["demand_spike"],
-                                   f"demand spike for {sp.sku} at {sp.location}: "
-                                   f"{demand:.1f}/day against a baseline of "
-                                   f"{inputs['baseline_mean_per_day']:.1f}/day"),
+                                    lambda: f"{sp.sku} at {sp.location}: {on_hand:g} usable on hand "
+                                            f"will not cover the {ltd_mean:.1f} expected over the "
+                                            f"{policy.lead_time_days:.1f}-day lead time"),
+            c.ALERT_DEMAND_SPIKE: (policy.demand.spike,
+                                   lambda: f"demand spike for {sp.sku} at {sp.location}: "
+                                           f"{demand:.1f}/day against a baseline of "
+                                           f"{policy.demand.baseline_mean:.1f}/day"),
         }
         for kind, (on, message) in conditions.items():
             open_id = intake.open_alert(sp, kind)
             if on and open_id is None:
-                intake.raise_alert(sp, kind, cause, message, now)
+                intake.raise_alert(sp, kind, cause, message(), now)
             elif not on and open_id is not None:
                 intake.change_alert(open_id, "resolved", "condition cleared", SYSTEM, now)

@@ -5,20 +5,25 @@ It keeps the write model (``domain.intake.Ledger``) in memory, rebuilt from the 
 start, decides each event in order with ``domain.intake.Intake`` and appends everything the
 batch produced in one store transaction. An answer exists only once that transaction has
 committed; if it fails, the in-memory model is rebuilt from the store, so nothing is half-done.
+
+Several processors may share one store (Kafka workers, each owning some stock points): each
+keeps in step with what the others stored by ``follow``ing the notification log, and writes its
+consumed offsets as tracking records in the transaction of the events they produced.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from eventsourcing.persistence import Recording, Tracking
 
 from domain import codes as c
-from domain.aggregates import StockPoint, lot_id, stock_point_id
+from domain.aggregates import Recall, StockPoint, lot_id, stock_point_id
 from domain.chain import BrokenLink, ChainVerifier
 from domain.events import iso_utc, parse_date, parse_instant
 from domain.expiry import is_expired
@@ -32,6 +37,10 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def owns_everything(stock_point: str) -> bool:
+    return True
 
 
 @dataclass
@@ -53,22 +62,35 @@ class Processor:
         self.ledger = Ledger()
         self.intake = self._new_intake(self.ledger)
         self.planner = Planner(self.ledger, self.planning)
+        # The stock points this processor writes for (a Kafka worker's: its partitions').
+        self.owns: Callable[[str], bool] = owns_everything
+        self.position = 0  # the last notification of the log that the model has applied
+        self._own: set[int] = set()  # notifications of ours stored after others' not yet applied
+        self._recheck: set[str] = set()  # stock points to check against open recalls
+        self.posted_by: dict[str, str] = {}  # event id -> the principal who posted it
         self.rebuild()
 
     def _new_intake(self, ledger: Ledger) -> Intake:
         return Intake(ledger, self.case_id_key, self.late_after, self._history)
 
     # -- write side -------------------------------------------------------------------
-    def process(self, items: Iterable[tuple[Any, Principal]]) -> BatchResult:
-        """Decide and store a batch of (raw event, principal) in order."""
+    def process(self, items: Iterable[tuple[Any, Principal]],
+                tracking: Sequence[Tracking] = ()) -> BatchResult:
+        """Decide and store a batch of (raw event, principal) in order; ``tracking`` (the
+        positions consumed, one per Kafka topic-partition) is stored in the same transaction."""
         now = self.clock()
         try:
             outcomes = [self._handle(raw, principal, now) for raw, principal in items]
+            if self._recheck:
+                self._flag_recalled_uses(now)
             recorded, touched, alerts = self.intake.take_changes()
-            if recorded:
-                self.store.save(*recorded)
+            if recorded or tracking:
+                self._stored(self.store.save(*recorded, tracking=tracking))
             for agg in touched:
                 agg.collect_events()  # saved above, in the order they were decided
+            self._recheck.clear()
+            for event in recorded:
+                self._note_poster(event)
         except BaseException:
             self.rebuild()
             raise
@@ -83,6 +105,8 @@ class Processor:
         for event in self.intake.recorded[mark:]:
             for sp_id in self.planner.learn(event):
                 affected[sp_id] = None
+            if isinstance(event, Recall.Issued):
+                self._recall_known(event)
         for sp_id in affected:
             self.planner.decide(sp_id, self.intake, now, outcome.event_id)
         return outcome
@@ -93,15 +117,107 @@ class Processor:
         ledger = Ledger()
         planner = Planner(ledger, self.planning)
         to_domain = self.store.mapper.to_domain_event
-        n = 0
+        posted_by: dict[str, str] = {}
+        n, position = 0, 0
         for notification in self.store.notifications():
             event = to_domain(notification)
             ledger.replay(event)
             planner.learn(event)
+            _note_poster(posted_by, event)
             n += 1
-        self.ledger, self.planner = ledger, planner
+            position = notification.id
+        self.ledger, self.planner, self.posted_by = ledger, planner, posted_by
         self.intake = self._new_intake(ledger)
+        self.position, self._own = position, set()
         return n
+
+    def follow(self) -> int:
+        """Apply what other processors stored since the model last saw the log, in recording
+        order (the same code as ``rebuild``); returns the number of their events applied.
+
+        A recall among them makes this processor check the uses it stored of the recalled lot
+        (in its next ``process``): one recorded before the recall was known is flagged then."""
+        to_domain = self.store.mapper.to_domain_event
+        n = 0
+        for notification in self.store.notifications(start=self.position + 1):
+            if notification.id in self._own:
+                self._own.discard(notification.id)
+            else:
+                event = to_domain(notification)
+                self.ledger.replay(event)
+                self.planner.learn(event)
+                self._note_poster(event)
+                if isinstance(event, Recall.Issued):
+                    self._recall_known(event)
+                n += 1
+            self.position = notification.id
+        return n
+
+    def _stored(self, recordings: list[Recording[str]]) -> None:
+        """Keep ``position`` at the end of the log when nobody else stored in between."""
+        ids = [r.notification.id for r in recordings]
+        if not ids:
+            return
+        if ids[0] == self.position + 1 and ids[-1] - ids[0] == len(ids) - 1 and not self._own:
+            self.position = ids[-1]
+        else:
+            self._own.update(ids)
+
+    def _note_poster(self, event: Any) -> None:
+        _note_poster(self.posted_by, event)
+
+    # -- recalls known after the uses they cover ---------------------------------------
+    def recheck_recalls(self, stock_points: Iterable[str] | None = None) -> int:
+        """Mark stock points (default: every one this processor owns) to be checked against the
+        open recalls in the next ``process``; returns how many were marked."""
+        ids = self.ledger.streams if stock_points is None else stock_points
+        marked = 0
+        for sp_id in ids:
+            sp = self.ledger.streams.get(sp_id)
+            if isinstance(sp, StockPoint) and self.owns(sp_id) and any(
+                    self.ledger.recalled_lots.get((sp.sku, lot)) for lot in sp.lots):
+                self._recheck.add(sp_id)
+                marked += 1
+        return marked
+
+    @property
+    def rechecks_pending(self) -> bool:
+        return bool(self._recheck)
+
+    def _recall_known(self, event: Any) -> None:
+        sku = event.event["sku"]
+        lots = set(event.event.get("lots") or ())
+        serial_recall = bool(event.event.get("serials"))
+        for sp_id, sp in self.ledger.streams.items():
+            if (isinstance(sp, StockPoint) and sp.sku == sku and self.owns(sp_id)
+                    and (serial_recall or lots & sp.lots.keys())):
+                self._recheck.add(sp_id)
+
+    def _flag_recalled_uses(self, now: datetime) -> None:
+        """Flag each use, stored before its recall was known, of a lot or serial recalled from
+        an instant at or before the use (``Intake.flag_recalled_use``)."""
+        ledger = self.ledger
+        for sp_id in sorted(self._recheck):
+            sp = ledger.streams.get(sp_id)
+            if not isinstance(sp, StockPoint) or not self.owns(sp_id):
+                continue
+            events = [*self.store.stream(sp_id), *sp.pending_events]
+            flagged = {e.event_id for e in events if isinstance(e, StockPoint.UseFlagged)}
+            for e in events:
+                if not isinstance(e, StockPoint.Recorded) or e.event["type"] != "usage":
+                    continue
+                use = e.event
+                if use["event_id"] in flagged or c.RECALLED_LOT_USED in e.flags:
+                    continue
+                lot, serial = use.get("lot") or "", use.get("serial") or ""
+                refs = ledger.recalled_lots.get((sp.sku, lot), set()) | ledger.recalled_serials.get(
+                    (sp.sku, serial), set())
+                started = [(r.issued_at, ref) for ref in sorted(refs)
+                           if isinstance(r := ledger.streams.get(f"recall:{ref}"), Recall) and r.issued_at]
+                covering = [ref for at, ref in sorted(started) if at <= use["occurred_at"]]
+                if covering:
+                    self.intake.flag_recalled_use(sp, use, covering[0], now)
+                    flagged.add(use["event_id"])
 
     def check_decisions(self) -> tuple[int, list[dict[str, Any]]]:
         """Replay the log from the start and re-evaluate every stored policy decision at its
@@ -132,7 +248,7 @@ class Processor:
             alert = self.intake.change_alert(alert_id, status, reason, principal, now)
             recorded, touched, _ = self.intake.take_changes()
             if recorded:
-                self.store.save(*recorded)
+                self._stored(self.store.save(*recorded))
             for agg in touched:
                 agg.collect_events()
         except BaseException:
@@ -149,6 +265,16 @@ class Processor:
         return facts
 
     # -- read side --------------------------------------------------------------------
+    def event_outcome(self, event_id: str) -> dict[str, Any] | None:
+        """What became of a posted event, from the store: its first outcome (``accepted`` or
+        ``rejected``, with reasons and flags, including flags added afterwards) and who posted
+        it; None when no event with this id is stored."""
+        prior = self.ledger.seen.get(event_id)
+        if prior is None:
+            return None
+        return {"event_id": event_id, "status": prior.status, "errors": list(prior.errors),
+                "flags": list(prior.flags), "recorded_by": self.posted_by.get(event_id)}
+
     def stock_point_view(self, sku: str, location: str) -> dict[str, Any] | None:
         sp = self.ledger.stock_point(sku, location)
         if sp is None:
@@ -320,6 +446,14 @@ def verify_store(store: EventStore) -> tuple[int, BrokenLink | None]:
         if broken is not None:
             return verifier.checked, broken
     return verifier.checked, None
+
+
+def _note_poster(posted_by: dict[str, str], event: Any) -> None:
+    body = getattr(event, "event", None)
+    if isinstance(body, dict):
+        eid = body.get("event_id")
+        if isinstance(eid, str | int) and not isinstance(eid, bool) and str(eid) not in posted_by:
+            posted_by[str(eid)] = getattr(event, "recorded_by", "")
 
 
 def ledger_digest(ledger: Ledger) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from eventsourcing.application import Application
 from eventsourcing.domain import CanMutateAggregate
-from eventsourcing.persistence import Notification, Recording, Transcoder
+from eventsourcing.persistence import Notification, Recording, TrackingRecorder, Transcoder
 
 
 class OrjsonTranscoder(Transcoder):
@@ -50,7 +50,20 @@ class EventStore(Application[str]):
 
         That is all the base class does with them in this application (no snapshotting, no
         aggregate cache, no ``notify`` hook), less its check of each object against a runtime
-        ``Protocol``, which costs about 10 µs an event: more than inserting the event."""
+        ``Protocol``, which costs about 10 µs an event: more than inserting the event.
+
+        ``tracking``: positions in other logs (a Kafka topic-partition's last consumed offset)
+        recorded in the same transaction, so what was consumed and what it produced are stored
+        together or not at all; only a store with a tracking recorder keeps them
+        (``streams.tracked_store.TrackedEventStore``)."""
+        tracking = kwargs.pop("tracking", ())
+        if tracking:
+            if not isinstance(self.recorder, TrackingRecorder):
+                raise TypeError(f"{type(self).__name__} keeps no tracking records; "
+                                "use streams.tracked_store.TrackedEventStore")
+            if kwargs or not all(isinstance(o, CanMutateAggregate) for o in objs):
+                raise TypeError("tracking is saved with domain events only")
+            return self.events.put(objs, trackings=list(tracking))
         if objs and not kwargs and all(isinstance(o, CanMutateAggregate) for o in objs):
             return self.events.put(objs)
         return super().save(*objs, **kwargs)

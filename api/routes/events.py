@@ -8,9 +8,11 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 
-from api.deps import POSTERS, SCANNERS, Runner, require
+from api.deps import POSTERS, SCANNERS, Runner, authenticate, require
 from api.responses import JSON
-from domain.intake import Principal
+from domain.codes import ADMIN, AUDITOR
+from domain.intake import Outcome, Principal
+from streams.kafka_ingest import IngestUnavailable
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -25,6 +27,13 @@ EVENTS_EXAMPLE = {
 
 def _results(outcomes: list[Any]) -> JSON:
     return JSON({"results": [o.as_dict() for o in outcomes]})
+
+
+async def _submit(runner: Runner, events: list[Any], principal: Principal) -> list[Outcome]:
+    try:
+        return await runner.submit(events, principal)
+    except IngestUnavailable as exc:  # distributed profile: Kafka did not take them
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
 
 
 @router.post("/events", response_class=JSON, openapi_extra={"requestBody": {
@@ -50,7 +59,25 @@ async def post_events(request: Request, runner: Runner,
                             f"at most {MAX_EVENTS} events per request; got {len(events)}")
     if not events:
         return JSON({"results": []})
-    return _results(await runner.submit(events, principal))
+    return _results(await _submit(runner, events, principal))
+
+
+@router.get("/events/{event_id}", response_class=JSON)
+async def get_event(event_id: str, request: Request, runner: Runner,
+                    principal: Annotated[Principal, Depends(authenticate)]) -> JSON:
+    """What became of a posted event, from the store: ``accepted`` or ``rejected`` with its
+    reasons and flags (including flags added later, such as a recall known only after the
+    use), and who posted it. For the role that posted it, auditors and admins. 404 while it is
+    not stored (an event answered ``queued`` is stored once a worker takes it)."""
+    found = await runner.read(runner.processor.event_outcome, event_id)
+    poster_roles: dict[str, str] = getattr(request.app.state, "poster_roles", None) or {
+        p.name: p.role for p in request.app.state.principals.values()}
+    posted_as = poster_roles.get(found["recorded_by"]) if found else None
+    if found is None or (principal.role not in (AUDITOR, ADMIN) and principal.role != posted_as):
+        # The same answer for "not stored" and "not yours": an id reveals nothing.
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"no outcome of event {event_id!r} is stored (yet) for you to see")
+    return JSON(found)
 
 
 SCAN_EXAMPLE = {"barcode": "]d2010950110102091717270630" + "10L2611A", "location": "W3-CAB1",
@@ -70,4 +97,4 @@ async def post_scan(runner: Runner, principal: Annotated[Principal, Depends(requ
     event.setdefault("occurred_at", datetime.now(UTC).isoformat())
     if "barcode" not in event:
         event["barcode"] = ""
-    return _results(await runner.submit([event], principal))
+    return _results(await _submit(runner, [event], principal))

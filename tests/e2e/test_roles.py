@@ -45,6 +45,9 @@ ADMINS = frozenset({ADMIN})
 ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/v1/events"): POSTERS,
     ("POST", "/v1/scans"): SCANNERS,
+    # Open to every role; each sees the outcomes of its role's events (auditors and admins all):
+    # tests/integration/test_profiles_ingest.py.
+    ("GET", "/v1/events/{event_id}"): frozenset(ROLES),
     ("GET", "/v1/stock-points/{sku}/{location}"): READERS,
     ("GET", "/v1/alerts"): READERS,
     ("GET", "/v1/alerts/stream"): READERS,
@@ -70,6 +73,7 @@ DOCS: dict[tuple[str, str], str] = {
 ALLOWED_STATUS = {
     ("POST", "/v1/webhooks"): 201,
     ("DELETE", "/v1/webhooks/{hook_id}"): 404,
+    ("GET", "/v1/events/{event_id}"): 404,
 }
 
 CALLERS = (*ROLES, "no key", "wrong key", "wrong scheme")
@@ -134,7 +138,8 @@ _counter = iter(range(1_000_000))
 def test_each_role_gets_exactly_its_routes(served: Service, method: str, path: str, caller: str):
     allowed = {**ROUTES, **DOCS}[(method, path)]
     url = (path.replace("{sku}", SKU).replace("{location}", "W3")
-           .replace("{alert_id}", served.alert_id).replace("{hook_id}", "no-such-hook"))  # type: ignore[attr-defined]
+           .replace("{alert_id}", served.alert_id).replace("{hook_id}", "no-such-hook")
+           .replace("{event_id}", "no-such-event"))  # type: ignore[attr-defined]
     request = httpx.Request(method, served.base + url, headers=_headers(caller),
                             json=_body(method, path, next(_counter)))
     with httpx.Client(timeout=30) as client:

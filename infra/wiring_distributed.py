@@ -1,0 +1,102 @@
+"""The wiring of the distributed profile: the PostgreSQL event store, Kafka topics, Faust
+workers (each with a relay) and the API producing to Kafka."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from api.app import create_app
+from infra.settings import Settings, SettingsError
+from streams.kafka_app import WorkerConfig, create_worker_app
+from streams.kafka_ingest import DistributedRunner, KafkaIngest
+from streams.processor import Processor
+from streams.relay import Relay
+from streams.store import EventStore, postgres_env
+from streams.topics import Topics, ensure_topics
+from streams.tracked_store import TrackedEventStore
+
+log = logging.getLogger(__name__)
+
+
+def topics_of(settings: Settings) -> Topics:
+    return Topics(settings.kafka_topic_prefix)
+
+
+def postgres_store(settings: Settings) -> EventStore:
+    settings.require_distributed()
+    return EventStore(env=postgres_env(settings.postgres_dsn.get_secret_value()))
+
+
+def make_topics(settings: Settings) -> dict[str, int]:
+    """Create the missing topics and check the others; each one's partition count."""
+    settings.require_distributed()
+    return ensure_topics(settings.kafka_bootstrap, topics_of(settings), settings.kafka_partitions,
+                         settings.kafka_replication)
+
+
+def _processor(store: EventStore, settings: Settings) -> Processor:
+    return Processor(store, settings.case_id_key.get_secret_value().encode(),
+                     late_after=timedelta(minutes=settings.late_after_minutes))
+
+
+def build_distributed_app(settings: Settings) -> FastAPI:
+    """The API on the distributed profile: events go to Kafka; reads come from a model that
+    follows the PostgreSQL store. ``settings`` must be ``prepared()``."""
+    make_topics(settings)
+    runner = DistributedRunner(
+        _processor(postgres_store(settings), settings),
+        KafkaIngest(settings.kafka_bootstrap, topics_of(settings), settings.outcome_wait_seconds))
+    app = create_app(runner, settings.principals(), settings.data_dir)
+    app.state.poster_roles = settings.roles_by_principal()
+    return app
+
+
+def worker_settings(settings: Settings) -> Settings:
+    """A worker needs the case-id key and the principals that may send events; API keys are
+    optional (gateways alone will do). Development mode invents what is missing."""
+    if settings.dev or settings.principals():
+        settings = settings.prepared()
+    if not settings.case_id_key.get_secret_value():
+        raise SettingsError("REPLENISH_CASE_ID_KEY is not set: case ids are pseudonymised with this "
+                            "key and a worker will not start without it")
+    if not settings.roles_by_principal():
+        raise SettingsError("no principal may send events: set REPLENISH_API_KEYS (the API's) "
+                            "and/or REPLENISH_GATEWAYS (principal:role entries)")
+    settings.require_distributed()
+    return settings
+
+
+def run_worker(settings: Settings, relay: bool = True, loglevel: str = "INFO") -> None:
+    """Run one worker until it is stopped (SIGTERM or Ctrl-C): it rebuilds the model from the
+    store, joins the consumer group and processes the partitions it is given."""
+    import faust
+
+    settings = worker_settings(settings)
+    counts = make_topics(settings)
+    topics = topics_of(settings)
+    dsn = settings.postgres_dsn.get_secret_value()
+    processor = _processor(TrackedEventStore(postgres_env(dsn)), settings)
+    name = f"{socket.gethostname()}-{os.getpid()}"
+    config = WorkerConfig(
+        bootstrap=settings.kafka_bootstrap, topics=topics, roles=settings.roles_by_principal(),
+        events_partitions=counts[topics.events], group_id=settings.worker_group,
+        batch_max=settings.worker_batch, batch_within_s=settings.worker_batch_within_ms / 1000,
+        session_timeout_s=settings.kafka_session_timeout_seconds,
+        datadir=settings.data_dir / "worker")  # Faust's; empty, as workers keep no Faust tables
+    config.datadir.mkdir(parents=True, exist_ok=True)
+    log.info("worker %s: %d events rebuilt from the store", name, processor.position)
+    app = create_worker_app(processor, config)
+    relayer = Relay(TrackedEventStore(postgres_env(dsn)), dsn, settings.kafka_bootstrap, topics).start() \
+        if relay else None
+    try:
+        faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    finally:
+        if relayer is not None:
+            relayer.stop()
+        if app.partition_worker is not None:
+            app.partition_worker.close()

@@ -1,0 +1,361 @@
+"""The distributed profile's Faust app: its topics and its one agent, a translation loop that
+hands batches of Kafka messages to the same ``Processor`` as the embedded runner.
+
+Exactly-once effect: each batch's events and one tracking record per topic-partition (the last
+offset consumed) are stored in one PostgreSQL transaction; on assignment the consumer seeks
+to the offset after each tracking record, and a message at or below it (redelivered after a
+crash) is skipped, its outcome published again. Kafka's committed offsets are only a hint.
+
+Workers share one store and each follows its notification log before every batch (and when
+idle), so what another worker stored (master data, recalls, lots, its stock points) is known
+here too: a partition that changes hands needs no other rebuild than that. A worker writes
+for the stock points of its partitions; writes that reach another worker's streams (a
+transfer's source, a recall's flags) are kept consistent by the store itself (one version of
+a stream is stored once): a batch that loses such a race fails whole, the model is rebuilt
+from the store and the batch is tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import faust
+import orjson
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, EventT
+
+from domain import codes as c
+from domain.intake import Outcome, Principal
+from streams.processor import BatchResult, Processor
+from streams.topics import PRINCIPAL, REASON, REPLY_TO, Topics, partition_of, stock_point_key
+from streams.tracked_store import TrackedEventStore, Tracking
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+TopicPartition = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    bootstrap: str
+    topics: Topics
+    roles: Mapping[str, str]  # principal name -> role (API keys' principals and gateways)
+    events_partitions: int
+    group_id: str = "replenish-worker"
+    batch_max: int = 1000
+    batch_within_s: float = 0.02
+    session_timeout_s: float = 10.0
+    idle_follow_s: float = 0.25
+    datadir: Path = field(default_factory=lambda: Path("data") / "faust")
+
+
+@dataclass
+class Consumed:
+    """One Kafka message, as the worker needs it."""
+
+    tp: TopicPartition
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k == name and v is not None:
+                return v.decode(errors="replace")
+        return None
+
+
+@dataclass
+class Parsed:
+    message: Consumed
+    event: dict[str, Any] | None = None
+    principal: Principal | None = None
+    reason: str | None = None  # why it is not an event (dead letter)
+
+
+def tracking_name(tp: TopicPartition) -> str:
+    return f"{tp[0]}-{tp[1]}"
+
+
+class PartitionWorker:
+    """Turns batches of messages into processor calls, with their tracking records, and
+    publishes outcomes and dead letters. Every processor call runs on one thread."""
+
+    def __init__(self, processor: Processor, config: WorkerConfig, app: faust.App) -> None:
+        self.processor = processor
+        self.config = config
+        self.app = app
+        self.assigned: set[TopicPartition] = set()
+        self.next_offset: dict[TopicPartition, int] = {}
+        self.stored_batches = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
+        self._lock = asyncio.Lock()
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- assignment ---------------------------------------------------------------------
+    async def resume_offsets(self, tps: set[Any]) -> dict[Any, int]:
+        """The offset after each tracking record of ``tps`` (those that have one)."""
+        wanted = {(tp.topic, tp.partition): tp for tp in tps}
+        store = self.processor.store
+        assert isinstance(store, TrackedEventStore)
+        found = await self._run(store.positions, [tracking_name(tp) for tp in wanted])
+        offsets = {}
+        for key, tp in wanted.items():
+            position = found.get(tracking_name(key))
+            if position is not None:
+                offsets[tp] = position + 1
+                self.next_offset[key] = max(self.next_offset.get(key, 0), position + 1)
+        return offsets
+
+    async def on_assigned(self, assigned: set[TP]) -> None:
+        async with self._lock:
+            self.assigned = {(tp.topic, tp.partition) for tp in assigned}
+            for tp in list(self.next_offset):  # positions are reloaded from the store
+                if tp not in self.assigned:
+                    del self.next_offset[tp]
+            owned = frozenset(p for t, p in self.assigned if t == self.config.topics.events)
+            n = self.config.events_partitions
+
+            def owns(sp_id: str) -> bool:
+                return partition_of(stock_point_key(sp_id), n) in owned
+
+            self.processor.owns = owns
+            applied, marked = await self._run(self._gained)
+            log.info("assigned %s; applied %d events stored elsewhere; %d stock points to check "
+                     "against open recalls", sorted(self.assigned), applied, marked)
+
+    def _gained(self) -> tuple[int, int]:
+        """On the processor thread: catch up with the log, then check the stock points now
+        owned against the open recalls (a previous owner may have stopped before it did)."""
+        applied = self.processor.follow()
+        return applied, self.processor.recheck_recalls()
+
+    async def on_revoked(self, revoked: set[TP]) -> None:
+        async with self._lock:  # after the batch in hand (Faust waits for it too)
+            for tp in revoked:
+                key = (tp.topic, tp.partition)
+                self.assigned.discard(key)
+                self.next_offset.pop(key, None)
+
+    # -- batches ------------------------------------------------------------------------
+    async def handle(self, events: Sequence[EventT]) -> None:
+        """Store one batch, trying again until it is stored: nothing is skipped. (Faust waits
+        for the agent's batch before it gives a partition up, and should a batch still be
+        stored after its partition moved, the store's versions and tracking records refuse
+        what the new owner stored already.)"""
+        messages = [Consumed((e.message.topic, e.message.partition), e.message.offset,
+                             e.message.key, e.message.value, list(e.message.headers or ()))
+                    for e in events]
+        delay = 0.05
+        async with self._lock:
+            while True:
+                try:
+                    await self._handle(messages)
+                    return
+                except Exception:
+                    log.exception("batch of %d messages not stored; retrying in %.2f s", len(messages), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                # What is stored is what counts: reload the positions before trying again.
+                await self.resume_offsets({TP(t, p) for t, p in {m.tp for m in messages}})
+
+    async def _handle(self, messages: list[Consumed]) -> None:
+        unknown = {m.tp for m in messages if m.tp not in self.next_offset}
+        if unknown:
+            await self.resume_offsets({TP(t, p) for t, p in unknown})
+            for tp in unknown:
+                self.next_offset.setdefault(tp, 0)
+        fresh, again = [], []
+        for m in messages:
+            (fresh if m.offset >= self.next_offset[m.tp] else again).append(m)
+        parsed = [self._parse(m) for m in fresh]
+        dead = [p for p in parsed if p.reason is not None]
+        if dead:  # durably on the dead-letter topic before the offsets move past them
+            await asyncio.gather(*[await self._send_dead_letter(p) for p in dead])
+        last: dict[TopicPartition, int] = {}
+        for m in fresh:
+            last[m.tp] = max(last.get(m.tp, -1), m.offset)
+        tracking = [Tracking(tracking_name(tp), offset) for tp, offset in sorted(last.items())]
+        items = [p for p in parsed if p.reason is None]
+        result, replies = await self._run(self._store, items, tracking, again)
+        for tp, offset in last.items():
+            self.next_offset[tp] = offset + 1
+        self.stored_batches += 1
+        await self._publish_outcomes(items, result.outcomes, replies)
+
+    def _store(self, items: list[Parsed], tracking: list[Tracking],
+               again: list[Consumed]) -> tuple[BatchResult, list[tuple[Consumed, dict[str, Any]]]]:
+        """On the processor thread: follow the log, then decide and store the batch."""
+        processor = self.processor
+        processor.follow()
+        batch = [(p.event, p.principal) for p in items]
+        result = processor.process(batch, tracking=tracking) if tracking else BatchResult([], [], 0)
+        replies = []
+        for m in again:  # redelivered: its outcome is in the store already
+            eid = _event_id(m.value)
+            known = processor.event_outcome(eid) if eid is not None else None
+            if known is not None:
+                replies.append((m, {k: v for k, v in known.items() if k != "recorded_by"}))
+        return result, replies
+
+    def _parse(self, m: Consumed) -> Parsed:
+        if not m.value:
+            return Parsed(m, reason="an empty message is not an event")
+        try:
+            event = orjson.loads(m.value)
+        except orjson.JSONDecodeError as exc:
+            return Parsed(m, reason=f"not JSON: {exc}")
+        if not isinstance(event, dict):
+            return Parsed(m, reason=f"not an event: a JSON {type(event).__name__}; send one JSON "
+                                    "object per message")
+        name = m.header(PRINCIPAL)
+        if not name:
+            return Parsed(m, reason=f"no '{PRINCIPAL}' header: a gateway names its principal in it")
+        role = self.config.roles.get(name)
+        if role is None:
+            return Parsed(m, reason=f"unknown principal {name!r}: name it in REPLENISH_GATEWAYS "
+                                    "(or as an API key's principal)")
+        return Parsed(m, event, Principal(name, role))
+
+    # -- output -------------------------------------------------------------------------
+    async def _send_dead_letter(self, p: Parsed) -> Awaitable[Any]:
+        m = p.message
+        assert p.reason is not None
+        headers = [*m.headers, (REASON, p.reason.encode()), ("source_topic", m.tp[0].encode()),
+                   ("source_partition", str(m.tp[1]).encode()), ("source_offset", str(m.offset).encode())]
+        producer = await self.app.maybe_start_producer()
+        log.warning("dead letter %s@%d: %s", tracking_name(m.tp), m.offset, p.reason)
+        return await producer.send(self.config.topics.dead_letter, m.key, m.value, None, None, headers)
+
+    async def _publish_outcomes(self, items: list[Parsed], outcomes: list[Outcome],
+                                replies: list[tuple[Consumed, dict[str, Any]]]) -> None:
+        """Each outcome, after its store transaction committed. Not awaited: a lost outcome
+        only turns an answer into ``queued``."""
+        producer = await self.app.maybe_start_producer()
+        topic = self.config.topics.outcomes
+        pairs = [(p.message, o.as_dict()) for p, o in zip(items, outcomes, strict=True)] + replies
+        for m, outcome in pairs:
+            reply = m.header(REPLY_TO)
+            body = dict(outcome, topic=m.tp[0], partition=m.tp[1], offset=m.offset, reply_to=reply)
+            key = reply if reply is not None else str(outcome.get("event_id"))
+            headers = [(REPLY_TO, reply.encode())] if reply is not None else []
+            try:
+                await producer.send(topic, key.encode(), orjson.dumps(body), None, None, headers)
+            except Exception:
+                log.exception("outcome of %s not published", outcome.get("event_id"))
+
+    async def housekeeping(self) -> None:
+        """When idle: follow the log, and store the flags of uses of lots whose recall became
+        known meanwhile (``Processor.follow``)."""
+        if self._lock.locked():
+            return
+        async with self._lock:
+            try:
+                alerts = await self._run(self._follow_and_flag)
+            except Exception:
+                log.exception("following the store's log failed")
+                return
+            if alerts:
+                log.info("flagged %d uses of recalled lots stored before their recall was known", alerts)
+
+    def _follow_and_flag(self) -> int:
+        self.processor.follow()
+        if not self.processor.rechecks_pending:
+            return 0
+        return len(self.processor.process([]).alerts)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def _event_id(value: bytes | None) -> str | None:
+    try:
+        event = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    eid = event.get("event_id") if isinstance(event, dict) else None
+    return str(eid) if isinstance(eid, str | int) and not isinstance(eid, bool) else None
+
+
+# -- the Faust app ----------------------------------------------------------------------
+class _TrackedConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, resuming from the store's tracking records: after each
+    assignment Faust seeks to the committed offsets; this seeks on to the tracked ones."""
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        committed = dict(await super().seek_to_committed())
+        worker = getattr(self.app, "partition_worker", None)
+        if worker is not None:
+            tracked = await worker.resume_offsets(set(self.assignment()))
+            for tp, offset in tracked.items():
+                await self.seek(tp, offset)
+                committed[tp] = offset
+            if tracked:
+                log.info("resuming from tracking records: %s",
+                         {f"{tp.topic}-{tp.partition}": o for tp, o in sorted(tracked.items())})
+        return committed
+
+
+class _TrackedTransport(faust_aiokafka.Transport):
+    Consumer = _TrackedConsumer
+
+
+class WorkerApp(faust.App):
+    partition_worker: PartitionWorker | None = None
+
+    def _new_transport(self) -> Any:
+        return _TrackedTransport(self.conf.broker_consumer, self)
+
+
+def create_worker_app(processor: Processor, config: WorkerConfig) -> WorkerApp:
+    """The worker's Faust app: one agent over the events and reference topics, taking
+    batches of up to ``batch_max`` messages (or what came within ``batch_within_s``)."""
+    session = max(config.session_timeout_s, 6.0)
+    app = WorkerApp(
+        config.group_id,
+        broker=[f"kafka://{host.strip()}" for host in config.bootstrap.split(",") if host.strip()],
+        autodiscover=False,
+        web_enabled=False,
+        topic_allow_declare=False,  # topics are made by ``streams.topics.ensure_topics``
+        topic_disable_leader=True,
+        datadir=str(config.datadir),
+        broker_session_timeout=session,
+        broker_heartbeat_interval=max(session / 6, 0.5),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        stream_wait_empty=True,
+    )
+    worker = PartitionWorker(processor, config, app)
+    app.partition_worker = worker
+    consumed = app.topic(*config.topics.consumed, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(consumed, name="replenish.ingest")
+    async def ingest(stream: faust.StreamT[Any]) -> None:
+        async for events in stream.take_events(config.batch_max, within=config.batch_within_s):
+            await worker.handle(events)
+
+    @app.timer(config.idle_follow_s, name="replenish.follow")
+    async def follow() -> None:
+        await worker.housekeeping()
+
+    @app.on_partitions_assigned.connect
+    async def assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        await worker.on_assigned(assigned)
+
+    @app.on_partitions_revoked.connect
+    async def revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        await worker.on_revoked(revoked)
+
+    return app
+
+
+__all__ = ["PartitionWorker", "WorkerApp", "WorkerConfig", "c", "create_worker_app"]

@@ -1,0 +1,262 @@
+"""Ingest on the distributed profile: the API produces each posted event to Kafka and waits
+for its outcome; it reads from a model that follows the store's notification log.
+
+``KafkaIngest`` produces with ``confluent-kafka`` (``acks=all``, idempotent), each event a
+message that names its principal and a reply id in headers, and waits on the outcomes topic
+(every partition, from where it stood at start) for the replies, up to a set time. An event
+whose outcome does not come in time is answered ``queued``: it is durably in Kafka (its
+delivery was acknowledged by every in-sync replica), not yet in the store.
+
+``DistributedRunner`` gives the API what the embedded runner gives it (submit, reads of the
+model on one thread, a change signal, alert changes): its processor never decides events, it
+only follows the log that the workers write, so every read route works unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import IntegrityError
+
+from domain import codes as c
+from domain.intake import Outcome, Principal
+from streams.embedded import EmbeddedRunner
+from streams.processor import Processor
+from streams.topics import PRINCIPAL, REPLY_TO, Topics, route
+
+log = logging.getLogger(__name__)
+
+
+class IngestUnavailable(RuntimeError):
+    """Kafka did not take the events: nothing was queued; sending them again is safe."""
+
+
+class KafkaIngest:
+    """Produces events and collects the outcomes the workers publish for them."""
+
+    def __init__(self, bootstrap: str, topics: Topics, wait_s: float = 2.0,
+                 delivery_timeout_s: float = 30.0) -> None:
+        self.bootstrap, self.topics = bootstrap, topics
+        self.wait_s, self.delivery_timeout_s = wait_s, delivery_timeout_s
+        self.instance = uuid.uuid4().hex[:12]
+        self._seq = itertools.count(1)
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._producer: Any = None
+        self._consumer: Any = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        from confluent_kafka import Consumer, Producer, TopicPartition
+
+        self._loop = loop
+        self._producer = Producer({
+            "bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True,
+            "linger.ms": 1, "partitioner": "murmur2_random",
+            "message.timeout.ms": int(self.delivery_timeout_s * 1000)})
+        self._consumer = Consumer({
+            "bootstrap.servers": self.bootstrap, "group.id": f"replenish-api-{self.instance}",
+            "enable.auto.commit": False, "fetch.wait.max.ms": 10, "fetch.min.bytes": 1})
+        topic = self.topics.outcomes
+        metadata = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise IngestUnavailable(f"topic {topic} is missing: start a worker or run `replenish topics`")
+        start = []
+        for p in sorted(metadata.partitions):  # from where each partition stands now
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            start.append(TopicPartition(topic, p, high))
+        self._consumer.assign(start)
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._poll_producer, name="ingest-producer", daemon=True),
+                         threading.Thread(target=self._poll_outcomes, name="ingest-outcomes", daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        if self._producer is not None:
+            self._producer.flush(10)
+        if self._consumer is not None:
+            self._consumer.close()
+
+    async def send(self, messages: list[tuple[str, str | None, bytes]], principal: str) -> list[dict[str, Any] | None]:
+        """Produce ``(topic, key, value)`` messages; the outcome of each (None when it did not
+        come in time). Raises ``IngestUnavailable`` when Kafka did not acknowledge them all."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_s
+        replies, deliveries = [], []
+        try:
+            for topic, key, value in messages:
+                reply = f"{self.instance}:{next(self._seq)}"
+                outcome: asyncio.Future[dict[str, Any]] = loop.create_future()
+                self._waiting[reply] = outcome
+                replies.append((reply, outcome))
+                delivered: asyncio.Future[None] = loop.create_future()
+                deliveries.append(delivered)
+                self._produce(topic, key, value, [(PRINCIPAL, principal.encode()), (REPLY_TO, reply.encode())],
+                              self._on_delivery(loop, delivered))
+            results = await asyncio.gather(*deliveries, return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                raise IngestUnavailable(f"Kafka did not take {len(failed)} of {len(messages)} events "
+                                        f"({failed[0]}); nothing is lost by sending them again") from failed[0]
+            pending = [f for _, f in replies if not f.done()]
+            remaining = deadline - loop.time()
+            if pending and remaining > 0:
+                await asyncio.wait(pending, timeout=remaining)
+            return [f.result() if f.done() and not f.cancelled() else None for _, f in replies]
+        finally:
+            for reply, f in replies:
+                self._waiting.pop(reply, None)
+                if not f.done():
+                    f.cancel()
+
+    def _produce(self, topic: str, key: str | None, value: bytes, headers: list[tuple[str, bytes]],
+                 on_delivery: Callable[[Any, Any], None]) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key.encode() if key is not None else None,
+                                       headers=headers, on_delivery=on_delivery)
+                return
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self._producer.poll(0.05)
+
+    @staticmethod
+    def _on_delivery(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Callable[[Any, Any], None]:
+        def done(err: Any, _msg: Any) -> None:
+            def settle() -> None:
+                if future.done():
+                    return
+                if err is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(IngestUnavailable(str(err)))
+            loop.call_soon_threadsafe(settle)
+        return done
+
+    def _poll_producer(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    def _poll_outcomes(self) -> None:
+        assert self._loop is not None
+        while not self._stop.is_set():
+            try:
+                msg = self._consumer.poll(0.05)
+            except Exception:
+                log.exception("outcomes consumer failed")
+                continue
+            if msg is None or msg.error() is not None:
+                continue
+            reply = next((v.decode() for k, v in msg.headers() or () if k == REPLY_TO and v), None)
+            if reply is not None and reply.startswith(self.instance):
+                self._loop.call_soon_threadsafe(self._resolve, reply, msg.value())
+
+    def _resolve(self, reply: str, value: bytes) -> None:
+        future = self._waiting.pop(reply, None)
+        if future is not None and not future.done():
+            future.set_result(orjson.loads(value))
+
+
+class DistributedRunner(EmbeddedRunner):
+    """The API's runner on the distributed profile (see the module's docstring)."""
+
+    def __init__(self, processor: Processor, ingest: KafkaIngest, follow_every_s: float = 0.1) -> None:
+        super().__init__(processor)
+        self.ingest = ingest
+        self.follow_every_s = follow_every_s
+
+    async def start(self) -> None:
+        self._changed = asyncio.Event()
+        self.ingest.start(asyncio.get_running_loop())
+        self._task = asyncio.create_task(self._follow(), name="follow-store")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.ingest.stop()
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, events: list[Any], principal: Principal) -> list[Outcome]:
+        """Produce the events (reference data to the reference topic, the others keyed by
+        stock point) and answer each with its outcome, or ``queued``."""
+        routes = await self.read(self._routes, events)
+        messages = [(topic, key, orjson.dumps(e)) for (topic, key), e in zip(routes, events, strict=True)]
+        found = await self.ingest.send(messages, principal.name)
+        if any(o is not None for o in found):
+            await self._catch_up()  # a read after this answer sees what it reports
+        outcomes = []
+        for event, o in zip(events, found, strict=True):
+            if o is None:
+                eid = event.get("event_id") if isinstance(event, dict) else None
+                outcomes.append(Outcome(None if eid is None else str(eid), c.QUEUED))
+            else:
+                outcomes.append(Outcome(o["event_id"], o["status"], o["errors"], o["flags"]))
+        return outcomes
+
+    def _routes(self, events: list[Any]) -> list[tuple[str, str | None]]:
+        catalog = self.processor.ledger.catalog
+
+        def resolve(gtin: str) -> str | None:
+            found = catalog.resolve_gtin(gtin)
+            return found[0] if found else None
+
+        return [route(e, self.ingest.topics, resolve) if isinstance(e, dict)
+                else (self.ingest.topics.events, None) for e in events]
+
+    async def change_alert(self, alert_id: str, status: str, reason: str,
+                           principal: Principal) -> dict[str, Any] | None:
+        """Acknowledge or resolve an alert, stored by this process (the store refuses it, and
+        it is tried once more, should the alert's worker have stored on its stock point since)."""
+        def change() -> dict[str, Any] | None:
+            self.processor.follow()
+            return self.processor.change_alert(alert_id, status, reason, principal)
+
+        loop = asyncio.get_running_loop()
+        try:
+            alert = await loop.run_in_executor(self._executor, change)
+        except IntegrityError:
+            alert = await loop.run_in_executor(self._executor, change)
+        self._notify()
+        return alert
+
+    async def _catch_up(self) -> None:
+        n, raised = await asyncio.get_running_loop().run_in_executor(self._executor, self._apply)
+        if n:
+            self._notify()
+        if raised:
+            for listener in self.listeners:
+                try:
+                    listener(raised)
+                except Exception:
+                    log.exception("alert listener failed")
+
+    def _apply(self) -> tuple[int, list[dict[str, Any]]]:
+        feed = self.processor.ledger.alert_feed
+        before = len(feed)
+        n = self.processor.follow()
+        feed = self.processor.ledger.alert_feed  # the same list unless the model was rebuilt
+        return n, [a for a in feed[before:] if a.get("change") == "raised"]
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                await self._catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("following the store's log failed")
+            await asyncio.sleep(self.follow_every_s)
