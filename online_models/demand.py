@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+from online_models.slotted import Slotted
+
 _SLOTS = ("alpha", "gamma", "day", "today", "n_days", "p", "size", "size_var", "level", "var", "season", "w2")
 
 
-class DailyDemand:
+class DailyDemand(Slotted):
     """Demand per day on a daily clock that counts days with zero use.
 
     Two views are kept, both exponentially weighted (smoothing ``alpha``, averaging while
@@ -128,16 +130,6 @@ class DailyDemand:
         if self.is_intermittent():
             return mean
         return mean * self.season[weekday]
-
-    def __getstate__(self) -> tuple[object, ...]:
-        return tuple(getattr(self, s) for s in _SLOTS)
-
-    def __setstate__(self, state: tuple[object, ...]) -> None:
-        for s, v in zip(_SLOTS, state, strict=True):
-            setattr(self, s, v)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, DailyDemand) and self.__getstate__() == other.__getstate__()
 
     def clone(self) -> DailyDemand:
         """A fresh model with the same settings."""

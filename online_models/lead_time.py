@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from online_models.slotted import Slotted
+
 _SLOTS = ("alpha", "n", "mean", "var", "on_time")
 
 
-class LeadTime:
+class LeadTime(Slotted):
     """Lead time in days (PO issued → receipt): exponentially weighted mean and variance,
     and the on-time rate (received by the promised date). Until ``prior_weight`` receipts are
     seen, estimates lean on the master data's lead time (a shrinkage prior), so one early
@@ -48,16 +50,6 @@ class LeadTime:
         mean = w * self.mean + (1 - w) * default_days
         var = w * self.var + (1 - w) * prior_var
         return mean, var
-
-    def __getstate__(self) -> tuple[object, ...]:
-        return tuple(getattr(self, s) for s in _SLOTS)
-
-    def __setstate__(self, state: tuple[object, ...]) -> None:
-        for s, v in zip(_SLOTS, state, strict=True):
-            setattr(self, s, v)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LeadTime) and self.__getstate__() == other.__getstate__()
 
     def clone(self) -> LeadTime:
         return LeadTime(self.alpha)

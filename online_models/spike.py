@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 
 from domain.policy import LeadTimeDemand, ltd_quantile
+from online_models.slotted import Slotted
 
 _SLOTS = ("tau_days", "false_alarm", "warning", "min_ratio", "level", "t_last", "active",
           "reference", "warn", "limit")
 
 
-class SpikeDetector:
+class SpikeDetector(Slotted):
     """An exponentially weighted sum of recent use in continuous time (time constant
     ``tau_days``), tested against what the baseline (mean and variance per day) predicts.
 
@@ -92,16 +93,6 @@ class SpikeDetector:
     def lifted_mean(self, t_days: float, mean: float) -> float:
         """The mean per day the policy should use: the recent rate during a spike."""
         return max(mean, self.recent_rate(t_days)) if self.active else mean
-
-    def __getstate__(self) -> tuple[object, ...]:
-        return tuple(getattr(self, s) for s in _SLOTS)
-
-    def __setstate__(self, state: tuple[object, ...]) -> None:
-        for s, v in zip(_SLOTS, state, strict=True):
-            setattr(self, s, v)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SpikeDetector) and self.__getstate__() == other.__getstate__()
 
     def clone(self) -> SpikeDetector:
         return SpikeDetector(self.tau_days, self.false_alarm, self.warning, self.min_ratio)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from online_models.slotted import Slotted
+
 _SLOTS = ("alpha", "n", "m1", "m2", "m3")
 
 
-class UsageSize:
+class UsageSize(Slotted):
     """Exponentially weighted first three moments of the quantity of each use (smoothing
     ``alpha``, averaging while fewer than ``1/alpha`` uses are seen). A stock point used one
     unit at a time has every moment 1; one that gives out boxes or kits has larger ones, and
@@ -40,16 +42,6 @@ class UsageSize:
     def predict_one(self) -> tuple[float, float, float]:
         """E[X], E[X²], E[X³] of the quantity X of one use (all 0 before the first)."""
         return self.m1, self.m2, self.m3
-
-    def __getstate__(self) -> tuple[object, ...]:
-        return tuple(getattr(self, s) for s in _SLOTS)
-
-    def __setstate__(self, state: tuple[object, ...]) -> None:
-        for s, v in zip(_SLOTS, state, strict=True):
-            setattr(self, s, v)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, UsageSize) and self.__getstate__() == other.__getstate__()
 
     def clone(self) -> UsageSize:
         """A fresh model with the same settings."""
