@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
 from api.responses import JSON
-from api.routes import alerts, audit, events, stock_points, webhooks
+from api.routes import admin, alerts, audit, events, kpis, recalls, stock_points, trace, webhooks
 from domain.intake import Principal
 from streams.embedded import EmbeddedRunner
 from streams.webhooks import WebhookDispatcher
 
 
 def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
-               data_dir: Path) -> FastAPI:
+               data_dir: Path, projections: Any = None) -> FastAPI:
+    """``projections``: the read side (``projections.service.ProjectionService``), started
+    with the app and woken after each stored batch; without it the KPI routes answer 503."""
     dispatcher = WebhookDispatcher(data_dir / "webhooks.json", lambda seq: runner.read(
         runner.processor.alert_feed_since, seq))
 
@@ -25,9 +30,19 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
         await runner.start()
         runner.listeners.append(lambda _alerts: dispatcher.wake())
         await dispatcher.start()
+        waking = None
+        if projections is not None:
+            await asyncio.to_thread(projections.start)
+            app.state.projections = projections.reader
+            waking = asyncio.create_task(_wake_after_batches(runner, projections), name="projections-wake")
         try:
             yield
         finally:
+            if waking is not None:
+                waking.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waking
+                await asyncio.to_thread(projections.stop)
             await dispatcher.stop()
             await runner.stop()
 
@@ -41,7 +56,9 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
     app.state.runner = runner
     app.state.principals = principals
     app.state.webhooks = dispatcher
-    for module in (events, stock_points, alerts, webhooks, audit):
+    app.state.projection_service = projections
+    app.state.projections = None  # the KPI reader, once the projections have started
+    for module in (events, stock_points, alerts, webhooks, audit, recalls, trace, kpis, admin):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])
@@ -49,3 +66,11 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
         return {"status": "ok"}
 
     return app
+
+
+async def _wake_after_batches(runner: EmbeddedRunner, projections: Any) -> None:
+    """Wake the projection follower after each stored batch (it catches up on its own thread;
+    this only sets an event, so the runner never waits for it)."""
+    while True:
+        await runner.wait_changed(60.0)
+        projections.wake()

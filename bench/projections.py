@@ -4,13 +4,15 @@ Generates a year of stored events for a hospital directly as notification-log en
 JSON states the event store keeps: stock facts, decisions, alerts, refusals, purchase
 orders), then:
 
-1. rebuilds the projection from them (decode, processors, batched writer, views): events/s
+1. rebuilds the projection from them as ``replay --projections`` does (the states staged in
+   the engine and flattened there, materialized views, then the KPI summary tables): events/s
    and rows/s;
-2. times decoding, processors and the writer separately on a slice;
+2. times the parts on a slice: staging the states, writing the tables from the stage, the
+   summaries;
 3. follows a slice of them live, in small batches as the service would;
 4. runs each KPI query ``--repeat`` times over the year: p50 and p95 latency;
 5. with ``--scale K``, copies the tables K-1 more times inside ClickHouse (new stock
-   points, new ids) and times the KPIs again at K × the events.
+   points, new ids), recomputes the summaries and times the KPIs again at K × the events.
 
     .venv/bin/python -m bench.projections --events 1000000 --scale 10
 """
@@ -18,6 +20,7 @@ orders), then:
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import statistics
@@ -29,10 +32,10 @@ from typing import Any
 
 import orjson
 
-from projections import queries
-from projections.client import drop_database, open_projections
-from projections.follower import Follower, json_state, rebuild
-from projections.processors import process_batch, stored_event
+from projections import queries, summaries
+from projections.client import connect, drop_database, open_projections
+from projections.follower import Follower, _columns, _raw_state, count_rows, json_state, rebuild
+from projections.processors import COLUMNS
 from projections.writer import Writer
 
 START = datetime(2025, 1, 6, tzinfo=UTC)
@@ -156,12 +159,14 @@ class Year:
 
 
 def copy_tables(client: Any, times: int, events: int) -> None:
-    """Multiply the source tables inside ClickHouse: copy k holds new stock points (location
-    suffixed ``~k``) and notification ids shifted by k × events; the views follow."""
+    """Multiply the projection inside ClickHouse: copy k holds new stock points (location
+    suffixed ``~k``), new orders and alerts, and notification ids shifted by k × events; the
+    materialized views follow, and the summaries are recomputed afterwards."""
     renamed = {"location": "concat(location, '~{k}')", "notification_id": "notification_id + {s}",
-               "alert_id": "concat(alert_id, '~{k}')", "po_id": "concat(po_id, '~{k}')"}
+               "alert_id": "concat(alert_id, '~{k}')", "po_id": "concat(po_id, '~{k}')",
+               "stream_id": "concat(stream_id, '~{k}')"}
     for table in ("events_raw", "stock_moves", "decisions", "alerts", "po_lines", "locations"):
-        columns = [r[0] for r in client.query(f"DESCRIBE TABLE {table}").result_rows]
+        columns = list(COLUMNS[table])
         for k in range(1, times):
             exprs = [renamed.get(c, c).format(k=k, s=k * events) for c in columns]
             client.command(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(exprs)} "
@@ -182,10 +187,15 @@ def time_kpis(client: Any, repeat: int) -> dict[str, tuple[float, float]]:
     return out
 
 
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--batch", type=int, default=50_000, help="rebuild batch size")
+    ap.add_argument("--batch", type=int, default=200_000, help="rebuild batch size")
     ap.add_argument("--split", type=int, default=200_000, help="events timed stage by stage")
     ap.add_argument("--live-events", type=int, default=20_000)
     ap.add_argument("--live-batch", type=int, default=100)
@@ -195,60 +205,68 @@ def main() -> None:
     args = ap.parse_args()
     scratch = None if args.dsn else tempfile.mkdtemp(prefix="bench-projections-")
     dsn = args.dsn or f"chdb://{scratch}"
+    print(load())
 
     t = time.perf_counter()
     log = Year(args.events).generate()
     print(f"generated {len(log):,} stored events in {time.perf_counter() - t:.1f} s")
 
     client = open_projections(dsn, "bench_projections")
-    report = rebuild(client, lambda start: log[start - 1:], json_state, batch_size=args.batch)
+    helper = connect(dsn, "bench_projections", create=False)
+    report = rebuild(client, lambda start: log[start - 1:], json_state, batch_size=args.batch, helpers=[helper])
     print(f"rebuild: {report.events:,} events, {report.rows:,} rows in {report.seconds:.1f} s = "
           f"{report.events_per_second:,.0f} events/s, {report.rows_per_second:,.0f} rows/s "
-          f"(batches of {args.batch:,})")
+          f"(batches of {args.batch:,}, KPI summaries included; {load()})")
 
     split = open_projections(dsn, "bench_split")
     part = log[: args.split]
+    writer = Writer(split)
     t0 = time.perf_counter()
-    decoded = [stored_event(n, json_state(n)) for n in part]
+    tables = writer.stage(_columns(part, _raw_state))
     t1 = time.perf_counter()
-    split_rows = process_batch(decoded)
+    writer.write(tables)
     t2 = time.perf_counter()
-    written = Writer(split).write(split_rows)
-    t3 = time.perf_counter()
-    print(f"stages over {len(part):,} events: decode {len(part) / (t1 - t0):,.0f} events/s, "
-          f"processors {len(part) / (t2 - t1):,.0f} events/s, "
-          f"writer {written / (t3 - t2):,.0f} rows/s ({written:,} rows, views included)")
+    refreshed = summaries.refresh(split, part[-1].id, full=True)
+    print(f"parts over {len(part):,} events, one connection: staging the states {len(part) / (t1 - t0):,.0f} "
+          f"events/s, writing the tables from the stage {len(part) / (t2 - t1):,.0f} events/s, "
+          f"the KPI summaries {refreshed:.2f} s")
     drop_database(split, "bench_split")
 
     live = open_projections(dsn, "bench_live")
     follower = Follower(live, batch_size=args.live_batch)
     chunk = log[: args.live_events]
     t = time.perf_counter()
-    rows = 0
     for i in range(0, len(chunk), args.live_batch):
-        rows += follower.follow(chunk[i:i + args.live_batch], json_state).rows
+        follower.follow(chunk[i:i + args.live_batch], json_state)
     seconds = time.perf_counter() - t
+    rows = count_rows(live)
     print(f"live: {len(chunk):,} events followed {args.live_batch} at a time in {seconds:.1f} s = "
-          f"{len(chunk) / seconds:,.0f} events/s, {rows / seconds:,.0f} rows/s")
+          f"{len(chunk) / seconds:,.0f} events/s, {rows / seconds:,.0f} rows/s "
+          f"({seconds / (len(chunk) / args.live_batch) * 1000:.0f} ms a batch, summaries included)")
     drop_database(live, "bench_live")
 
     sizes = {t: client.query(f"SELECT count() FROM {t}").result_rows[0][0]
              for t in ("events_raw", "stock_moves", "decisions", "consumption_daily", "stock_daily",
-                       "forecast_daily")}
+                       "forecast_daily", "sp_days", "sp_weeks", "po_line_status", "receipts")}
     print("rows: " + ", ".join(f"{t} {n:,}" for t, n in sizes.items()))
     scales = [1] + ([args.scale] if args.scale > 1 else [])
     for scale in scales:
         if scale > 1:
             t = time.perf_counter()
             copy_tables(client, scale, args.events)
-            print(f"\ncopied the tables to {scale} × {args.events:,} events in {time.perf_counter() - t:.1f} s")
+            copied = time.perf_counter() - t
+            refreshed = summaries.refresh(client, scale * args.events, full=True)
+            client.command("OPTIMIZE TABLE sp_weeks FINAL")
+            print(f"\ncopied the tables to {scale} × {args.events:,} events in {copied:.1f} s; "
+                  f"KPI summaries recomputed in {refreshed:.1f} s")
             sizes = {t: client.query(f"SELECT count() FROM {t}").result_rows[0][0] for t in sizes}
             print("rows: " + ", ".join(f"{t} {n:,}" for t, n in sizes.items()))
-        print(f"KPI latency over {scale * args.events:,} events, {args.repeat} runs each (ms):")
+        print(f"KPI latency over {scale * args.events:,} events, {args.repeat} runs each (ms; {load()}):")
         print(f"  {'kpi':<20} {'p50':>8} {'p95':>8}")
         for name, (p50, p95) in time_kpis(client, args.repeat).items():
             print(f"  {name:<20} {p50:8.1f} {p95:8.1f}")
     drop_database(client, "bench_projections")
+    helper.close()
     client.close()
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)

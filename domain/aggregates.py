@@ -106,6 +106,9 @@ class StockPoint(ChainedAggregate):
         self.need_open = False
         self.policy: dict[str, Any] | None = None
         self.last_decisions: deque[dict[str, Any]] = deque(maxlen=LAST_EVENTS_KEPT)
+        # recall reference -> the units quarantined here for it (lot -> quantity, at the time)
+        self.quarantines: dict[str, dict[str, float]] = {}
+        self.expiry: dict[str, Any] | None = None  # the last daily expiry check's findings
 
     @dataclass(frozen=True)
     class Recorded(ChainedAggregate.Event):
@@ -206,7 +209,11 @@ class StockPoint(ChainedAggregate):
                 sp.need_open = True
             elif d["type"] == "replenishment_covered":
                 sp.need_open = False
-            sp.policy = d.get("policy", sp.policy)
+            elif d["type"] == "quarantined":
+                sp.quarantines[d["reference"]] = dict(d["lots"])
+            elif d["type"] == "expiry_checked":
+                sp.expiry = d
+                return  # daily findings: in ``expiry``, not among the policy decisions            sp.policy = d.get("policy", sp.policy)
             sp.last_decisions.append(d)
 
     @dataclass(frozen=True)
@@ -317,6 +324,11 @@ class Recall(ChainedAggregate):
         self.serials: list[str] = []
         self.is_open = False
         self.issued_at: str | None = None
+        self.closed_at: str | None = None
+        self.recall_class: str | None = None
+        self.issued_event_id: str | None = None
+        # location -> confirmed quantities (returned, destroyed, not_found), summed
+        self.confirmed: dict[str, dict[str, float]] = {}
 
     @dataclass(frozen=True)
     class Issued(ChainedAggregate.Event):
@@ -330,6 +342,8 @@ class Recall(ChainedAggregate):
             recall.lots = list(self.event.get("lots") or [])
             recall.serials = list(self.event.get("serials") or [])
             recall.issued_at = self.event["occurred_at"]
+            recall.recall_class = self.event.get("recall_class")
+            recall.issued_event_id = self.event.get("event_id")
             recall.is_open = True
 
     @dataclass(frozen=True)
@@ -341,6 +355,24 @@ class Recall(ChainedAggregate):
 
         def apply(self, recall: Any) -> None:
             recall.is_open = False
+            recall.closed_at = self.event["occurred_at"]
+
+    @dataclass(frozen=True)
+    class Confirmed(ChainedAggregate.Event):
+        """One location's report of what it did with the recalled units it held."""
+
+        event: dict[str, Any]
+        fingerprint: str
+        recorded_at: str
+        recorded_by: str
+
+        def apply(self, recall: Any) -> None:
+            done = recall.confirmed.setdefault(self.event["location"], {})
+            for name in ("returned", "destroyed", "not_found"):
+                done[name] = done.get(name, 0.0) + float(self.event.get(name) or 0)
+
+    def confirm(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Confirmed, at, **fields)
 
     def issue(self, at: datetime, **fields: Any) -> None:
         self.append(self.Issued, at, **fields)

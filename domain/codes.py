@@ -56,6 +56,12 @@ ALERT_STOCKOUT = "stockout"
 ALERT_STOCKOUT_RISK = "stockout_risk"
 ALERT_DEMAND_SPIKE = "demand_spike"
 
+# Lots, expiry and recalls (issue 7).
+ALERT_EXPIRY_RISK = "expiry_risk"  # stock that will expire before it is used at the forecast rate
+ALERT_EXPIRED_ON_SHELF = "expired_on_shelf"  # stock past its expiry still on the books
+ALERT_HELD_LOT_USED = "held_lot_used"  # a use of a lot on hold (accepted: see README, "Lots")
+ALERT_RECALL_TASK = "recall_task"  # a recall's units to find and confirm at one location
+
 SEVERITY_INFO = "info"
 SEVERITY_WARNING = "warning"
 SEVERITY_CRITICAL = "critical"
@@ -69,6 +75,10 @@ ALERT_SEVERITY = {
     ALERT_STOCKOUT: SEVERITY_CRITICAL,
     ALERT_STOCKOUT_RISK: SEVERITY_WARNING,
     ALERT_DEMAND_SPIKE: SEVERITY_WARNING,
+    ALERT_EXPIRY_RISK: SEVERITY_WARNING,
+    ALERT_EXPIRED_ON_SHELF: SEVERITY_CRITICAL,
+    ALERT_HELD_LOT_USED: SEVERITY_CRITICAL,
+    ALERT_RECALL_TASK: SEVERITY_CRITICAL,
 }
 
 # Roles.

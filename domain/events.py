@@ -66,6 +66,9 @@ EVENT_TYPES: dict[str, EventSpec] = {
         EventSpec("lot_changed", LOT, ("lot", "change", "reason"), _ADMIN, True),
         EventSpec("recall_issued", RECALL, ("reference",), _ADMIN, True),
         EventSpec("recall_closed", RECALL, ("reference",), _ADMIN),
+        # The people doing the recall at a location report what they found (devices and
+        # gateways, like a waste or a return), or an admin for them.
+        EventSpec("recall_confirmed", RECALL, ("reference", "location"), _OPS),
         EventSpec("surgery_scheduled", SCHEDULE, ("case_id", "procedure", "location", "scheduled_for"), _OPS),
         EventSpec("surgery_cancelled", SCHEDULE, ("case_id",), _OPS),
         EventSpec("surgery_completed", SCHEDULE, ("case_id",), _OPS),
@@ -75,6 +78,7 @@ EVENT_TYPES: dict[str, EventSpec] = {
 }
 
 LOT_CHANGES = ("expiry_corrected", "relabelled", "hold", "release")
+RECALL_OUTCOMES = ("returned", "destroyed", "not_found")  # quantities of a recall_confirmed
 STRUCTURED_FIELDS = frozenset({"lines"})  # required fields that are not text
 
 
@@ -318,6 +322,14 @@ def _check_type_specific(etype: str, event: dict[str, Any], errors: list[FieldEr
         for name, value in (("lots", lots), ("serials", serials)):
             if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) and v for v in value)):
                 errors.append(FieldError(name, c.MALFORMED, f"'{name}' must be a list of strings"))
+    elif etype == "recall_confirmed":
+        given = [f for f in RECALL_OUTCOMES if event.get(f) is not None]
+        if not given:
+            errors.append(FieldError("returned", c.MISSING_FIELD,
+                                     "give 'returned', 'destroyed' and/or 'not_found' (quantities)"))
+        for f in given:
+            if not (is_number(event[f]) and 0 <= event[f] <= MAX_QUANTITY):
+                errors.append(FieldError(f, c.INVALID_QUANTITY, f"'{f}' must be a non-negative number"))
     elif etype == "surgery_scheduled":
         when = parse_instant(event.get("scheduled_for"))
         if event.get("scheduled_for") is not None and when is None:

@@ -47,6 +47,7 @@ from domain.events import (
 )
 from domain.expiry import is_expired
 from domain.inventory import Moves, fold_balances
+from domain.trace import TraceIndex
 
 REFUSALS_STREAM = "refusals"
 
@@ -120,6 +121,8 @@ class Ledger:
         self.po_open: dict[str, dict[str, float]] = {}
         # location -> case id -> (procedure, scheduled_for) of cases still to happen
         self.scheduled: dict[str, dict[str, tuple[str, str]]] = {}
+        # lot and serial -> their stored events, holders, cases (``domain.trace``)
+        self.trace = TraceIndex()
 
     # -- rebuilding -------------------------------------------------------------------
     def replay(self, event: Any) -> None:
@@ -130,6 +133,7 @@ class Ledger:
 
     def index(self, event: Any) -> None:
         """Keep the indexes in step with one event (the same code live and on replay)."""
+        self.trace.note(event, self.streams.get(event.originator_id))
         if isinstance(event, StockPoint.Recorded):
             # An implied transfer is a side effect at another stock point: its flags are not in
             # the event's outcome, so they are not in what a re-send gets either.
@@ -206,7 +210,7 @@ class Ledger:
                 self.recalled_lots.get((recall.sku, lot), set()).discard(recall.reference)
             for serial in recall.serials:
                 self.recalled_serials.get((recall.sku, serial), set()).discard(recall.reference)
-        elif isinstance(event, Lot.Changed):
+        elif isinstance(event, Lot.Changed | Recall.Confirmed):
             self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
         elif isinstance(event, StockPoint.UseFlagged):
             prior = self.seen.get(event.event_id)
@@ -243,14 +247,24 @@ class Ledger:
         agg = self.streams.get(lot_id(sku, lot))
         return agg if isinstance(agg, Lot) else None
 
+    def recall_refs(self, sku: str, lot: str | None) -> set[str]:
+        """The open recalls covering a lot: its own, and those of the lots it was relabelled from."""
+        refs = set(self.recalled_lots.get((sku, lot or ""), ()))
+        origin, seen = self.trace.relabelled_from.get((sku, lot or "")), {lot}
+        while origin is not None and origin not in seen:
+            seen.add(origin)
+            refs |= self.recalled_lots.get((sku, origin), set())
+            origin = self.trace.relabelled_from.get((sku, origin))
+        return refs
+
     def is_recalled(self, sku: str, lot: str | None, serial: str | None = None) -> bool:
         return bool((lot and self.recalled_lots.get((sku, lot)))
-                    or (serial and self.recalled_serials.get((sku, serial))))
+                    or (serial and self.recalled_serials.get((sku, serial)))
+                    or (lot and (sku, lot) in self.trace.relabelled_from and self.recall_refs(sku, lot)))
 
     def recall_started(self, sku: str, lot: str | None, serial: str | None) -> str | None:
         """The earliest ``occurred_at`` of the open recalls covering this lot or serial."""
-        refs = set(self.recalled_lots.get((sku, lot or ""), ())) | set(
-            self.recalled_serials.get((sku, serial or ""), ()))
+        refs = self.recall_refs(sku, lot) | set(self.recalled_serials.get((sku, serial or ""), ()))
         starts = [r.issued_at for ref in refs
                   if isinstance(r := self.streams.get(f"recall:{ref}"), Recall) and r.issued_at]
         return min(starts) if starts else None
@@ -262,6 +276,13 @@ class Ledger:
         agg = self.lot(sku, lot) if lot else None
         if agg is not None and agg.on_hold:
             return "on_hold"
+        origin, seen = (self.trace.relabelled_from.get((sku, lot)) if lot else None), {lot}
+        while origin is not None and origin not in seen:  # a relabelled lot keeps its origin's hold
+            seen.add(origin)
+            before = self.lot(sku, origin)
+            if before is not None and before.on_hold:
+                return "on_hold"
+            origin = self.trace.relabelled_from.get((sku, origin))
         if agg is not None and agg.expiry and is_expired(parse_date(agg.expiry), at, timezone):  # type: ignore[arg-type]
             return "expired"
         return "ok"
@@ -383,23 +404,26 @@ class Intake:
 
     def _alert(self, sp: StockPoint, kind: str, event: dict[str, Any], now: datetime,
                message: str, lot: str | None, flag: str | None = None,
-               dedupe: bool = False) -> None:
+               dedupe: bool = False, extra: dict[str, Any] | None = None) -> str | None:
         """Raise an alert; a bookkeeping ``flag`` alert is raised once per stock point and
         flag while it is open (and one event with two flags raises two alerts), and so is a
         ``dedupe`` alert once per stock point and kind."""
         dedupe = dedupe or flag is not None
         key = (sp.id, kind, flag if flag is not None else (lot or ""))
         if dedupe and key in self.ledger.open_alert_keys:
-            return
+            return None
         alert_id = "al_" + fingerprint([sp.id, event.get("event_id"), kind, *([flag] if dedupe else [])])[:20]
         alert = {"id": alert_id, "kind": kind, "severity": c.ALERT_SEVERITY[kind],
                  "sku": sp.sku, "location": sp.location, "site": sp.site, "lot": lot,
                  "flag": flag, "raised_at": iso_utc(now), "status": "open",
                  "event_id": event.get("event_id"), "message": message,
                  "dedupe_key": list(key) if dedupe else None}
+        if extra:
+            alert.update(extra)
         sp.raise_alert(now, alert)
         self._touch(sp)
         self.raised.append(alert)
+        return alert_id
 
     # -- master data ------------------------------------------------------------------
     def _master(self, event: dict[str, Any], fp: str, principal: Principal, now: datetime) -> Outcome:
@@ -550,6 +574,12 @@ class Intake:
         exp_date = parse_date(expiry) if expiry else None
         expired = exp_date is not None and is_expired(exp_date, at, loc.timezone)
         if not (recalled or expired):
+            held = self.ledger.lot(item.sku, lot) if lot else None
+            if held is not None and held.on_hold:
+                # Accepted (the refusal codes are the contract's: none means "held"), with a
+                # critical alert so that the quality team follows the unit up.
+                self._alert(sp, c.ALERT_HELD_LOT_USED, event, now,
+                            f"lot {lot} of {item.sku} is on hold and was used", lot)
             return []
         what = f"lot {lot}" if lot else f"serial {serial}"
         # A blank case id (a form field left empty) is no case: the scan is refused.
@@ -650,26 +680,49 @@ class Intake:
         if item is None:
             return self._refuse(event, fp, None, errors, principal, now)
         event["sku"] = item.sku
+        if event["change"] == "relabelled" and event["new_lot"] == event["lot"]:
+            err = FieldError("new_lot", c.MALFORMED, "a relabelled lot needs a different 'new_lot'")
+            return self._refuse(event, fp, None, [err], principal, now)
         lot = self._open(Lot, lot_id(item.sku, event["lot"]),
                          {"sku": item.sku, "lot": event["lot"], "expiry": None}, now)
         lot.change(now, event=event, fingerprint=fp, recorded_at=iso_utc(now),
                    recorded_by=principal.name)
         self._touch(lot)
+        if event["change"] == "relabelled":
+            self._relabel(lot, event, fp, principal, now)
         return self._accepted(event, [])
+
+    def _relabel(self, old: Lot, event: dict[str, Any], fp: str, principal: Principal,
+                 now: datetime) -> None:
+        """Move the old lot's balance to the new lot at every stock point that holds it; the new
+        lot starts with the old one's expiry (and keeps its recall or hold, ``lot_status``)."""
+        new = event["new_lot"]
+        if self.ledger.lot(old.sku, new) is None:
+            self._open(Lot, lot_id(old.sku, new), {"sku": old.sku, "lot": new, "expiry": old.expiry}, now)
+        for sp_id in sorted(self.ledger.trace.points.get((old.sku, old.lot), ())):
+            sp = self.ledger.streams.get(sp_id)
+            if not isinstance(sp, StockPoint) or sp.lots.get(old.lot, 0.0) == 0:
+                continue
+            q = sp.lots[old.lot]
+            self._record(sp, dict(event, location=sp.location),
+                         [["add", old.lot, -q], ["add", new, q]], [], fp, principal, now)
 
     def _recall(self, event: dict[str, Any], fp: str, principal: Principal,
                 now: datetime) -> Outcome:
         recall_id = f"recall:{event['reference']}"
         fields = {"event": event, "fingerprint": fp, "recorded_at": iso_utc(now),
                   "recorded_by": principal.name}
-        if event["type"] == "recall_closed":
+        if event["type"] in ("recall_closed", "recall_confirmed"):
             recall = self.ledger.streams.get(recall_id)
             if not isinstance(recall, Recall) or not recall.is_open:
                 err = FieldError("reference", c.MALFORMED,
                                  f"there is no open recall with reference {event['reference']!r}")
                 return self._refuse(event, fp, None, [err], principal, now)
+            if event["type"] == "recall_confirmed":
+                return self._recall_confirmed(recall, event, fp, principal, now)
             recall.close(now, **fields)
             self._touch(recall)
+            self._end_recall_tasks(recall, None, "recall closed", principal, now)
             return self._accepted(event, [])
         errors: list[FieldError] = []
         item, _ = self._resolve_item(event, datetime.fromisoformat(event["occurred_at"]), errors)
@@ -680,6 +733,68 @@ class Intake:
         recall.issue(now, **fields)
         self._touch(recall)
         return self._accepted(event, [])
+
+    def _recall_confirmed(self, recall: Recall, event: dict[str, Any], fp: str,
+                          principal: Principal, now: datetime) -> Outcome:
+        """A location reports what it did with the recalled units it held: those returned,
+        destroyed or not found leave its books (a stock fact on its stock point), its progress
+        is on the recall, and its recall task ends once the quarantined units are accounted for."""
+        errors: list[FieldError] = []
+        loc = self._resolve_location(event["location"], "location", event.get("site"),
+                                     datetime.fromisoformat(event["occurred_at"]), errors)
+        if loc is None:
+            return self._refuse(event, fp, None, errors, principal, now)
+        assert recall.sku is not None
+        event["sku"] = recall.sku
+        recall.confirm(now, **self._fields(event, fp, principal, now))
+        self._touch(recall)
+        sp = self.ledger.stock_point(recall.sku, loc.location)
+        if sp is not None:
+            remaining = sum(float(event.get(f) or 0) for f in ("returned", "destroyed", "not_found"))
+            lots = [event["lot"]] if event.get("lot") else sorted(
+                set(recall.lots) | set(sp.quarantines.get(recall.reference, {})))
+            moves = []
+            for lot in lots:
+                take = min(remaining, max(sp.lots.get(lot, 0.0), 0.0))
+                if take > 0:
+                    moves.append(["add", lot, -take])
+                    remaining -= take
+            if moves:
+                self._record(sp, dict(event, location=loc.location), moves, [], fp, principal, now)
+            done = recall.confirmed.get(loc.location, {})
+            if sum(done.values()) >= sum(sp.quarantines.get(recall.reference, {}).values()):
+                self._end_recall_tasks(recall, sp, "recall confirmed", principal, now)
+        return self._accepted(event, [])
+
+    def _end_recall_tasks(self, recall: Recall, sp: StockPoint | None, reason: str,
+                          principal: Principal, now: datetime) -> None:
+        """Resolve the open recall task alerts of ``recall`` (at one stock point, or all)."""
+        ids = [sp.id] if sp is not None else sorted(
+            {sid for lot in recall.lots for sid in self.ledger.trace.points.get((recall.sku or "", lot), ())})
+        for sid in ids:
+            point = self.ledger.streams[sid]
+            alert_id = self.ledger.open_alert_keys.get((point.id, c.ALERT_RECALL_TASK, recall.reference))
+            if alert_id is not None:
+                self.change_alert(alert_id, "resolved", reason, principal, now)
+
+    def quarantine(self, sp: StockPoint, recall: Recall, lots: dict[str, float],
+                   serials: list[str], cause: str | None, now: datetime) -> None:
+        """Quarantine the units of ``recall`` that ``sp`` holds (a decision event), and raise the
+        location's recall task (one open per stock point and recall)."""
+        first = recall.reference not in sp.quarantines
+        decision: dict[str, Any] = {"type": "quarantined", "sku": sp.sku, "location": sp.location,
+                    "reference": recall.reference, "recall_class": recall.recall_class,
+                    "lots": lots, "quantity": sum(lots.values()), "cause_event_id": cause,
+                    "decided_at": iso_utc(now)}
+        if serials:
+            decision["serials"] = serials
+        self.record_decision(sp, decision, now)
+        if first:
+            what = ", ".join(f"{q:g} of lot {lot}" for lot, q in sorted(lots.items()))
+            self._alert(sp, c.ALERT_RECALL_TASK, {"event_id": cause}, now,
+                        f"recall {recall.reference}: find, quarantine and confirm {what} of "
+                        f"{sp.sku} at {sp.location}", None, flag=recall.reference,
+                        extra={"reference": recall.reference})
 
     # -- schedule, purchase orders, overrides -----------------------------------------
     def _fields(self, event: dict[str, Any], fp: str, principal: Principal, now: datetime) -> dict[str, Any]:

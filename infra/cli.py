@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -36,6 +37,12 @@ def _print_keys(settings: Settings) -> None:
     for key, principal in settings.principals().items():
         table.add_row(principal.role, key)
     console.print(table)
+    password = settings.bi_password.get_secret_value()
+    if password and settings.profile == "embedded":
+        console.print(f"BI access (ClickHouse HTTP interface, read-only): "
+                      f"http://{settings.clickhouse_http_host}:{settings.clickhouse_http_port}  "
+                      f"user [bold]{settings.bi_user or 'bi'}[/bold]  password [bold]{password}[/bold]  "
+                      f"database {settings.clickhouse_database}")
 
 
 # A stop waits this long for requests in flight, then ends open alert streams (Server-Sent
@@ -134,6 +141,54 @@ def demo(host: Annotated[str, typer.Option(help="Address to listen on")] = "127.
                 pass
 
 
+@app.command()
+def simulate(scenario: Annotated[str, typer.Option(help="steady, surge, supplier_disruption, recall or holiday")] = "steady",
+             days: Annotated[int, typer.Option(help="Days to simulate (the first 90 are warm-up)")] = 365,
+             seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same figures")] = 1,
+             items: Annotated[int, typer.Option(help="Items in the synthetic hospital")] = 300,
+             calibrate: Annotated[bool, typer.Option(
+                 help="Calibrate dynamic's service levels to the leanest baseline's average inventory")] = True,
+             json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here")] = None,
+             html_path: Annotated[Path | None, typer.Option("--html", help="Write an HTML report here")] = None,
+             ) -> None:
+    """Compare static par, fixed ROP, batch forecast and the dynamic policy (the real processor)
+    on the same simulated demand."""
+    from infra.simulate import run_simulate
+    from streams.simulation.scenarios import SCENARIOS
+    if scenario not in SCENARIOS:
+        console.print(f"[red]error:[/red] unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+        raise typer.Exit(2)
+    if days <= 90:
+        console.print("[red]error:[/red] --days must be more than the 90 days of warm-up")
+        raise typer.Exit(2)
+    run_simulate(scenario, days, seed, items, calibrate, console, json_path, html_path)
+
+
+@app.command()
+def backtest(history: Annotated[Path, typer.Option(help="CSV date,sku,location,quantity (daily consumption)")],
+             items: Annotated[Path, typer.Option(
+                 help="CSV sku,location,lead_time_days,pack_size,unit_cost,starting_stock,criticality")],
+             calibrate: Annotated[bool, typer.Option(
+                 help="Calibrate dynamic's service levels to the leanest baseline's average inventory")] = True,
+             json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here")] = None,
+             html_path: Annotated[Path | None, typer.Option("--html", help="Write an HTML report here")] = None,
+             ) -> None:
+    """Compare the policies on a history exported from an ERP; bad rows are reported with their
+    file and line number (exit 2)."""
+    from infra.simulate import run_backtest
+    from streams.simulation.backtest import CsvErrors
+    try:
+        run_backtest(history, items, calibrate, console, json_path, html_path)
+    except CsvErrors as exc:
+        console.print(f"[red]error:[/red] {len(exc.errors)} bad row{'s' if len(exc.errors) != 1 else ''}:")
+        for e in exc.errors:
+            console.print(f"  {e}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Verify the hash chain of every stored stream; exit 1 naming the first broken link."""
@@ -154,13 +209,62 @@ def audit_verify() -> None:
     raise typer.Exit(1)
 
 
+@audit_app.command("export")
+def audit_export(
+        start: Annotated[str | None, typer.Option("--from", help="First instant of recording (ISO 8601 with offset, or a date: 00:00 UTC)")] = None,
+        end: Annotated[str | None, typer.Option("--to", help="End of the period, exclusive (ISO 8601 with offset, or a date)")] = None,
+        out: Annotated[str | None, typer.Option("--out", help="File to write (default: standard output)")] = None,
+) -> None:
+    """Write the events recorded in a period as JSON Lines with their hashes (one stored event a
+    line: notification_id, stream, version, topic, state), for an outside verifier (README,
+    "Hashing rule")."""
+    from datetime import UTC, datetime
+
+    from infra.wiring import build_store, sqlite_path
+    from streams.traceability import export
+
+    def instant(name: str, value: str | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            t = datetime.fromisoformat(value)
+        except ValueError:
+            console.print(f"[red]error:[/red] --{name} {value!r} is not an ISO 8601 date or instant")
+            raise typer.Exit(2) from None
+        return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+    settings = Settings()
+    if settings.profile == "embedded" and not sqlite_path(settings).exists():
+        console.print(f"[red]error:[/red] no event store at {sqlite_path(settings)} "
+                      "(set REPLENISH_DATA_DIR to the service's data directory)")
+        raise typer.Exit(2)
+    store = build_store(settings)
+    t0, t1 = instant("from", start), instant("to", end)
+    if out is None:
+        n = export(store, sys.stdout.buffer, t0, t1)
+        sys.stdout.buffer.flush()
+    else:
+        with open(out, "wb") as f:
+            n = export(store, f, t0, t1)
+        console.print(f"{n} events written to {out}")
+
+
 @app.command()
 def replay(url: Annotated[str | None, typer.Option(help="A running service to compare with")] = None,
            key: Annotated[str | None, typer.Option(envvar="REPLENISH_AUDIT_KEY",
-                                                   help="An auditor or admin key for --url")] = None,
+                                                   help="An auditor or admin key for --url "
+                                                        "(an admin key with --projections)")] = None,
+           projections: Annotated[bool, typer.Option(
+               "--projections", help="Drop and rebuild every projection table (ClickHouse) from the "
+                                     "store: inside the running service with --url and --key, else "
+                                     "directly (the service must be stopped)")] = False,
            ) -> None:
     """Rebuild derived state from the store and report whether it equals the live state."""
     import httpx
+
+    if projections:
+        _replay_projections(url, key)
+        return
 
     from infra.wiring import build_processor
     settings = _settings()
@@ -188,6 +292,92 @@ def replay(url: Annotated[str | None, typer.Option(help="A running service to co
     else:
         console.print(f"[red]different[/red]: live digest {live[:16]} != rebuilt {rebuilt[:16]}")
         raise typer.Exit(1)
+
+
+def _replay_projections(url: str | None, key: str | None) -> None:
+    """``replay --projections``: rebuild the ClickHouse tables with a progress bar, then report
+    rows per second."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("rebuilding the projections"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("events  {task.fields[rate]}"), TimeElapsedColumn(), console=console)
+    report = _rebuild_in_service(url, key, bar) if url else _rebuild_here(bar)
+    events, rows, seconds = report["events"], report["rows"], report["seconds"]
+    console.print(f"[green]rebuilt[/green] the projections from {events:,} stored events: {rows:,} rows "
+                  f"in {seconds:.2f} s = {events / seconds if seconds else 0:,.0f} events/s, "
+                  f"{rows / seconds if seconds else 0:,.0f} rows/s")
+
+
+def _rebuild_in_service(url: str, key: str | None, bar: Any) -> dict[str, Any]:
+    import httpx
+    import orjson
+
+    if not key:
+        console.print("[red]error:[/red] --key (an admin key; or REPLENISH_AUDIT_KEY) is needed with --url")
+        raise typer.Exit(2)
+    report: dict[str, Any] | None = None
+    with httpx.stream("POST", f"{url.rstrip('/')}/v1/admin/projections/rebuild",
+                      headers={"Authorization": f"Bearer {key}"}, timeout=httpx.Timeout(30, read=None)) as r:
+        if r.status_code != 200:
+            r.read()
+            console.print(f"[red]error:[/red] the service answered {r.status_code}: {r.text[:500]}")
+            raise typer.Exit(1)
+        with bar:
+            task = bar.add_task("rebuild", total=None, rate="")
+            for line in r.iter_lines():
+                if not line.strip():
+                    continue
+                data = orjson.loads(line)
+                if "error" in data:
+                    console.print(f"[red]error:[/red] the rebuild failed: {data['error']}")
+                    raise typer.Exit(1)
+                rate = data["events"] / data["seconds"] if data.get("seconds") else 0
+                bar.update(task, completed=data["events"], total=data.get("total") or None,
+                           rate=f"{rate:,.0f}/s")
+                if data.get("done"):
+                    report = data
+    if report is None:
+        console.print("[red]error:[/red] the service ended the rebuild without a report")
+        raise typer.Exit(1)
+    return report
+
+
+def _rebuild_here(bar: Any) -> dict[str, Any]:
+    from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+
+    from infra.wiring import build_store, sqlite_path
+    from projections.client import connect, is_embedded, open_projections
+    from projections.follower import rebuild
+    settings = Settings()
+    if settings.profile == "embedded" and not sqlite_path(settings).exists():
+        console.print(f"[red]error:[/red] no event store at {sqlite_path(settings)} "
+                      "(set REPLENISH_DATA_DIR to the service's data directory)")
+        raise typer.Exit(2)
+    store = build_store(settings)
+    total = store.recorder.max_notification_id() or 0
+    dsn, database = settings.projections_dsn(), settings.clickhouse_database
+    try:
+        client = open_projections(dsn, database)
+    except ClickHouseError as exc:
+        if not is_embedded(dsn):
+            raise
+        # chDB lets one process at a time open a data directory: the running service has it.
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        console.print(f"[red]error:[/red] could not open the projection engine at {dsn} (is the service "
+                      f"running? then rebuild inside it: replenish replay --projections --url URL --key "
+                      f"ADMIN_KEY): {first}")
+        raise typer.Exit(2) from None
+    helper = connect(dsn, database, create=False)
+    try:
+        with bar:
+            task = bar.add_task("rebuild", total=total or None, rate="")
+            report = rebuild(client, store.notifications, helpers=[helper], on_batch=lambda p: bar.update(
+                task, completed=p.events, rate=f"{p.events_per_second:,.0f}/s"))
+            bar.update(task, completed=report.events)
+    finally:
+        helper.close()
+        client.close()
+    return {"events": report.events, "rows": report.rows, "seconds": report.seconds}
 
 
 def main() -> None:

@@ -113,8 +113,10 @@ class Settings(BaseSettings):
         """Check what must be set; in development mode invent what is missing.
 
         Development mode invents API keys (one per role, printed by the CLI) and keeps an
-        invented case-id key in the data directory so pseudonyms stay stable across restarts.
-        Outside it, a missing key stops the service.
+        invented case-id key in the data directory so pseudonyms stay stable across restarts;
+        it also invents BI credentials (printed too) when REPLENISH_BI_PASSWORD is unset.
+        Outside it, a missing key stops the service; missing BI credentials only turn BI access
+        off.
         """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         updates: dict[str, object] = {}
@@ -133,4 +135,7 @@ class Settings(BaseSettings):
                 key_file.write_text(secrets.token_hex(32))
                 key_file.chmod(0o600)
             updates["case_id_key"] = SecretStr(key_file.read_text().strip())
+        if self.dev and not self.bi_password.get_secret_value():
+            updates["bi_user"] = self.bi_user or "bi"
+            updates["bi_password"] = SecretStr(f"dev-bi-{secrets.token_hex(8)}")
         return self.model_copy(update=updates) if updates else self

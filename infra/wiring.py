@@ -9,6 +9,8 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from infra.settings import Settings
+from projections.bi_http import Credentials
+from projections.service import BiAccess, ProjectionService
 from streams.embedded import EmbeddedRunner
 from streams.processor import Processor
 from streams.store import EventStore, sqlite_env
@@ -39,4 +41,18 @@ def build_app(settings: Settings) -> FastAPI:
         from infra.wiring_distributed import build_distributed_app
         return build_distributed_app(settings)
     runner = EmbeddedRunner(build_processor(settings), max_batch=settings.max_batch)
-    return create_app(runner, settings.principals(), settings.data_dir)
+    return create_app(runner, settings.principals(), settings.data_dir,
+                      projections=build_projections(settings, runner.processor.store))
+
+
+def build_projections(settings: Settings, store: EventStore) -> ProjectionService:
+    """The read side over ``store``: ClickHouse at REPLENISH_CLICKHOUSE_DSN (default: the
+    embedded engine under the data directory), and BI access when REPLENISH_BI_PASSWORD is set."""
+    password = settings.bi_password.get_secret_value()
+    bi = BiAccess(settings.clickhouse_http_host, settings.clickhouse_http_port,
+                  Credentials(settings.bi_user or "bi", password)) if password else None
+    return ProjectionService(
+        settings.projections_dsn(), settings.clickhouse_database, store.notifications,
+        lambda: store.recorder.max_notification_id() or 0, bi=bi,
+        bi_off="REPLENISH_BI_PASSWORD is not set (give REPLENISH_BI_USER and REPLENISH_BI_PASSWORD "
+               "to let BI tools query the ClickHouse HTTP interface)")

@@ -47,11 +47,17 @@ def _processor(store: EventStore, settings: Settings) -> Processor:
 def build_distributed_app(settings: Settings) -> FastAPI:
     """The API on the distributed profile: events go to Kafka; reads come from a model that
     follows the PostgreSQL store. ``settings`` must be ``prepared()``."""
+    from infra.wiring import build_projections
+
     make_topics(settings)
+    store = postgres_store(settings)
     runner = DistributedRunner(
-        _processor(postgres_store(settings), settings),
+        _processor(store, settings),
         KafkaIngest(settings.kafka_bootstrap, topics_of(settings), settings.outcome_wait_seconds))
-    app = create_app(runner, settings.principals(), settings.data_dir)
+    # The read side follows the same store: a ClickHouse server (REPLENISH_CLICKHOUSE_DSN), or
+    # on one machine the embedded engine in this process.
+    app = create_app(runner, settings.principals(), settings.data_dir,
+                     projections=build_projections(settings, store))
     app.state.poster_roles = settings.roles_by_principal()
     return app
 

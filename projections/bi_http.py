@@ -2,7 +2,9 @@
 
 The subset that ``clickhouse-connect`` and ClickHouse's JDBC driver use for queries: ``/ping``,
 the query in the URL (``query=``) and/or the body, a ``FORMAT`` clause or ``default_format``,
-gzip/deflate response compression (``enable_http_compression=1``) and gzip request bodies;
+gzip/deflate response compression (``enable_http_compression=1``), ClickHouse's own LZ4 block
+framing (``compress=1``, ``decompress=1``: what ClickHouse's JDBC driver asks for) and gzip
+request bodies;
 credentials as basic auth, ``X-ClickHouse-User``/``X-ClickHouse-Key`` headers or
 ``user``/``password`` parameters.
 
@@ -22,11 +24,14 @@ import base64
 import gzip
 import hmac
 import re
+import struct
 import uuid
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import lz4.block
+from clickhouse_cityhash.cityhash import CityHash128
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -163,6 +168,11 @@ class BiServer:
         body = await request.body()
         if request.headers.get("content-encoding", "").lower() == "gzip" and body:
             body = gzip.decompress(body)
+        if params.get("decompress") == "1" and body:
+            try:
+                body = native_decompress(body)
+            except ValueError as exc:
+                return _error(432, "UNKNOWN_CODEC", str(exc), 400)
         query = params.get("query", "")
         if request.method == "POST" and body:
             query = f"{query}\n{body.decode()}" if query else body.decode()
@@ -193,7 +203,9 @@ class BiServer:
                    "X-ClickHouse-Timezone": "UTC", "X-ClickHouse-Server-Display-Name": "replenish",
                    "X-ClickHouse-Summary": '{"read_rows":"0","read_bytes":"0","written_rows":"0",'
                                            '"written_bytes":"0","total_rows_to_read":"0"}'}
-        if params.get("enable_http_compression") == "1":
+        if params.get("compress") == "1":
+            data = native_compress(data)
+        elif params.get("enable_http_compression") == "1":
             accepted = request.headers.get("accept-encoding", "").lower()
             if "gzip" in accepted:
                 data, headers["Content-Encoding"] = gzip.compress(data, compresslevel=3), "gzip"
@@ -214,6 +226,45 @@ def _code(message: str) -> int:
 def _error(code: int, name: str, message: str, status: int) -> Response:
     text = f"Code: {code}. DB::Exception: {message}{f' ({name})' if name else ''}\n"
     return PlainTextResponse(text, status_code=status, headers={"X-ClickHouse-Exception-Code": str(code)})
+
+
+# ClickHouse's compressed block: a CityHash128 (v1.0.2) checksum of the rest, then the method
+# (0x82: LZ4), the compressed size with this 9-byte header, the uncompressed size, the data.
+_LZ4 = 0x82
+_BLOCK = 1 << 20
+
+
+def native_compress(data: bytes) -> bytes:
+    """``data`` in ClickHouse's LZ4 block framing (the HTTP interface's ``compress=1``)."""
+    out = bytearray()
+    for i in range(0, len(data), _BLOCK):
+        chunk = data[i:i + _BLOCK]
+        packed = lz4.block.compress(chunk, store_size=False)
+        block = struct.pack("<BII", _LZ4, len(packed) + 9, len(chunk)) + packed
+        checksum = CityHash128(block)
+        out += struct.pack("<QQ", checksum >> 64, checksum & 0xFFFFFFFFFFFFFFFF) + block
+    return bytes(out)
+
+
+def native_decompress(data: bytes) -> bytes:
+    """The data of a body in ClickHouse's block framing (``decompress=1``), checksums checked."""
+    out, i = bytearray(), 0
+    while i < len(data):
+        if len(data) - i < 25:
+            raise ValueError("a compressed block is cut short")
+        first, second = struct.unpack_from("<QQ", data, i)
+        method, size, plain = struct.unpack_from("<BII", data, i + 16)
+        block = data[i + 16:i + 16 + size]
+        if len(block) != size or CityHash128(block) != (first << 64 | second):
+            raise ValueError("a compressed block's checksum does not match")
+        if method == _LZ4:
+            out += lz4.block.decompress(block[9:], uncompressed_size=plain)
+        elif method == 0x02:  # none
+            out += block[9:]
+        else:
+            raise ValueError(f"compression method 0x{method:02x} is not supported (LZ4 and none are)")
+        i += 16 + size
+    return bytes(out)
 
 
 def read_only_settings() -> dict[str, Any]:

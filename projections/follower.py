@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from projections import summaries
 from projections.schema import SOURCE_TABLES, drop_all, migrate
 from projections.writer import Writer
 
@@ -75,6 +76,9 @@ class Position:
 
 @dataclass
 class Progress:
+    """How far a catch-up or a rebuild got: events written, and (counted by ``rebuild`` at its
+    end) the rows of the tables the follower writes."""
+
     events: int = 0
     rows: int = 0
     batches: int = 0
@@ -92,9 +96,10 @@ class Progress:
 
 class Follower:
     def __init__(self, client: Any, name: str = "projections", batch_size: int = 20_000,
-                 writer: Writer | None = None) -> None:
+                 writer: Writer | None = None, summaries: bool = True) -> None:
         self.client = client
         self.name = name
+        self.summaries = summaries  # bring the KPI summaries up to date after each catch-up
         self.batch_size = batch_size
         self.writer = writer or Writer(client)
         self._seq: int | None = None
@@ -158,6 +163,8 @@ class Follower:
                 writing.result()
                 self._advance(progress, size, announced, started, on_batch)
                 self._save(announced)
+        if self.summaries:
+            summaries.refresh(self.client, progress.position)
         progress.seconds = time.perf_counter() - started
         return progress
 
@@ -232,13 +239,18 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def rebuild(client: Any, read: Reader, decode: Decoder | None = None, batch_size: int = 100_000,
-            on_batch: Callable[[Progress], None] | None = None) -> Progress:
+def rebuild(client: Any, read: Reader, decode: Decoder | None = None, batch_size: int = 200_000,
+            on_batch: Callable[[Progress], None] | None = None, helpers: Sequence[Any] = ()) -> Progress:
     """Drop every projection table and view of the client's database, create them again and
-    write the whole log: the tables a replay gives."""
+    write the whole log: the tables a replay gives. ``helpers`` (other connections to the same
+    database) let the engine work on several batches' parts at once."""
     drop_all(client)
     migrate(client)
-    progress = Follower(client, batch_size=batch_size).catch_up(read, decode, on_batch)
+    writer = Writer(client, helpers)
+    try:
+        progress = Follower(client, batch_size=batch_size, writer=writer).catch_up(read, decode, on_batch)
+    finally:
+        writer.close()
     progress.rows = count_rows(client)
     return progress
 

@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-# A stock point is out of stock when its book on-hand is at most this (float sums of deltas).
-EMPTY = 1e-9
+from domain.kpis import EMPTY
+
+# A stock point is out of stock when its book on-hand is at most ``EMPTY`` (float sums of
+# deltas); the KPIs' definitions (stockout day, fill rate, stock value, days of supply) live
+# once in ``domain.kpis``, which the simulator counts with too.
 
 
 @dataclass(frozen=True)
@@ -140,49 +143,34 @@ def _time_params(f: Filters, params: dict[str, Any], column: str, where: _Where)
         where.add(f"{column} < toDateTime64({{end_ts:String}}, 6, 'UTC')")
 
 
-def _daily_grid(where: str) -> str:
-    """CTEs ``runs`` and ``sp_days``: the closing book on-hand (all lots) of every stock point
-    on every day of [start, end) from its first stock movement on, carried over days
-    without movement."""
-    return f"""
-    changes AS
+# The summary tables (migrations/0010_kpi_tables.sql) hold each stock point's days (sp_days) and
+# ISO weeks (sp_weeks); a period [start, end) of days is read as its whole weeks from sp_weeks,
+# the days before its first and after its last whole week from sp_days, and the days after a
+# stock point's last day (its last closing carried, nothing used) from sp_extent.
+_FIRST, _LAST = date(1970, 1, 5), date(2149, 1, 1)
+_FULL_WEEKS = "week >= {weeks_from:Date} AND week < {weeks_to:Date}"
+_EDGE_DAYS = ("((day >= {start:Date} AND day < {weeks_from:Date}) "
+              "OR (day >= {weeks_to:Date} AND day < {end:Date}))")
+_TAIL_WEEKS = """
+    SELECT sku, location, last_closing, last_closing <= """ + str(EMPTY) + """ AS out, week,
+           toUInt32(greatest(0, toInt64(least(week + 7, {{end:Date}})) - toInt64(greatest(week, tail_from)))) AS n
+    FROM
     (
-        SELECT sku, location, day, sum(net_change) AS net
-        FROM stock_daily
-        WHERE {where} AND day < {{end:Date}}
-        GROUP BY sku, location, day
-    ),
-    runs AS
-    (
-        SELECT sku, location, day,
-               sum(net) OVER (PARTITION BY sku, location ORDER BY day ROWS UNBOUNDED PRECEDING) AS closing,
-               leadInFrame(day, 1, {{end:Date}}) OVER (PARTITION BY sku, location ORDER BY day
-                                                      ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS next_day
-        FROM changes
-    ),
-    sp_days AS
-    (
-        SELECT sku, location, closing,
-               toDate(arrayJoin(range(toUInt32(greatest(day, {{start:Date}})), toUInt32(next_day)))) AS day
-        FROM runs
-        WHERE next_day > {{start:Date}}
-    )"""
+        SELECT sku, location, last_closing, greatest(grid_end + 1, {{start:Date}}) AS tail_from,
+               toDate(arrayJoin(range(toUInt32(toMonday(tail_from)), toUInt32({{end:Date}}), 7))) AS week
+        FROM sp_extent FINAL
+        WHERE {where} AND has_stock = 1 AND grid_end + 1 < {{end:Date}}
+    )
+    WHERE n > 0"""
 
 
-_LATEST_PO_LINES = """
-    SELECT l.po_id AS po_id, l.sku AS sku, any(l.supplier) AS supplier, any(l.site) AS site,
-           any(l.location) AS location, sum(l.quantity) AS ordered, any(o.first_issued) AS issued_at,
-           min(l.expected_at) AS expected_at
-    FROM po_lines AS l
-    INNER JOIN
-    (
-        SELECT po_id, max(notification_id) AS latest, min(issued_at) AS first_issued
-        FROM po_lines
-        GROUP BY po_id
-    ) AS o ON l.po_id = o.po_id AND l.notification_id = o.latest
-    GROUP BY po_id, sku"""
-
-_RECEIPTS = "kind = 'StockPoint.Recorded' AND type = 'receipt'"
+def _period(params: dict[str, Any], start: date, end: date) -> None:
+    """Bind a period [start, end) of days and its whole ISO weeks [weeks_from, weeks_to)."""
+    weeks_from = start + timedelta(days=(7 - start.weekday()) % 7)
+    weeks_to = end - timedelta(days=end.weekday())
+    if weeks_to <= weeks_from:  # no whole week: every day is read from sp_days
+        weeks_from = weeks_to = end
+    params.update(start=start, end=end, weeks_from=weeks_from, weeks_to=weeks_to)
 
 
 # -- the KPIs --------------------------------------------------------------------------------
@@ -196,44 +184,43 @@ def forecast_accuracy(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
     selected period, per stock point, then averaged over the item's (or all) stock points
     (Hyndman & Koehler, IJF 2006). Null where usage or the naive error is zero."""
     params: dict[str, Any] = {}
-    where = _Where(f, params)
-    if f.start is not None:
-        params["start"] = f.start.date()
-        where.add("day >= {start:Date}")
-    if f.end is not None:
-        params["end"] = _day_bounds(f)[1]
-        where.add("day < {end:Date}")
+    where = _Where(f, params).sql()
+    start = f.start.date() if f.start is not None else _FIRST
+    end = _day_bounds(f)[1] if f.end is not None else _LAST
+    _period(params, start, end)
     sql = f"""
-    SELECT week, sp_sku AS sku,
-           sum(abs_error) / nullIf(sum(sp_actual), 0) AS wape,
-           sum(error) / nullIf(sum(sp_actual), 0) AS bias,
-           avgIf(abs_error / days / scale, scale > 0) AS mase,
-           sum(sp_forecast) AS forecast, sum(sp_actual) AS actual,
-           uniqExact(sp_sku, location) AS stock_points, sum(days) AS stock_point_days
-    FROM
+    WITH
+    sp_week AS
     (
-        SELECT toMonday(day) AS week, sku AS sp_sku, location,
-               sum(abs(forecast - actual)) AS abs_error, sum(forecast - actual) AS error,
-               sum(forecast) AS sp_forecast, sum(actual) AS sp_actual, count() AS days,
-               any(sp_scale) AS scale
-        FROM
-        (
-            SELECT sku, location, day, forecast, actual,
-                   sumIf(naive_error, n > 1) OVER sp / countIf(n > 1) OVER sp AS sp_scale
-            FROM
-            (
-                SELECT sku, location, day, forecast, actual,
-                       abs(actual - lagInFrame(actual, 1, actual) OVER w) AS naive_error,
-                       row_number() OVER w AS n
-                FROM forecast_vs_actual_daily
-                WHERE {where.sql()}
-                WINDOW w AS (PARTITION BY sku, location ORDER BY day
-                             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-            )
-            WINDOW sp AS (PARTITION BY sku, location)
-        )
-        GROUP BY week, sp_sku, location
+        SELECT sku, location, week, fva_days AS days, fc_sum AS fc, act_sum AS act, abs_err, err,
+               naive_sum + if(week = {{start:Date}}, 0, naive_monday) AS naive,
+               naive_count + if(week = {{start:Date}}, 0, naive_monday_count) AS naive_n
+        FROM sp_weeks FINAL
+        WHERE {where} AND fva_days > 0 AND {_FULL_WEEKS}
+        UNION ALL
+        SELECT sku, location, toMonday(day) AS week, count(), sum(forecast), sum(used),
+               sum(abs(forecast - used)), sum(forecast - used),
+               sumIf(assumeNotNull(naive), naive IS NOT NULL AND day > {{start:Date}}),
+               countIf(naive IS NOT NULL AND day > {{start:Date}})
+        FROM sp_days FINAL
+        WHERE {where} AND in_fva = 1 AND {_EDGE_DAYS}
+        GROUP BY sku, location, week
+    ),
+    per_sp AS
+    (
+        SELECT sku AS sp_sku, location, sum(naive) / sum(naive_n) AS scale,
+               groupArray((week, abs_err, err, fc, act, days)) AS weeks
+        FROM sp_week
+        GROUP BY sku, location
     )
+    SELECT w.1 AS week, sp_sku AS sku,
+           sum(w.2) / nullIf(sum(w.5), 0) AS wape,
+           sum(w.3) / nullIf(sum(w.5), 0) AS bias,
+           avgIf(w.2 / w.6 / scale, scale > 0) AS mase,
+           sum(w.4) AS forecast, sum(w.5) AS actual,
+           count() AS stock_points, sum(w.6) AS stock_point_days
+    FROM per_sp
+    ARRAY JOIN weeks AS w
     GROUP BY GROUPING SETS ((week, sp_sku), (week))
     ORDER BY week, sku"""
     return sql, params
@@ -250,36 +237,41 @@ def stockout_rate(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {}
     where = _Where(f, params, site=None).sql()
     start, end = _day_bounds(f, first_day=_first_day(client, f) if f.start is None else None)
-    params.update(start=start, end=end)
+    _period(params, start, end)
     sql = f"""
-    WITH {_daily_grid(where)}
-    SELECT toMonday(day) AS week,
-           count() AS stock_point_days,
-           countIf(closing <= {EMPTY}) AS stockout_days,
-           stockout_days / stock_point_days AS stockout_rate,
-           sum(used) AS demand_met,
-           sumIf(greatest(rate - used, 0), closing <= {EMPTY}) AS demand_unmet,
-           demand_unmet / nullIf(demand_met + demand_unmet, 0) AS unmet_share
-    FROM
+    WITH
+    per_week AS
     (
-        SELECT day, closing, used,
-               ifNull(sumIf(used, closing > {EMPTY}) OVER sp
-                      / nullIf(countIf(closing > {EMPTY}) OVER sp, 0), 0) AS rate
-        FROM
-        (
-            SELECT d.sku AS sku, d.location AS location, d.day AS day, d.closing AS closing,
-                   ifNull(u.used, 0) AS used
-            FROM sp_days AS d
-            LEFT JOIN
-            (
-                SELECT sku, location, day, sum(used) AS used
-                FROM consumption_daily
-                WHERE {where} AND day >= {{start:Date}} AND day < {{end:Date}}
-                GROUP BY sku, location, day
-            ) AS u ON d.sku = u.sku AND d.location = u.location AND d.day = u.day
-        )
-        WINDOW sp AS (PARTITION BY sku, location)
+        SELECT sku, location, week, stock_days, stockout_days, stockout_used, instock_days, instock_used,
+               used_stock
+        FROM sp_weeks FINAL
+        WHERE {where} AND {_FULL_WEEKS}
+        UNION ALL
+        SELECT sku, location, toMonday(day) AS week, toUInt32(1), toUInt32(closing <= {EMPTY}),
+               if(closing <= {EMPTY}, [used], []), toUInt32(closing > {EMPTY}),
+               if(closing > {EMPTY}, used, 0.), used
+        FROM sp_days FINAL
+        WHERE {where} AND in_stock = 1 AND {_EDGE_DAYS}
+        UNION ALL
+        SELECT sku, location, week, n, if(out, n, 0), arrayWithConstant(if(out, n, 0), 0.), if(out, 0, n),
+               0., 0.
+        FROM ({_TAIL_WEEKS.format(where=where)})
+    ),
+    -- each stock point's mean use on its in-stock days, then its weeks again
+    per_sp AS
+    (
+        SELECT ifNull(sum(instock_used) / nullIf(sum(instock_days), 0), 0) AS rate,
+               groupArray((week, stock_days, stockout_days, used_stock, stockout_used)) AS weeks
+        FROM per_week
+        GROUP BY sku, location
     )
+    SELECT w.1 AS week, sum(w.2) AS stock_point_days, sum(w.3) AS stockout_days,
+           stockout_days / stock_point_days AS stockout_rate,
+           sum(w.4) AS demand_met,
+           sum(arraySum(arrayMap(u -> greatest(rate - u, 0), w.5))) AS demand_unmet,
+           demand_unmet / nullIf(demand_met + demand_unmet, 0) AS unmet_share
+    FROM per_sp
+    ARRAY JOIN weeks AS w
     GROUP BY week
     ORDER BY week"""
     return sql, params
@@ -295,37 +287,29 @@ def fill_rate(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {}
     where = _Where(f, params)
     _time_params(f, params, "due_at", where)
-    end_cut = "AND occurred_at < toDateTime64({end_ts:String}, 6, 'UTC')" if f.end is not None else ""
+    # The receipts' sums hold unless some receipt came at or after the period's end.
+    cut = "toDateTime64({end_ts:String}, 6, 'UTC')" if f.end is not None else "toDateTime64('2299-12-31', 6, 'UTC')"
     sql = f"""
-    WITH
-    lines AS
-    (
-        SELECT *, ifNull(expected_at, issued_at) AS due_at FROM ({_LATEST_PO_LINES})
-    ),
-    line_receipts AS
-    (
-        SELECT l.po_id AS po_id, l.sku AS sku, l.supplier AS supplier, l.due_at AS due_at,
-               l.expected_at AS expected_at, l.ordered AS line_ordered,
-               sum(ifNull(r.quantity, 0)) AS received,
-               sumIf(ifNull(r.quantity, 0),
-                     r.occurred_at < toStartOfDay(ifNull(l.expected_at, l.due_at)) + INTERVAL 1 DAY) AS received_on_time
-        FROM (SELECT * FROM lines WHERE {where.sql()}) AS l
-        LEFT JOIN
-        (
-            SELECT po_id, sku, occurred_at, quantity
-            FROM events_raw
-            WHERE {_RECEIPTS} AND po_id != '' {end_cut}
-        ) AS r ON r.po_id = l.po_id AND r.sku = l.sku
-        GROUP BY po_id, sku, supplier, due_at, expected_at, line_ordered
-    )
-    SELECT toMonday(due_at) AS week, supplier,
-           count() AS lines,
-           sum(line_ordered) AS ordered,
-           sum(least(received, line_ordered)) AS filled,
+    SELECT week, supplier, sum(n) AS lines, sum(o) AS ordered, sum(fl) AS filled,
            filled / nullIf(ordered, 0) AS fill_rate,
-           sum(least(received_on_time, line_ordered)) AS filled_on_time,
-           filled_on_time / nullIf(ordered, 0) AS on_time_fill_rate
-    FROM line_receipts
+           sum(ft) AS filled_on_time, filled_on_time / nullIf(ordered, 0) AS on_time_fill_rate
+    FROM
+    (
+        SELECT toMonday(due_at) AS week, supplier, count() AS n, sum(ordered) AS o,
+               sum(least(received, ordered)) AS fl, sum(least(received_on_time, ordered)) AS ft
+        FROM po_line_status FINAL
+        WHERE present = 1 AND last_receipt_at < {cut} AND {where.sql()}
+        GROUP BY week, supplier
+        UNION ALL
+        SELECT toMonday(due_at) AS week, supplier, count(), sum(ordered),
+               sum(least(arraySum(arrayMap(r -> r.2, arrayFilter(r -> r.1 < {cut}, receipts))), ordered)),
+               sum(least(arraySum(arrayMap(r -> r.2, arrayFilter(
+                   r -> r.1 < {cut} AND r.1 < toStartOfDay(ifNull(expected_at, due_at)) + INTERVAL 1 DAY,
+                   receipts))), ordered))
+        FROM po_line_status FINAL
+        WHERE present = 1 AND last_receipt_at >= {cut} AND {where.sql()}
+        GROUP BY week, supplier
+    )
     GROUP BY week, supplier
     ORDER BY week, supplier"""
     return sql, params
@@ -342,30 +326,25 @@ def days_of_supply(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
     params.update(start=start, end=end, days=max((end - start).days, 1))
     sql = f"""
     WITH
-    lots AS
+    later AS
     (
-        SELECT sku, location, lot, any(site) AS lot_site, sum(net_change) AS quantity
+        SELECT sku, location, lot, sum(net_change) AS net
         FROM stock_daily
-        WHERE {where} AND day < {{end:Date}}
+        WHERE day >= {{end:Date}} AND {where}
         GROUP BY sku, location, lot
-    ),
-    expiries AS
-    (
-        SELECT sku, lot, argMax(expiry, notification_id) AS expiry
-        FROM lot_expiries
-        GROUP BY sku, lot
     ),
     on_hand AS
     (
-        SELECT l.sku AS sku, l.location AS location, any(l.lot_site) AS site,
-               sumIf(l.quantity, e.sku = '' OR e.expiry >= {{end:Date}}) AS on_hand
-        FROM lots AS l LEFT JOIN expiries AS e ON l.sku = e.sku AND l.lot = e.lot
+        SELECT l.sku AS sku, l.location AS location, any(l.site) AS site,
+               sumIf(l.balance - a.net, NOT l.has_expiry OR l.expiry >= {{end:Date}}) AS on_hand
+        FROM (SELECT * FROM sp_lots FINAL WHERE first_day < {{end:Date}} AND {where}) AS l
+        LEFT JOIN later AS a ON a.sku = l.sku AND a.location = l.location AND a.lot = l.lot
         GROUP BY sku, location
     ),
     usage AS
     (
         SELECT sku, location, sum(used) AS used
-        FROM consumption_daily
+        FROM sp_days FINAL
         WHERE {where} AND day >= {{start:Date}} AND day < {{end:Date}}
         GROUP BY sku, location
     )
@@ -385,44 +364,32 @@ def turnover(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {}
     where = _Where(f, params, site=None).sql()
     start, end = _day_bounds(f, first_day=_first_day(client, f) if f.start is None else None)
-    params.update(start=start, end=end, days=max((end - start).days, 1))
+    _period(params, start, end)
+    params["days"] = max((end - start).days, 1)
     sql = f"""
-    WITH {_daily_grid(where)},
-    levels AS
+    WITH per_sp AS
     (
-        SELECT sku, location, avg(closing) AS mean_on_hand, count() AS days_stocked
-        FROM sp_days
-        GROUP BY sku, location
-    ),
-    usage AS
-    (
-        SELECT sku, location, sum(used) AS used
-        FROM consumption_daily
-        WHERE {where} AND day >= {{start:Date}} AND day < {{end:Date}}
-        GROUP BY sku, location
+        SELECT sku, location, stock_days, closing_sum, used_all
+        FROM sp_weeks FINAL
+        WHERE {where} AND {_FULL_WEEKS}
+        UNION ALL
+        SELECT sku, location, toUInt32(in_stock), if(in_stock = 1, closing, 0.), used
+        FROM sp_days FINAL
+        WHERE {where} AND {_EDGE_DAYS}
+        UNION ALL
+        SELECT sku, location, n, n * last_closing, 0.
+        FROM ({_TAIL_WEEKS.format(where=where)})
     )
-    SELECT l.sku AS sku, l.location AS location, ifNull(u.used, 0) AS used,
-           l.mean_on_hand AS mean_on_hand, l.days_stocked AS days_stocked,
+    SELECT sku, location, sum(used_all) AS used, sum(closing_sum) / sum(stock_days) AS mean_on_hand,
+           sum(stock_days) AS days_stocked,
            used / nullIf(mean_on_hand, 0) AS turnover,
            turnover * 365 / {{days:UInt32}} AS annual_turnover
-    FROM levels AS l LEFT JOIN usage AS u ON l.sku = u.sku AND l.location = u.location
+    FROM per_sp
+    GROUP BY sku, location
+    HAVING days_stocked > 0
     ORDER BY sku, location"""
     return sql, params
 
-
-_COST = """
-    unit_costs AS
-    (
-        SELECT sku, effective_from, assumeNotNull(unit_cost) AS unit_cost
-        FROM items WHERE unit_cost IS NOT NULL
-    ),
-    lot_prices AS
-    (
-        SELECT sku, lot, sum(quantity * unit_price) / sum(quantity) AS price
-        FROM events_raw
-        WHERE kind = 'StockPoint.Recorded' AND type = 'receipt' AND unit_price IS NOT NULL AND quantity > 0
-        GROUP BY sku, lot
-    )"""
 
 
 @kpi
@@ -436,31 +403,31 @@ def expired_value(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {}
     waste_where = _Where(f, params)
     _time_params(f, params, "occurred_at", waste_where)
-    lot_where = _Where(f, params, sku="s.sku", location="s.location", site=None)
+    lot_where = _Where(f, params, site=None)
     if f.start is not None:
         params["start"] = f.start.date()
-        lot_where.add("e.expiry >= {start:Date}")
+        lot_where.add("expiry >= {start:Date}")
     if f.end is not None:
         params["end"] = _day_bounds(f)[1]
-        lot_where.add("e.expiry < {end:Date}")
+        lot_where.add("expiry < {end:Date}")
     sql = f"""
-    WITH {_COST},
-    waste AS
+    WITH
+    unit_costs AS
     (
-        SELECT w.occurred_at AS at, w.quantity AS quantity,
-               JSONExtractString(w.payload, 'event', 'reason') AS reason,
-               w.quantity * if(p.price > 0, p.price, c.unit_cost) AS value
-        FROM (SELECT sku, lot, occurred_at, assumeNotNull(quantity) AS quantity, payload
-              FROM events_raw
-              WHERE kind = 'StockPoint.Recorded' AND type = 'waste' AND {waste_where.sql()}) AS w
-        ASOF LEFT JOIN unit_costs AS c ON w.sku = c.sku AND w.occurred_at >= c.effective_from
-        LEFT JOIN lot_prices AS p ON w.sku = p.sku AND w.lot = p.lot
+        SELECT sku, effective_from, assumeNotNull(unit_cost) AS unit_cost
+        FROM items WHERE unit_cost IS NOT NULL
     ),
-    expiries AS
+    prices AS
     (
-        SELECT sku, lot, argMax(expiry, notification_id) AS expiry
-        FROM lot_expiries
-        GROUP BY sku, lot
+        SELECT sku, lot, sum(value) / sum(quantity) AS price FROM lot_prices GROUP BY sku, lot
+    ),
+    wasted AS
+    (
+        SELECT w.occurred_at AS at, w.quantity AS quantity, w.reason AS reason,
+               w.quantity * if(p.price > 0, p.price, c.unit_cost) AS value
+        FROM (SELECT sku, lot, occurred_at, quantity, reason FROM waste WHERE {waste_where.sql()}) AS w
+        ASOF LEFT JOIN unit_costs AS c ON w.sku = c.sku AND w.occurred_at >= c.effective_from
+        LEFT JOIN prices AS p ON w.sku = p.sku AND w.lot = p.lot
     ),
     expired AS
     (
@@ -468,15 +435,12 @@ def expired_value(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
                x.quantity * if(p.price > 0, p.price, c.unit_cost) AS value
         FROM
         (
-            SELECT s.sku AS sku, s.lot AS lot, e.expiry AS expiry,
-                   toDateTime64(e.expiry, 6, 'UTC') AS expiry_at, sum(s.net_change) AS quantity
-            FROM stock_daily AS s INNER JOIN expiries AS e ON s.sku = e.sku AND s.lot = e.lot
-            WHERE s.day <= e.expiry AND {lot_where.sql()}
-            GROUP BY s.sku, s.location, s.lot, e.expiry
-            HAVING quantity > {EMPTY}
+            SELECT sku, lot, expiry, toDateTime64(expiry, 6, 'UTC') AS expiry_at, balance_at_expiry AS quantity
+            FROM sp_lots FINAL
+            WHERE has_expiry = 1 AND first_day <= expiry AND balance_at_expiry > {EMPTY} AND {lot_where.sql()}
         ) AS x
         ASOF LEFT JOIN unit_costs AS c ON x.sku = c.sku AND x.expiry_at >= c.effective_from
-        LEFT JOIN lot_prices AS p ON x.sku = p.sku AND x.lot = p.lot
+        LEFT JOIN prices AS p ON x.sku = p.sku AND x.lot = p.lot
     )
     SELECT week, sum(expired_quantity) AS expired_quantity, sum(expired_value) AS expired_value,
            sum(wasted_quantity) AS wasted_quantity, sum(wasted_value) AS wasted_value,
@@ -489,7 +453,7 @@ def expired_value(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
         UNION ALL
         SELECT toMonday(at) AS week, 0., 0., quantity, value,
                if(positionCaseInsensitive(reason, 'expir') > 0, value, 0.)
-        FROM waste
+        FROM wasted
     )
     GROUP BY week
     ORDER BY week"""
@@ -509,8 +473,8 @@ def unit_cost(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
            sum(assumeNotNull(quantity)) AS received_quantity,
            sum(assumeNotNull(quantity) * assumeNotNull(unit_price)) / nullIf(received_quantity, 0) AS mean_unit_cost,
            min(unit_price) AS min_unit_cost, max(unit_price) AS max_unit_cost
-    FROM events_raw
-    WHERE {_RECEIPTS} AND unit_price IS NOT NULL AND {where.sql()}
+    FROM receipts
+    WHERE unit_price IS NOT NULL AND {where.sql()}
     GROUP BY week, sku, supplier
     ORDER BY week, sku, supplier"""
     return sql, params
@@ -524,25 +488,21 @@ def in_transit_time(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
     receipts by the end of the expected UTC day (of those whose order gave an expected
     date)."""
     params: dict[str, Any] = {}
-    where = _Where(f, params, sku="l.sku", location="l.location", site="l.site")
-    _time_params(f, params, "r.occurred_at", where)
+    where = _Where(f, params)
+    _time_params(f, params, "received_at", where)
     sql = f"""
-    WITH transit AS
+    SELECT week, supplier, receipts, mean_days, q[1] AS median_days, q[2] AS p90_days, on_time_share
+    FROM
     (
-        SELECT r.occurred_at AS received_at, l.supplier AS supplier, l.expected_at AS expected_at,
-               (toUnixTimestamp64Micro(r.occurred_at) - toUnixTimestamp64Micro(l.issued_at)) / 86400e6 AS days
-        FROM (SELECT po_id, sku, occurred_at FROM events_raw WHERE {_RECEIPTS} AND po_id != '') AS r
-        INNER JOIN ({_LATEST_PO_LINES}) AS l ON r.po_id = l.po_id AND r.sku = l.sku
-        WHERE {where.sql()}
+        SELECT toMonday(received_at) AS week, supplier, count() AS receipts,
+               avg(days) AS mean_days, quantilesExactInclusive(0.5, 0.9)(days) AS q,
+               countIf(expected_at IS NOT NULL
+                       AND received_at < toStartOfDay(assumeNotNull(expected_at)) + INTERVAL 1 DAY)
+                 / nullIf(countIf(expected_at IS NOT NULL), 0) AS on_time_share
+        FROM po_receipt_transit FINAL
+        WHERE present = 1 AND {where.sql()}
+        GROUP BY week, supplier
     )
-    SELECT toMonday(received_at) AS week, supplier, count() AS receipts,
-           avg(days) AS mean_days, quantileExactInclusive(0.5)(days) AS median_days,
-           quantileExactInclusive(0.9)(days) AS p90_days,
-           countIf(expected_at IS NOT NULL
-                   AND received_at < toStartOfDay(assumeNotNull(expected_at)) + INTERVAL 1 DAY)
-             / nullIf(countIf(expected_at IS NOT NULL), 0) AS on_time_share
-    FROM transit
-    GROUP BY week, supplier
     ORDER BY week, supplier"""
     return sql, params
 
@@ -563,30 +523,11 @@ def compliance_events(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
         where.add(f"(kind IN ('Lot.Changed', 'Recall.Issued', 'Recall.Closed') OR ({place.sql()}))")
     sql = f"""
     SELECT toMonday(occurred_at) AS week, category, detail, count() AS events
-    FROM
-    (
-        SELECT occurred_at,
-               multiIf(kind = 'Lot.Changed', 'lot_changed', kind = 'Recall.Issued', 'recall_issued',
-                       'recall_closed') AS category,
-               multiIf(kind = 'Lot.Changed', JSONExtractString(payload, 'event', 'change'),
-                       kind = 'Recall.Issued', JSONExtractString(payload, 'event', 'recall_class'),
-                       '') AS detail
-        FROM events_raw
-        WHERE kind IN ('Lot.Changed', 'Recall.Issued', 'Recall.Closed') AND {where.sql()}
-        UNION ALL
-        SELECT occurred_at, 'refused' AS category, toString(code) AS detail
-        FROM events_raw ARRAY JOIN arrayDistinct(error_codes) AS code
-        WHERE refused = 1 AND {where.sql()}
-        UNION ALL
-        SELECT occurred_at, 'flagged_use' AS category, toString(flag) AS detail
-        FROM events_raw ARRAY JOIN flags AS flag
-        WHERE kind = 'StockPoint.Recorded' AND flag IN ('recalled_lot_used', 'expired_lot_used')
-              AND {where.sql()}
-    )
+    FROM compliance_facts
+    WHERE {where.sql()}
     GROUP BY week, category, detail
     ORDER BY week, category, detail"""
     return sql, params
-
 
 # -- running them -----------------------------------------------------------------------------
 def _clean(value: Any) -> Any:

@@ -20,7 +20,11 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 SOURCE_TABLES = ("items", "locations", "lot_expiries", "po_lines", "alerts", "decisions",
                  "stock_moves", "events_raw")
 # Everything a rebuild compares: source tables and the tables the materialized views fill.
-DERIVED_TABLES = ("stock_daily", "consumption_daily", "forecast_daily")
+DERIVED_TABLES = ("stock_daily", "consumption_daily", "forecast_daily", "receipts", "lot_prices", "waste",
+                  "compliance_facts")
+# The summaries the follower recomputes after each catch-up (``projections.summaries``): each
+# row's latest version counts.
+SUMMARY_TABLES = ("sp_days", "sp_weeks", "sp_extent", "sp_lots", "po_line_status", "po_receipt_transit")
 
 
 @dataclass(frozen=True)
@@ -102,10 +106,18 @@ _MERGED = {
                          "FROM consumption_daily GROUP BY sku, location, day",
     "forecast_daily": "SELECT sku, location, day, any(site), argMaxMerge(demand_mean), "
                       "argMaxMerge(demand_spread) FROM forecast_daily GROUP BY sku, location, day",
+    "lot_prices": "SELECT sku, lot, round(sum(value), 6), round(sum(quantity), 6) FROM lot_prices GROUP BY sku, lot",
 }
 
 
 def contents(client: Any, table: str) -> list[tuple[Any, ...]]:
-    """A table's rows in a canonical order, to compare two projections of the same log."""
+    """A table's rows in a canonical order, to compare two projections of the same log
+    (summaries: their latest versions, without the version; sums rounded to 6 places)."""
     query = _MERGED.get(table, f"SELECT * FROM {table}")
+    if table in SUMMARY_TABLES:
+        columns = client.query(f"DESCRIBE TABLE {table}").result_rows
+        shown = [f"round({name}, 6)" if kind == "Float64" else
+                 f"arrayMap(x -> round(x, 6), {name})" if kind == "Array(Float64)" else name
+                 for name, kind, *_ in columns if name != "version"]
+        query = f"SELECT {', '.join(shown)} FROM {table} FINAL"
     return [tuple(row) for row in client.query(f"SELECT * FROM ({query}) ORDER BY ALL").result_rows]

@@ -20,6 +20,7 @@ from streams.processor import Processor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+DAILY_CHECK_POLL_SECONDS = 600.0  # how often the runner looks whether a new day has begun
 AlertListener = Callable[[list[dict[str, Any]]], None]
 
 
@@ -32,13 +33,38 @@ class EmbeddedRunner:
         self._queue: asyncio.Queue[tuple[list[tuple[Any, Principal]], asyncio.Future[list[Outcome]]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._daily: asyncio.Task[None] | None = None
+        self.daily_check_seconds = DAILY_CHECK_POLL_SECONDS
 
     async def start(self) -> None:
         self._changed = asyncio.Event()
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name="embedded-runner")
+        self._daily = asyncio.create_task(self._daily_checks(), name="daily-expiry-check")
+
+    async def _daily_checks(self) -> None:
+        """The expiry check (``Processor.daily_check``): at start, then once each UTC day."""
+        loop = asyncio.get_running_loop()
+        last_day = None
+        while True:
+            today = self.processor.clock().date()
+            if today != last_day:
+                try:
+                    result = await loop.run_in_executor(self._executor, self.processor.daily_check)
+                    last_day = today
+                    self._notify()
+                    if result.alerts:
+                        for listener in self.listeners:
+                            listener(result.alerts)
+                except Exception:
+                    log.exception("daily expiry check failed; trying again later")
+            await asyncio.sleep(self.daily_check_seconds)
 
     async def stop(self) -> None:
+        if self._daily is not None:
+            self._daily.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._daily
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

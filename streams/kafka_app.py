@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import faust
 import orjson
+from eventsourcing.persistence import PersistenceError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, EventT
 
@@ -39,6 +40,7 @@ from streams.tracked_store import TrackedEventStore, Tracking
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 TopicPartition = tuple[str, int]
+Headers = list[tuple[str, str | bytes | None]]
 
 
 @dataclass(frozen=True)
@@ -84,17 +86,43 @@ def tracking_name(tp: TopicPartition) -> str:
     return f"{tp[0]}-{tp[1]}"
 
 
+class OutcomeSink:
+    """Publishes outcomes through librdkafka (``confluent-kafka``: a few microseconds a message,
+    where Faust's aiokafka producer takes tens), without waiting for their delivery."""
+
+    def __init__(self, bootstrap: str) -> None:
+        from confluent_kafka import Producer
+        self._producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 2,
+                                   "partitioner": "murmur2_random", "delivery.report.only.error": True})
+
+    def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
+        try:
+            self._producer.produce(topic, value, key, headers=headers)
+        except BufferError:  # the local queue is full: wait a moment for deliveries, once
+            self._producer.poll(0.1)
+            self._producer.produce(topic, value, key, headers=headers)
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+
+    def close(self) -> None:
+        self._producer.flush(10)
+
+
 class PartitionWorker:
     """Turns batches of messages into processor calls, with their tracking records, and
     publishes outcomes and dead letters. Every processor call runs on one thread."""
 
-    def __init__(self, processor: Processor, config: WorkerConfig, app: faust.App) -> None:
+    def __init__(self, processor: Processor, config: WorkerConfig, app: faust.App,
+                 outcomes: OutcomeSink) -> None:
         self.processor = processor
         self.config = config
         self.app = app
+        self.outcomes = outcomes
         self.assigned: set[TopicPartition] = set()
         self.next_offset: dict[TopicPartition, int] = {}
         self.stored_batches = 0
+        self._checked_day: Any = None  # the last day the expiry check ran (once assigned)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         self._lock = asyncio.Lock()
 
@@ -153,31 +181,50 @@ class PartitionWorker:
         stored after its partition moved, the store's versions and tracking records refuse
         what the new owner stored already.)"""
         messages = [Consumed((e.message.topic, e.message.partition), e.message.offset,
-                             e.message.key, e.message.value, list(e.message.headers or ()))
+                             e.message.key, e.message.value, _header_list(e.message.headers))
                     for e in events]
-        delay = 0.05
         async with self._lock:
-            while True:
-                try:
-                    await self._handle(messages)
-                    return
-                except Exception:
-                    log.exception("batch of %d messages not stored; retrying in %.2f s", len(messages), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                # What is stored is what counts: reload the positions before trying again.
-                await self.resume_offsets({TP(t, p) for t, p in {m.tp for m in messages}})
+            await self._store_batch(messages)
 
-    async def _handle(self, messages: list[Consumed]) -> None:
+    async def _store_batch(self, messages: list[Consumed]) -> None:
+        """The store failing (down, or a conflict with another worker's write) is waited out,
+        however long it takes. The processor failing on the batch itself twice, the batch is
+        taken one message at a time, and a message it fails on goes to the dead-letter topic
+        with the error, rather than stopping its partition for good."""
+        delay, failures, poison = 0.05, 0, None
+        while True:
+            try:
+                await self._handle(messages, poison)
+                return
+            except PersistenceError:
+                log.exception("batch of %d messages not stored; retrying in %.2f s", len(messages), delay)
+            except Exception as exc:
+                failures += 1
+                log.exception("the processor failed on a batch of %d messages", len(messages))
+                if failures >= 2 and len(messages) > 1:
+                    for m in messages:
+                        await self._store_batch([m])
+                    return
+                if failures >= 2:
+                    poison = f"the processor failed on it: {type(exc).__name__}: {exc}"
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            # What is stored is what counts: reload the positions before trying again.
+            await self.resume_offsets({TP(t, p) for t, p in {m.tp for m in messages}})
+
+    async def _handle(self, messages: list[Consumed], poison: str | None = None) -> None:
         unknown = {m.tp for m in messages if m.tp not in self.next_offset}
         if unknown:
             await self.resume_offsets({TP(t, p) for t, p in unknown})
             for tp in unknown:
                 self.next_offset.setdefault(tp, 0)
-        fresh, again = [], []
+        fresh: list[Consumed] = []
+        again: list[Consumed] = []
         for m in messages:
             (fresh if m.offset >= self.next_offset[m.tp] else again).append(m)
         parsed = [self._parse(m) for m in fresh]
+        for p in parsed:
+            p.reason = p.reason or poison
         dead = [p for p in parsed if p.reason is not None]
         if dead:  # durably on the dead-letter topic before the offsets move past them
             await asyncio.gather(*[await self._send_dead_letter(p) for p in dead])
@@ -190,14 +237,14 @@ class PartitionWorker:
         for tp, offset in last.items():
             self.next_offset[tp] = offset + 1
         self.stored_batches += 1
-        await self._publish_outcomes(items, result.outcomes, replies)
+        self._publish_outcomes(items, result.outcomes, replies)
 
     def _store(self, items: list[Parsed], tracking: list[Tracking],
                again: list[Consumed]) -> tuple[BatchResult, list[tuple[Consumed, dict[str, Any]]]]:
         """On the processor thread: follow the log, then decide and store the batch."""
         processor = self.processor
         processor.follow()
-        batch = [(p.event, p.principal) for p in items]
+        batch = [(p.event, p.principal) for p in items if p.principal is not None]
         result = processor.process(batch, tracking=tracking) if tracking else BatchResult([], [], 0)
         replies = []
         for m in again:  # redelivered: its outcome is in the store already
@@ -236,26 +283,27 @@ class PartitionWorker:
         log.warning("dead letter %s@%d: %s", tracking_name(m.tp), m.offset, p.reason)
         return await producer.send(self.config.topics.dead_letter, m.key, m.value, None, None, headers)
 
-    async def _publish_outcomes(self, items: list[Parsed], outcomes: list[Outcome],
-                                replies: list[tuple[Consumed, dict[str, Any]]]) -> None:
+    def _publish_outcomes(self, items: list[Parsed], outcomes: list[Outcome],
+                          replies: list[tuple[Consumed, dict[str, Any]]]) -> None:
         """Each outcome, after its store transaction committed. Not awaited: a lost outcome
         only turns an answer into ``queued``."""
-        producer = await self.app.maybe_start_producer()
         topic = self.config.topics.outcomes
         pairs = [(p.message, o.as_dict()) for p, o in zip(items, outcomes, strict=True)] + replies
         for m, outcome in pairs:
             reply = m.header(REPLY_TO)
             body = dict(outcome, topic=m.tp[0], partition=m.tp[1], offset=m.offset, reply_to=reply)
             key = reply if reply is not None else str(outcome.get("event_id"))
-            headers = [(REPLY_TO, reply.encode())] if reply is not None else []
+            headers: Headers = [(REPLY_TO, reply.encode())] if reply is not None else []
             try:
-                await producer.send(topic, key.encode(), orjson.dumps(body), None, None, headers)
+                self.outcomes.send(topic, key.encode(), orjson.dumps(body), headers)
             except Exception:
                 log.exception("outcome of %s not published", outcome.get("event_id"))
+        self.outcomes.poll()
 
     async def housekeeping(self) -> None:
-        """When idle: follow the log, and store the flags of uses of lots whose recall became
-        known meanwhile (``Processor.follow``)."""
+        """When idle: follow the log; store the flags of uses of lots whose recall became known
+        meanwhile (``Processor.follow``); once a day, the expiry check of the stock points of
+        this worker's partitions (``Processor.daily_check``, as the embedded runner does)."""
         if self._lock.locked():
             return
         async with self._lock:
@@ -268,13 +316,24 @@ class PartitionWorker:
                 log.info("flagged %d uses of recalled lots stored before their recall was known", alerts)
 
     def _follow_and_flag(self) -> int:
-        self.processor.follow()
-        if not self.processor.rechecks_pending:
-            return 0
-        return len(self.processor.process([]).alerts)
+        processor = self.processor
+        processor.follow()
+        alerts = len(processor.process([]).alerts) if processor.rechecks_pending else 0
+        today = processor.clock().date()
+        if self.assigned and today != self._checked_day:
+            processor.daily_check()
+            self._checked_day = today
+        return alerts
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self.outcomes.close()
+
+
+def _header_list(headers: Any) -> list[tuple[str, bytes]]:
+    if not headers:
+        return []
+    return list(headers.items()) if isinstance(headers, Mapping) else list(headers)
 
 
 def _event_id(value: bytes | None) -> str | None:
@@ -331,15 +390,16 @@ def create_worker_app(processor: Processor, config: WorkerConfig) -> WorkerApp:
         broker_session_timeout=session,
         broker_heartbeat_interval=max(session / 6, 0.5),
         consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=max(config.batch_max, 500),  # so a batch can fill in one fetch
         producer_acks=-1,
         stream_wait_empty=True,
     )
-    worker = PartitionWorker(processor, config, app)
+    worker = PartitionWorker(processor, config, app, OutcomeSink(config.bootstrap))
     app.partition_worker = worker
     consumed = app.topic(*config.topics.consumed, key_serializer="raw", value_serializer="raw")
 
     @app.agent(consumed, name="replenish.ingest")
-    async def ingest(stream: faust.StreamT[Any]) -> None:
+    async def ingest(stream: Any) -> None:
         async for events in stream.take_events(config.batch_max, within=config.batch_within_s):
             await worker.handle(events)
 
@@ -347,11 +407,11 @@ def create_worker_app(processor: Processor, config: WorkerConfig) -> WorkerApp:
     async def follow() -> None:
         await worker.housekeeping()
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
         await worker.on_assigned(assigned)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         await worker.on_revoked(revoked)
 

@@ -169,13 +169,20 @@ class KafkaIngest:
             future.set_result(orjson.loads(value))
 
 
+def owns_nothing(stock_point: str) -> bool:
+    return False
+
+
 class DistributedRunner(EmbeddedRunner):
     """The API's runner on the distributed profile (see the module's docstring)."""
 
     def __init__(self, processor: Processor, ingest: KafkaIngest, follow_every_s: float = 0.1) -> None:
         super().__init__(processor)
+        processor.owns = owns_nothing  # it only reads: the workers write for the stock points
         self.ingest = ingest
         self.follow_every_s = follow_every_s
+        self._following: asyncio.Future[None] | None = None  # the catch-up under way
+        self._following_since = 0.0  # when it started (loop time)
 
     async def start(self) -> None:
         self._changed = asyncio.Event()
@@ -193,11 +200,14 @@ class DistributedRunner(EmbeddedRunner):
     async def submit(self, events: list[Any], principal: Principal) -> list[Outcome]:
         """Produce the events (reference data to the reference topic, the others keyed by
         stock point) and answer each with its outcome, or ``queued``."""
-        routes = await self.read(self._routes, events)
+        routes = self._routes(events)
         messages = [(topic, key, orjson.dumps(e)) for (topic, key), e in zip(routes, events, strict=True)]
         found = await self.ingest.send(messages, principal.name)
         if any(o is not None for o in found):
-            await self._catch_up()  # a read after this answer sees what it reports
+            try:
+                await self._caught_up()  # a read after this answer sees what it reports
+            except Exception:  # the answer stands: the events are stored
+                log.exception("following the store's log failed")
         outcomes = []
         for event, o in zip(events, found, strict=True):
             if o is None:
@@ -208,6 +218,8 @@ class DistributedRunner(EmbeddedRunner):
         return outcomes
 
     def _routes(self, events: list[Any]) -> list[tuple[str, str | None]]:
+        """Topic and key of each event. Runs beside the model's thread: finding an item by its
+        GTIN is one dictionary lookup, which the model's changes cannot tear."""
         catalog = self.processor.ledger.catalog
 
         def resolve(gtin: str) -> str | None:
@@ -233,6 +245,23 @@ class DistributedRunner(EmbeddedRunner):
         self._notify()
         return alert
 
+    async def _caught_up(self) -> None:
+        """Until the model has followed the log from a moment after now. Requests share the
+        catch-ups: under load one runs at a time and the next serves everyone who came since."""
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        while True:
+            running = self._following
+            if running is None or running.done():
+                self._following_since = loop.time()
+                running = self._following = asyncio.ensure_future(self._catch_up())
+                await asyncio.shield(running)
+                return
+            started = self._following_since
+            await asyncio.shield(running)  # not done yet: this waits
+            if started >= asked:
+                return
+
     async def _catch_up(self) -> None:
         n, raised = await asyncio.get_running_loop().run_in_executor(self._executor, self._apply)
         if n:
@@ -254,7 +283,7 @@ class DistributedRunner(EmbeddedRunner):
     async def _follow(self) -> None:
         while True:
             try:
-                await self._catch_up()
+                await self._caught_up()
             except asyncio.CancelledError:
                 raise
             except Exception:

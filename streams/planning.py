@@ -88,10 +88,12 @@ class StockPointModel:
         self.undershoot = (0.0, 0.0)  # mean and variance, as of day ``undershoot_day``
         self.undershoot_day = -1
 
-    def learn_use(self, t_days: float, day: int, weekday: int, qty: float) -> None:
-        """One use of ``qty`` at ``t_days`` (days since the epoch), on local day number ``day``."""
+    def learn_use(self, t_days: float, day: int, weekday: int, qty: float, spike: bool = True) -> None:
+        """One use of ``qty`` at ``t_days`` (days since the epoch), on local day number ``day``;
+        ``spike=False`` keeps it from the spike detector (a use the schedule announced)."""
         self.demand.learn_one(day, weekday, qty)
-        self.spike.learn_one(t_days, qty)
+        if spike:
+            self.spike.learn_one(t_days, qty)
         self.sizes.learn_one(qty)
         if self.undershoot_day != self.demand.n_days:
             u = undershoot(*self.sizes.predict_one())
@@ -215,8 +217,11 @@ class Planner:
             at = datetime.fromisoformat(e["occurred_at"])
             loc = self.ledger.catalog.location(e["location"], at)
             local = at.astimezone(ZoneInfo(loc.timezone)) if loc else at
+            # A scheduled case's use was announced by the schedule: a busy OR day is not a spike.
+            scheduled = bool(etype == "usage" and e.get("case_id")
+                             and e["case_id"] in self.ledger.scheduled.get(e["location"], {}))
             model.learn_use((at - EPOCH).total_seconds() / 86400.0, local.toordinal(), local.weekday(),
-                            e["quantity"])
+                            e["quantity"], spike=not scheduled)
             if etype == "usage" and e.get("case_id"):
                 used = self.case_usage.setdefault(e["case_id"], {})
                 used[e["sku"]] = used.get(e["sku"], 0.0) + e["quantity"]
@@ -262,7 +267,11 @@ class Planner:
         lt_model = self.lead_times.get((item.supplier or "", sp.sku))
         lt_mean, lt_var = lt_model.predict(default_lt) if lt_model else (default_lt, (0.2 * default_lt) ** 2)
         known = self._known_demand(sp, now, lt_mean)
-        ltd = lead_time_demand(mean, est.var, lt_mean, lt_var, known, known, est.mean_error_var)
+        # The daily demand learned from every use already expects the average case load over
+        # the lead time (d·L); the schedule adds only what it shows beyond that, so that the
+        # cases are not counted twice: mean = max(d·L, known).
+        extra = max(known - mean * lt_mean, 0.0)
+        ltd = lead_time_demand(mean, est.var, lt_mean, lt_var, extra, extra, est.mean_error_var)
         alpha = service_level(item.criticality, s.service_levels)
         pol = cached_reorder_policy(ltd, alpha, est.undershoot)
         pack = item.pack_size or 1.0

@@ -13,26 +13,34 @@ consumed offsets as tracking records in the transaction of the events they produ
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from eventsourcing.persistence import Recording, Tracking
 
 from domain import codes as c
-from domain.aggregates import Recall, StockPoint, lot_id, stock_point_id
+from domain.aggregates import Lot, Recall, StockPoint, lot_id, stock_point_id
 from domain.chain import BrokenLink, ChainVerifier
 from domain.events import iso_utc, parse_date, parse_instant
 from domain.expiry import is_expired
 from domain.intake import Intake, Ledger, Outcome, Principal
 from domain.inventory import Moves, fold_balances, inventory_position
-from streams.planning import Planner, PlanningSettings
+from domain.shelf import expiry_findings, fefo
+from streams.planning import SYSTEM, Planner, PlanningSettings
 from streams.store import EventStore
 
 Clock = Callable[[], datetime]
+# The model of a big store is millions of long-lived objects: a full garbage collection walks
+# them all (2.2 s at 1,000,000 stored events, bench/trace.py) for nothing. Once this many events
+# were replayed or stored since the last time, the objects are moved out of the collector's
+# reach (``gc.freeze``; reference counting still frees them).
+FREEZE_AFTER_EVENTS = 10_000
 
 
 def utc_now() -> datetime:
@@ -68,6 +76,7 @@ class Processor:
         self._own: set[int] = set()  # notifications of ours stored after others' not yet applied
         self._recheck: set[str] = set()  # stock points to check against open recalls
         self.posted_by: dict[str, str] = {}  # event id -> the principal who posted it
+        self._unfrozen = 0  # events stored or replayed since the model was last frozen
         self.rebuild()
 
     def _new_intake(self, ledger: Ledger) -> Intake:
@@ -82,6 +91,7 @@ class Processor:
         try:
             outcomes = [self._handle(raw, principal, now) for raw, principal in items]
             if self._recheck:
+                self._quarantine(now)
                 self._flag_recalled_uses(now)
             recorded, touched, alerts = self.intake.take_changes()
             if recorded or tracking:
@@ -94,7 +104,14 @@ class Processor:
         except BaseException:
             self.rebuild()
             raise
+        self._maybe_freeze(len(recorded))
         return BatchResult(outcomes, alerts, len(recorded))
+
+    def _maybe_freeze(self, events: int) -> None:
+        self._unfrozen += events
+        if self._unfrozen >= FREEZE_AFTER_EVENTS:
+            gc.freeze()
+            self._unfrozen = 0
 
     def _handle(self, raw: Any, principal: Principal, now: datetime) -> Outcome:
         """Decide one event, let the models learn from what it stored, then decide the
@@ -107,6 +124,8 @@ class Processor:
                 affected[sp_id] = None
             if isinstance(event, Recall.Issued):
                 self._recall_known(event)
+            for sp_id in self._lot_holders(event):
+                affected[sp_id] = None
         for sp_id in affected:
             self.planner.decide(sp_id, self.intake, now, outcome.event_id)
         return outcome
@@ -129,6 +148,8 @@ class Processor:
         self.ledger, self.planner, self.posted_by = ledger, planner, posted_by
         self.intake = self._new_intake(ledger)
         self.position, self._own = position, set()
+        self._unfrozen = 0
+        self._maybe_freeze(n)
         return n
 
     def follow(self) -> int:
@@ -192,6 +213,127 @@ class Processor:
             if (isinstance(sp, StockPoint) and sp.sku == sku and self.owns(sp_id)
                     and (serial_recall or lots & sp.lots.keys())):
                 self._recheck.add(sp_id)
+        # Where the lots were relabelled to (the relabel is recorded under both lots).
+        for lot in lots:
+            self._recheck.update(sp_id for sp_id in self.ledger.trace.points.get((sku, lot), ())
+                                 if self.owns(sp_id))
+
+    def _lot_holders(self, event: Any) -> list[str]:
+        """The stock points whose usable stock a lot event changes (a recall, a hold): their
+        policy is decided again. A recalled lot arriving somewhere is quarantined there too."""
+        ledger = self.ledger
+        if isinstance(event, StockPoint.Recorded):
+            sku = str(event.event.get("sku"))
+            if ledger.recalled_lots and any(q > 0 and ledger.recall_refs(sku, lot)
+                                            for _, lot, q in event.moves):
+                self._recheck.add(event.originator_id)
+            return []
+        if isinstance(event, Recall.Issued | Recall.Closed | Lot.Changed):
+            agg = ledger.streams.get(event.originator_id)
+            sku = str(getattr(agg, "sku", ""))
+            lots = agg.lots if isinstance(agg, Recall) else [getattr(agg, "lot", "")]
+            return sorted({sp_id for lot in lots for sp_id in ledger.trace.points.get((sku, lot), ())
+                           if self.owns(sp_id)})
+        return []
+
+    def _quarantine(self, now: datetime) -> None:
+        """Quarantine, by a decision event per stock point, every unit of an open recall that
+        the stock points to recheck hold (once per recall, again only if more arrive)."""
+        ledger = self.ledger
+        serials_at: dict[str, list[tuple[str, str, str]]] = {}
+        for (sku, serial), refs in ledger.recalled_serials.items():
+            unit = ledger.trace.serials.get((sku, serial))
+            if refs and unit and unit["state"] == "in_stock":
+                for ref in refs:
+                    serials_at.setdefault(stock_point_id(sku, unit["location"]), []).append(
+                        (ref, unit["lot"] or "", serial))
+        for sp_id in sorted(self._recheck):
+            sp = ledger.streams.get(sp_id)
+            if not isinstance(sp, StockPoint) or not self.owns(sp_id):
+                continue
+            by_ref: dict[str, dict[str, float]] = {}
+            serials: dict[str, list[str]] = {}
+            for lot, q in sp.lots.items():
+                if q > 0 and lot:
+                    for ref in ledger.recall_refs(sp.sku, lot):
+                        by_ref.setdefault(ref, {})[lot] = q
+            for ref, lot, serial in serials_at.get(sp_id, ()):
+                lots = by_ref.setdefault(ref, {})
+                lots[lot] = lots.get(lot, 0.0) + 1.0
+                serials.setdefault(ref, []).append(serial)
+            for ref in sorted(by_ref):
+                lots = by_ref[ref]
+                before = sp.quarantines.get(ref)
+                if before is not None and all(q <= before.get(lot, 0.0) for lot, q in lots.items()):
+                    continue
+                recall = ledger.streams.get(f"recall:{ref}")
+                if isinstance(recall, Recall) and recall.is_open:
+                    self.intake.quarantine(sp, recall, dict(sorted(lots.items())),
+                                           sorted(serials.get(ref, [])), recall.issued_event_id, now)
+
+    def daily_check(self, now: datetime | None = None) -> BatchResult:
+        """The daily expiry check of every stock point this processor owns (``domain.shelf``):
+        its findings are stored as an ``expiry_checked`` decision when they change, and raise
+        (or resolve) ``expired_on_shelf`` and ``expiry_risk`` alerts, so replay sees them."""
+        now = now or self.clock()
+        try:
+            for sp_id in sorted(self.ledger.streams):
+                sp = self.ledger.streams[sp_id]
+                if isinstance(sp, StockPoint) and self.owns(sp_id):
+                    self._expiry_check(sp, now)
+            recorded, touched, alerts = self.intake.take_changes()
+            if recorded:
+                self._stored(self.store.save(*recorded))
+            for agg in touched:
+                agg.collect_events()
+            for event in recorded:
+                self._note_poster(event)
+        except BaseException:
+            self.rebuild()
+            raise
+        return BatchResult([], alerts, len(recorded))
+
+    def _shelf(self, sp: StockPoint, now: datetime) -> tuple[list[tuple[str, float, str | None, str]], date]:
+        loc = self.ledger.catalog.location(sp.location, now)
+        tz = loc.timezone if loc else "UTC"
+        rows = []
+        for lot, q in sorted(sp.lots.items()):
+            if q > 0:
+                agg = self.ledger.lot(sp.sku, lot) if lot else None
+                rows.append((lot, q, agg.expiry if agg else None,
+                             self.ledger.lot_status(sp.sku, lot, now, tz)))
+        return rows, now.astimezone(ZoneInfo(tz)).date()
+
+    def _expiry_check(self, sp: StockPoint, now: datetime) -> None:
+        rows, today = self._shelf(sp, now)
+        prev = sp.expiry or {}
+        if not rows and not prev.get("expired_on_shelf") and not prev.get("expiry_risk"):
+            return
+        item = self.ledger.catalog.item(sp.sku, now)
+        model = self.planner.models.get(sp.id)
+        rate = model.estimate().mean if model is not None else 0.0
+        found = expiry_findings(rows, today, rate, item.unit_cost if item else None)
+        kinds = (("expired_on_shelf", c.ALERT_EXPIRED_ON_SHELF), ("expiry_risk", c.ALERT_EXPIRY_RISK))
+        if any(found[k] != prev.get(k, []) for k, _ in kinds):
+            self.intake.record_decision(sp, {
+                "type": "expiry_checked", "sku": sp.sku, "location": sp.location,
+                "day": today.isoformat(), "decided_at": iso_utc(now), "demand_per_day": rate,
+                "unit_cost": item.unit_cost if item else None, **found}, now)
+        for key, kind in kinds:
+            now_lots = {r["lot"] or "" for r in found[key]}
+            for r in found[key]:
+                lot = r["lot"] or ""
+                what = (f"{r['quantity']:g} of lot {lot} expired on {r['expiry']} and is still on the shelf"
+                        if key == "expired_on_shelf" else
+                        f"{r['at_risk']:g} of lot {lot} will expire on {r['expiry']} before it is used")
+                value = f" (value at cost {r['value_at_cost']:g})" if r["value_at_cost"] is not None else ""
+                self.intake._alert(sp, kind, {"event_id": f"expiry-check:{today}:{lot}"}, now,
+                                   f"{sp.sku} at {sp.location}: {what}{value}", lot or None, dedupe=True)
+            for r in prev.get(key, []):
+                lot = r["lot"] or ""
+                open_id = self.ledger.open_alert_keys.get((sp.id, kind, lot))
+                if lot not in now_lots and open_id is not None:
+                    self.intake.change_alert(open_id, "resolved", "condition cleared", SYSTEM, now)
 
     def _flag_recalled_uses(self, now: datetime) -> None:
         """Flag each use, stored before its recall was known, of a lot or serial recalled from
@@ -316,6 +458,21 @@ class Processor:
             "open_alerts": sorted(sp.open_alerts),
             "last_event_at": sp.latest_occurred_at,
             "last_events": list(reversed(sp.last_events)),
+            **self._shelf_view(sp, now),
+        }
+
+    def _shelf_view(self, sp: StockPoint, now: datetime) -> dict[str, Any]:
+        """FEFO pick order, serialised units in stock, the last expiry check, recalls here."""
+        rows, today = self._shelf(sp, now)
+        serials = sorted(self.ledger.trace.serials_at.get((sp.sku, sp.location), ()))
+        expiry = sp.expiry or {}
+        return {
+            "fefo": fefo(rows, today),
+            "serials": [self.ledger.trace.serials[(sp.sku, s)] for s in serials],
+            "expiry": {k: expiry.get(k, []) for k in ("expired_on_shelf", "expiry_risk")}
+                      | {"value_at_cost": expiry.get("value_at_cost"), "checked_on": expiry.get("day"),
+                         "demand_per_day": expiry.get("demand_per_day")},
+            "recalls": {ref: {"quarantined": lots} for ref, lots in sorted(sp.quarantines.items())},
         }
 
     def alerts(self, status: str | None = None, kind: str | None = None,

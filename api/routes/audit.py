@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from api.deps import AUDITORS, Runner, require
 from api.responses import JSON
 from domain.intake import Principal
+from streams import traceability
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -33,6 +34,22 @@ async def stock_point_history(sku: str, location: str, runner: Runner,
                                _aware("as_of", as_of), _aware("known_at", known_at))
     if result is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no events recorded for {sku} at {location}")
+    return JSON(result)
+
+
+@router.get("/streams/{stream_id:path}", response_class=JSON)
+async def stream_history(stream_id: str, runner: Runner,
+                         _: Annotated[Principal, Depends(require(*AUDITORS))],
+                         as_of: datetime | None = None,
+                         known_at: datetime | None = None) -> JSON:
+    """Any aggregate's stored events with their hashes (a stock point ``sp:<sku>@<location>``,
+    a lot ``lot:<sku>/<lot>``, ``recall:<reference>``, ``item:<sku>``, ``case:<id>``,
+    ``po:<id>``, ...) and its state as of an instant: ``as_of`` (of ``occurred_at``) and
+    ``known_at`` (of recording) as for a stock point."""
+    result = await runner.read(traceability.audit_stream, runner.processor, stream_id,
+                               _aware("as_of", as_of), _aware("known_at", known_at))
+    if result is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no stream {stream_id!r} is stored")
     return JSON(result)
 
 

@@ -1,7 +1,8 @@
 """KPIs: the named ClickHouse queries of ``projections.queries``, with their filters.
 
 Wiring (``api/app.py``, ``infra/wiring.py``): ``app.state.projections`` holds a
-``clickhouse-connect`` client on the projection database, and this router is included.
+``clickhouse-connect`` client on the projection database (``app.state.projection_service``
+the read side that owns it).
 """
 
 from __future__ import annotations
@@ -28,9 +29,17 @@ def projections_client(request: Request) -> Any:
 
 
 @router.get("", response_class=JSON)
-async def list_kpis(_: Annotated[Principal, Depends(require(*READERS))]) -> JSON:
-    """Every KPI's name and definition."""
-    return JSON({"kpis": [{"name": n, "definition": d} for n, d in queries.definitions().items()]})
+async def list_kpis(request: Request, _: Annotated[Principal, Depends(require(*READERS))]) -> JSON:
+    """Every KPI's name and definition, and how far the projections are (``position``: the last
+    stored event they hold; ``stored``: the last stored event)."""
+    body: dict[str, Any] = {"kpis": [{"name": n, "definition": d} for n, d in queries.definitions().items()]}
+    service = getattr(request.app.state, "projection_service", None)
+    if service is not None and service.reader is not None:
+        try:
+            body["projections"] = await run_in_threadpool(service.status)
+        except Exception as exc:  # the tables are being rebuilt, or the engine is unwell
+            body["projections"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+    return JSON(body)
 
 
 @router.get("/{name}", response_class=JSON)

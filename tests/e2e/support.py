@@ -72,10 +72,12 @@ def run_cli(*args: str, data_dir: Path, timeout: float = 60, **extra: str | None
 class Service:
     """One ``replenish serve`` process over one data directory."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str | None] | None = None) -> None:
         self.data_dir = data_dir
+        self.env = dict(env or {})
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.bi_port = free_port()  # ClickHouse's HTTP interface (served when BI credentials are given)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -91,7 +93,8 @@ class Service:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [str(BIN), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=service_env(self.data_dir), stdout=log, stderr=subprocess.STDOUT,
+            env=service_env(self.data_dir, **{"REPLENISH_CLICKHOUSE_HTTP_PORT": str(self.bi_port), **self.env}),
+            stdout=log, stderr=subprocess.STDOUT,
             cwd=self.data_dir.parent)
         log.close()
         deadline = time.monotonic() + timeout

@@ -1,16 +1,18 @@
 """The event store contract (``store_contract.EventStoreContract``) on each backend:
-SQLite in a temporary file (the embedded profile) and the real PostgreSQL server that
-``infra/up`` starts (the distributed profile), each test on a database of its own."""
+SQLite in a temporary file (the embedded profile), the real PostgreSQL server that
+``infra/up`` starts (the distributed profile), each test on a database of its own, and the
+in-memory store the simulator runs the processor over (``memory_env``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from streams.store import postgres_env, sqlite_env
+from streams.store import EventStore, memory_env, postgres_env, sqlite_env
 
 from .store_contract import EventStoreContract
 
@@ -27,6 +29,37 @@ class TestSQLiteEventStore(EventStoreContract):
                              "WHERE originator_id = ? AND originator_version = ?",
                              (state, stream, version))
             return cur.rowcount
+
+
+class TestMemoryEventStore(EventStoreContract):
+    """One in-memory recorder stands for the database: every store the test opens shares it,
+    as every store opened on one SQLite file shares the file."""
+
+    def open_backend(self, request: pytest.FixtureRequest) -> dict[str, str]:
+        self.shared: EventStore | None = None
+        return memory_env()
+
+    def open_store(self) -> EventStore:
+        store = super().open_store()
+        if self.shared is None:
+            self.shared = store
+        else:
+            store.recorder = self.shared.recorder
+            store.events.recorder = self.shared.recorder
+        return store
+
+    def update_stored_state(self, stream: str, version: int, state: bytes) -> int:
+        assert self.shared is not None
+        recorder = self.shared.recorder
+        i = recorder._stored_events_index[stream].get(version)  # type: ignore[attr-defined]
+        if i is None:
+            return 0
+        events = recorder._stored_events  # type: ignore[attr-defined]
+        events[i] = dataclasses.replace(events[i], state=state)
+        return 1
+
+    def test_the_store_is_really_in_memory(self) -> None:
+        assert type(self.open_store().recorder).__module__ == "eventsourcing.popo"
 
 
 class TestPostgresEventStore(EventStoreContract):

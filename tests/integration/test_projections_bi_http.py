@@ -117,3 +117,21 @@ def test_writes_files_urls_and_other_tables_are_refused(bi: dict[str, Any], quer
     assert not os.path.exists("/tmp/replenish-bi-test")
     still = httpx.get(bi["url"], params={"query": "SELECT count() FROM items"}, auth=("bi", "bi-secret"))
     assert still.text == "3\n"
+
+
+def test_clickhouse_lz4_framing_as_the_jdbc_driver_asks_for_it(bi: dict[str, Any]) -> None:
+    """``compress=1``: the answer in ClickHouse's checksummed LZ4 blocks; ``decompress=1``: a body
+    sent that way. (The JDBC driver checks every block's CityHash128; the e2e tests run it.)"""
+    from projections.bi_http import native_compress, native_decompress
+
+    big = b"".join(b"row %d of a result long enough to take several blocks\n" % i for i in range(40_000))
+    assert native_decompress(native_compress(big)) == big and native_compress(b"") == b""
+    auth = ("bi", "bi-secret")
+    r = httpx.post(bi["url"], params={"compress": "1"}, content=b"SELECT sku FROM items ORDER BY sku", auth=auth)
+    assert r.status_code == 200 and native_decompress(r.content) == b"GLV\nIVC\nSUT\n"
+    r = httpx.post(bi["url"], params={"decompress": "1"}, content=native_compress(b"SELECT count() FROM items"), auth=auth)
+    assert r.status_code == 200 and r.text == "3\n"
+    broken = bytearray(native_compress(b"SELECT 1"))
+    broken[-1] ^= 0xFF
+    r = httpx.post(bi["url"], params={"decompress": "1"}, content=bytes(broken), auth=auth)
+    assert r.status_code == 400 and "checksum" in r.text
