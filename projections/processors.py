@@ -1,5 +1,10 @@
 """Pure processors: one stored event in, the rows it adds to each ClickHouse table out.
 
+The follower has the engine do this flattening (the views of migrations/0008_flatten.sql, far
+faster on millions of events); these functions are the reference it is held to, in Python
+(``tests/integration/test_projections_kpi_tables.py`` compares every table's rows), and the
+place to read what a stored event becomes.
+
 No I/O and no state: the rows depend only on the stored event (its notification id, stream,
 kind and fields), so the same event always gives the same rows, a replay gives the rows the
 live follower wrote, and re-inserting them is harmless (tables are keyed by notification id).
