@@ -51,6 +51,16 @@ class ChainedAggregate(BaseAggregate[str]):
             return aggregate
 
     @dataclass(frozen=True)
+    class Fact(Event):
+        """An event recording a fact as received: the normalised event, its content
+        fingerprint (for de-duplication) and when and by whom it was recorded."""
+
+        event: dict[str, Any]
+        fingerprint: str
+        recorded_at: str
+        recorded_by: str
+
+    @dataclass(frozen=True)
     class Opened(Event, CanInitAggregate[str]):
         originator_topic: str
         key: dict[str, Any]
@@ -111,16 +121,12 @@ class StockPoint(ChainedAggregate):
         self.expiry: dict[str, Any] | None = None  # the last daily expiry check's findings
 
     @dataclass(frozen=True)
-    class Recorded(ChainedAggregate.Event):
+    class Recorded(ChainedAggregate.Fact):
         """A stock fact (usage, receipt, return, waste, transfer side, count) was recorded."""
 
-        event: dict[str, Any]
-        fingerprint: str
         moves: list[list[Any]]
         effects: list[list[Any]]
         flags: list[str]
-        recorded_at: str
-        recorded_by: str
 
         def apply(self, sp: Any) -> None:
             lots, negative = sp.lots, sp._negative_lots
@@ -154,14 +160,10 @@ class StockPoint(ChainedAggregate):
                                    "status": "accepted", "flags": self.flags})
 
     @dataclass(frozen=True)
-    class Refused(ChainedAggregate.Event):
+    class Refused(ChainedAggregate.Fact):
         """An event about this stock point was refused; it changes no stock."""
 
-        event: dict[str, Any]
-        fingerprint: str
         errors: list[dict[str, Any]]
-        recorded_at: str
-        recorded_by: str
 
         def apply(self, sp: Any) -> None:
             sp.last_events.append({"event_id": self.event.get("event_id"),
@@ -178,13 +180,8 @@ class StockPoint(ChainedAggregate):
             sp.open_alerts.add(self.alert["id"])
 
     @dataclass(frozen=True)
-    class OverrideSet(ChainedAggregate.Event):
+    class OverrideSet(ChainedAggregate.Fact):
         """A planner pinned or froze this stock point's policy, or ended an override."""
-
-        event: dict[str, Any]
-        fingerprint: str
-        recorded_at: str
-        recorded_by: str
 
         def apply(self, sp: Any) -> None:
             sp.override = None if self.event.get("clear") else {
@@ -279,12 +276,7 @@ class Lot(ChainedAggregate):
         self.relabelled_to: str | None = None
 
     @dataclass(frozen=True)
-    class Changed(ChainedAggregate.Event):
-        event: dict[str, Any]
-        fingerprint: str
-        recorded_at: str
-        recorded_by: str
-
+    class Changed(ChainedAggregate.Fact):
         def apply(self, lot: Any) -> None:
             change = self.event["change"]
             if change == "expiry_corrected":
@@ -331,12 +323,7 @@ class Recall(ChainedAggregate):
         self.confirmed: dict[str, dict[str, float]] = {}
 
     @dataclass(frozen=True)
-    class Issued(ChainedAggregate.Event):
-        event: dict[str, Any]
-        fingerprint: str
-        recorded_at: str
-        recorded_by: str
-
+    class Issued(ChainedAggregate.Fact):
         def apply(self, recall: Any) -> None:
             recall.sku = self.event["sku"]
             recall.lots = list(self.event.get("lots") or [])
@@ -347,24 +334,14 @@ class Recall(ChainedAggregate):
             recall.is_open = True
 
     @dataclass(frozen=True)
-    class Closed(ChainedAggregate.Event):
-        event: dict[str, Any]
-        fingerprint: str
-        recorded_at: str
-        recorded_by: str
-
+    class Closed(ChainedAggregate.Fact):
         def apply(self, recall: Any) -> None:
             recall.is_open = False
             recall.closed_at = self.event["occurred_at"]
 
     @dataclass(frozen=True)
-    class Confirmed(ChainedAggregate.Event):
+    class Confirmed(ChainedAggregate.Fact):
         """One location's report of what it did with the recalled units it held."""
-
-        event: dict[str, Any]
-        fingerprint: str
-        recorded_at: str
-        recorded_by: str
 
         def apply(self, recall: Any) -> None:
             done = recall.confirmed.setdefault(self.event["location"], {})
@@ -392,12 +369,7 @@ class MasterRecord(ChainedAggregate):
         self.current: dict[str, Any] | None = None
 
     @dataclass(frozen=True)
-    class Registered(ChainedAggregate.Event):
-        event: dict[str, Any]
-        fingerprint: str
-        recorded_at: str
-        recorded_by: str
-
+    class Registered(ChainedAggregate.Fact):
         def apply(self, record: Any) -> None:
             record.current = self.event
 
@@ -417,12 +389,7 @@ class SurgicalCase(ChainedAggregate):
         self.status = "unscheduled"
 
     @dataclass(frozen=True)
-    class Changed(ChainedAggregate.Event):
-        event: dict[str, Any]
-        fingerprint: str
-        recorded_at: str
-        recorded_by: str
-
+    class Changed(ChainedAggregate.Fact):
         def apply(self, case: Any) -> None:
             e = self.event
             if e["type"] == "surgery_scheduled":
@@ -451,12 +418,7 @@ class PurchaseOrder(ChainedAggregate):
         self.lines: dict[str, float] = {}
 
     @dataclass(frozen=True)
-    class Issued(ChainedAggregate.Event):
-        event: dict[str, Any]
-        fingerprint: str
-        recorded_at: str
-        recorded_by: str
-
+    class Issued(ChainedAggregate.Fact):
         def apply(self, po: Any) -> None:
             e = self.event
             po.supplier, po.location = e["supplier"], e["location"]
@@ -474,12 +436,9 @@ class RefusalLog(ChainedAggregate):
         super().__init__(key)
 
     @dataclass(frozen=True)
-    class Refused(ChainedAggregate.Event):
+    class Refused(ChainedAggregate.Fact):
         event: Any
-        fingerprint: str
         errors: list[dict[str, Any]]
-        recorded_at: str
-        recorded_by: str
 
     def refuse(self, at: datetime, **fields: Any) -> None:
         self.append(self.Refused, at, **fields)

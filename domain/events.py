@@ -275,6 +275,18 @@ def check_envelope(
     return (None, errors) if errors else (event, errors)
 
 
+def _normalise_instant(event: dict[str, Any], name: str, errors: list[FieldError]) -> None:
+    """An optional instant field: to the fixed-width UTC form, or an error when unreadable."""
+    value = event.get(name)
+    if value is None:
+        return
+    when = parse_instant(value)
+    if when is None:
+        errors.append(FieldError(name, c.MALFORMED, f"'{name}' must be an ISO 8601 instant with an offset"))
+    else:
+        event[name] = _utc_text(when)
+
+
 def _check_type_specific(etype: str, event: dict[str, Any], errors: list[FieldError]) -> None:
     if etype == "item_registered":
         units = event.get("units", {})
@@ -331,21 +343,9 @@ def _check_type_specific(etype: str, event: dict[str, Any], errors: list[FieldEr
             if not (is_number(event[f]) and 0 <= event[f] <= MAX_QUANTITY):
                 errors.append(FieldError(f, c.INVALID_QUANTITY, f"'{f}' must be a non-negative number"))
     elif etype == "surgery_scheduled":
-        when = parse_instant(event.get("scheduled_for"))
-        if event.get("scheduled_for") is not None and when is None:
-            errors.append(FieldError("scheduled_for", c.MALFORMED,
-                                     "'scheduled_for' must be an ISO 8601 instant with an offset"))
-        elif when is not None:
-            event["scheduled_for"] = iso_utc(when)
+        _normalise_instant(event, "scheduled_for", errors)
     elif etype == "po_issued":
-        expected = event.get("expected_at")
-        if expected is not None:
-            when = parse_instant(expected)
-            if when is None:
-                errors.append(FieldError("expected_at", c.MALFORMED,
-                                         "'expected_at' must be an ISO 8601 instant with an offset"))
-            else:
-                event["expected_at"] = iso_utc(when)
+        _normalise_instant(event, "expected_at", errors)
         lines = event.get("lines")
         if lines is not None and (not isinstance(lines, list) or not lines):
             errors.append(FieldError("lines", c.MALFORMED, "'lines' must be a non-empty list"))
@@ -362,13 +362,7 @@ def _check_type_specific(etype: str, event: dict[str, Any], errors: list[FieldEr
             if not (is_number(event[f]) and event[f] >= 0):
                 errors.append(FieldError(f, c.INVALID_QUANTITY, f"'{f}' must be a non-negative number"))
         until = event.get("freeze_until")
-        if until is not None:
-            when = parse_instant(until)
-            if when is None:
-                errors.append(FieldError("freeze_until", c.MALFORMED,
-                                         "'freeze_until' must be an ISO 8601 instant with an offset"))
-            else:
-                event["freeze_until"] = iso_utc(when)
+        _normalise_instant(event, "freeze_until", errors)
         if not pinned and until is None and not event.get("clear"):
             errors.append(FieldError("reorder_point", c.MISSING_FIELD,
                                      "give 'reorder_point' and/or 'order_up_to' to pin, 'freeze_until' "
