@@ -210,7 +210,8 @@ class StockPoint(ChainedAggregate):
                 sp.quarantines[d["reference"]] = dict(d["lots"])
             elif d["type"] == "expiry_checked":
                 sp.expiry = d
-                return  # daily findings: in ``expiry``, not among the policy decisions            sp.policy = d.get("policy", sp.policy)
+                return  # daily findings: in ``expiry``, not among the policy decisions
+            sp.policy = d.get("policy", sp.policy)
             sp.last_decisions.append(d)
 
     @dataclass(frozen=True)
