@@ -407,7 +407,9 @@ class SurgicalCase(ChainedAggregate):
 
 
 class PurchaseOrder(ChainedAggregate):
-    """A purchase order (from an ERP today, from our procurement later): lines in base units."""
+    """A purchase order (from an ERP, or from an approved requisition): lines in base units,
+    each delivered to its own location (the order's by default); then what the supplier
+    acknowledged and shipped, and the inspections of what it delivered."""
 
     def __init__(self, key: dict[str, Any]) -> None:
         super().__init__(key)
@@ -416,7 +418,12 @@ class PurchaseOrder(ChainedAggregate):
         self.location: str | None = None
         self.issued_at: str | None = None
         self.expected_at: str | None = None
-        self.lines: dict[str, float] = {}
+        self.lines: dict[str, float] = {}  # sku -> quantity ordered (all locations)
+        self.line_rows: list[dict[str, Any]] = []  # as issued: sku, location, quantity, unit_price
+        self.bill_only = False
+        self.requisition_id: str | None = None
+        self.acknowledged: dict[str, dict[str, Any]] = {}  # sku -> confirmed, backordered, date
+        self.shipped_expected_at: str | None = None
 
     @dataclass(frozen=True)
     class Issued(ChainedAggregate.Fact):
@@ -424,10 +431,238 @@ class PurchaseOrder(ChainedAggregate):
             e = self.event
             po.supplier, po.location = e["supplier"], e["location"]
             po.issued_at, po.expected_at = e["occurred_at"], e.get("expected_at")
-            po.lines = {line["sku"]: line["quantity"] for line in e["lines"]}
+            po.lines = {}
+            for line in e["lines"]:
+                po.lines[line["sku"]] = po.lines.get(line["sku"], 0.0) + line["quantity"]
+            po.line_rows = [dict(line, location=line.get("location") or e["location"]) for line in e["lines"]]
+            po.bill_only = bool(e.get("bill_only"))
+            po.requisition_id = e.get("requisition_id")
+
+    @dataclass(frozen=True)
+    class Acknowledged(ChainedAggregate.Fact):
+        """The supplier confirmed the order, perhaps with some lines backordered to a date."""
+
+        def apply(self, po: Any) -> None:
+            for line in self.event.get("lines") or []:
+                po.acknowledged[line["sku"]] = dict(line)
+
+    @dataclass(frozen=True)
+    class Shipped(ChainedAggregate.Fact):
+        """The supplier shipped (all or part of) the order, expected at ``expected_at``."""
+
+        def apply(self, po: Any) -> None:
+            po.shipped_expected_at = self.event.get("expected_at") or po.shipped_expected_at
+
+    @dataclass(frozen=True)
+    class Inspected(ChainedAggregate.Fact):
+        """A delivered batch was inspected: units accepted and rejected, and why."""
 
     def issue(self, at: datetime, **fields: Any) -> None:
         self.append(self.Issued, at, **fields)
+
+    def acknowledge(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Acknowledged, at, **fields)
+
+    def ship(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Shipped, at, **fields)
+
+    def inspect(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Inspected, at, **fields)
+
+
+class SupplyTerms(ChainedAggregate):
+    """One supplier's terms for one item (id ``terms:<supplier>/<sku>``): its contracts
+    (price, price breaks, minimum order, promised lead time, validity) and quotes."""
+
+    def __init__(self, key: dict[str, Any]) -> None:
+        super().__init__(key)
+        self.supplier: str = key["supplier"]
+        self.sku: str = key["sku"]
+        self.contracts: list[dict[str, Any]] = []
+        self.quotes: list[dict[str, Any]] = []
+
+    @dataclass(frozen=True)
+    class Contracted(ChainedAggregate.Fact):
+        def apply(self, terms: Any) -> None:
+            ref = self.event.get("contract_id")
+            terms.contracts = [c for c in terms.contracts if ref is None or c.get("contract_id") != ref]
+            terms.contracts.append(self.event)
+
+    @dataclass(frozen=True)
+    class Quoted(ChainedAggregate.Fact):
+        def apply(self, terms: Any) -> None:
+            terms.quotes.append(self.event)
+            del terms.quotes[:-LAST_EVENTS_KEPT]
+
+    @dataclass(frozen=True)
+    class Inspected(ChainedAggregate.Fact):
+        """An inspection of a delivered batch that named no purchase order."""
+
+    def contract(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Contracted, at, **fields)
+
+    def inspect(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Inspected, at, **fields)
+
+    def quote(self, at: datetime, **fields: Any) -> None:
+        self.append(self.Quoted, at, **fields)
+
+
+def requisition_stream(requisition_id: str) -> str:
+    return f"req:{requisition_id}"
+
+
+class Requisition(ChainedAggregate):
+    """A purchase requisition (lines of one supplier for one site) or a transfer request (lines
+    for one location from the location that restocks it): raised by the system from
+    replenishment needs, approved or rejected by people (or automatically), then ordered."""
+
+    def __init__(self, key: dict[str, Any]) -> None:
+        super().__init__(key)
+        self.requisition_id: str = key["requisition_id"]
+        self.kind: str = key["kind"]  # purchase, consignment or transfer
+        self.supplier: str | None = key.get("supplier")
+        self.site: str = key["site"]
+        self.source: str | None = key.get("source")  # a transfer's source location
+        self.status = "collecting"
+        self.lines: list[dict[str, Any]] = []
+        self.value = 0.0
+        self.needs_buyer: list[str] = []
+        self.approvals_needed = 1
+        self.approvals: list[dict[str, Any]] = []
+        self.rejection: dict[str, Any] | None = None
+        self.po_id: str | None = None
+        self.raised_at: str | None = None
+        self.window_until: str | None = None
+
+    @dataclass(frozen=True)
+    class LineAdded(ChainedAggregate.Event):
+        """A need joined the requisition: its line, with the candidates and their scores."""
+
+        line: dict[str, Any]
+        window_until: str
+
+        def apply(self, req: Any) -> None:
+            req.lines.append(self.line)
+            req.value += float(self.line.get("value") or 0.0)
+            req.raised_at = req.raised_at or self.line["decided_at"]
+            req.window_until = self.window_until
+
+    @dataclass(frozen=True)
+    class Submitted(ChainedAggregate.Event):
+        """The ordering window closed: the requisition waits for a buyer, or was approved."""
+
+        status: str
+        needs_buyer: list[str]
+        approvals_needed: int
+
+        def apply(self, req: Any) -> None:
+            req.status, req.needs_buyer = self.status, list(self.needs_buyer)
+            req.approvals_needed = self.approvals_needed
+
+    @dataclass(frozen=True)
+    class Approved(ChainedAggregate.Event):
+        by: str
+        role: str
+        reason: str
+        status: str  # after this approval: awaiting_second_approval or approved
+
+        def apply(self, req: Any) -> None:
+            req.approvals.append({"by": self.by, "role": self.role, "reason": self.reason,
+                                  "at": self.timestamp.isoformat()})
+            req.status = self.status
+
+    @dataclass(frozen=True)
+    class Rejected(ChainedAggregate.Event):
+        by: str
+        role: str
+        reason: str
+
+        def apply(self, req: Any) -> None:
+            req.rejection = {"by": self.by, "role": self.role, "reason": self.reason,
+                             "at": self.timestamp.isoformat()}
+            req.status = "rejected"
+
+    @dataclass(frozen=True)
+    class Ordered(ChainedAggregate.Event):
+        po_id: str
+
+        def apply(self, req: Any) -> None:
+            req.po_id, req.status = self.po_id, "ordered"
+
+    @dataclass(frozen=True)
+    class Fulfilled(ChainedAggregate.Event):
+        """A transfer request's units all arrived (by the transfers named)."""
+
+        event_ids: list[str]
+
+        def apply(self, req: Any) -> None:
+            req.status = "fulfilled"
+
+    def add_line(self, at: datetime, line: dict[str, Any], window_until: str) -> None:
+        self.append(self.LineAdded, at, line=line, window_until=window_until)
+
+    def submit(self, at: datetime, status: str, needs_buyer: list[str], approvals_needed: int) -> None:
+        self.append(self.Submitted, at, status=status, needs_buyer=needs_buyer,
+                    approvals_needed=approvals_needed)
+
+    def approve(self, at: datetime, by: str, role: str, reason: str, status: str) -> None:
+        self.append(self.Approved, at, by=by, role=role, reason=reason, status=status)
+
+    def reject(self, at: datetime, by: str, role: str, reason: str) -> None:
+        self.append(self.Rejected, at, by=by, role=role, reason=reason)
+
+    def order(self, at: datetime, po_id: str) -> None:
+        self.append(self.Ordered, at, po_id=po_id)
+
+    def fulfil(self, at: datetime, event_ids: list[str]) -> None:
+        self.append(self.Fulfilled, at, event_ids=event_ids)
+
+
+class SupplierScorecard(ChainedAggregate):
+    """A supplier's scorecard (id ``scorecard:<supplier>``): each change of its score with the
+    rates it came from, and the notices about the supplier (review needed, contract breach,
+    purchase order issued), raised and changed like a stock point's alerts."""
+
+    def __init__(self, key: dict[str, Any]) -> None:
+        super().__init__(key)
+        self.supplier: str = key["supplier"]
+        self.card: dict[str, Any] | None = None
+        self.open_alerts: set[str] = set()
+
+    @dataclass(frozen=True)
+    class Scored(ChainedAggregate.Event):
+        card: dict[str, Any]
+
+        def apply(self, sc: Any) -> None:
+            sc.card = self.card
+
+    @dataclass(frozen=True)
+    class AlertRaised(ChainedAggregate.Event):
+        alert: dict[str, Any]
+
+        def apply(self, sc: Any) -> None:
+            sc.open_alerts.add(self.alert["id"])
+
+    @dataclass(frozen=True)
+    class AlertChanged(ChainedAggregate.Event):
+        alert_id: str
+        status: str
+        reason: str
+        by: str
+
+        def apply(self, sc: Any) -> None:
+            if self.status == "resolved":
+                sc.open_alerts.discard(self.alert_id)
+
+    def score(self, at: datetime, card: dict[str, Any]) -> None:
+        self.append(self.Scored, at, card=card)
+
+    def raise_alert(self, at: datetime, alert: dict[str, Any]) -> None:
+        self.append(self.AlertRaised, at, alert=alert)
+
+    def change_alert(self, at: datetime, alert_id: str, status: str, reason: str, by: str) -> None:
+        self.append(self.AlertChanged, at, alert_id=alert_id, status=status, reason=reason, by=by)
 
 
 class RefusalLog(ChainedAggregate):

@@ -107,6 +107,10 @@ class Catalog:
         versions = self.items.get(sku)
         return versions.at(at) if versions else None
 
+    def supplier(self, supplier: str, at: datetime) -> Supplier | None:
+        versions = self.suppliers.get(supplier)
+        return versions.at(at) if versions else None
+
     def location(self, location: str, at: datetime) -> Location | None:
         versions = self.locations.get(location)
         return versions.at(at) if versions else None

@@ -62,6 +62,13 @@ ALERT_EXPIRED_ON_SHELF = "expired_on_shelf"  # stock past its expiry still on th
 ALERT_HELD_LOT_USED = "held_lot_used"  # a use of a lot on hold (accepted: see README, "Lots")
 ALERT_RECALL_TASK = "recall_task"  # a recall's units to find and confirm at one location
 
+# Procurement (issue 8): notices about suppliers and orders, on the supplier's scorecard.
+ALERT_SUPPLIER_REVIEW_NEEDED = "supplier_review_needed"  # its score fell past the threshold
+ALERT_CONTRACT_BREACH = "contract_breach"  # a receipt broke the contract's price or lead time
+ALERT_PURCHASE_ORDER = "purchase_order"  # a purchase order was issued (for ERP webhooks)
+ALERT_REQUISITION_PENDING = "requisition_pending"  # a requisition waits for a buyer
+ALERT_SUPPLIER_CERTIFICATE = "supplier_certificate"  # a candidate's certificate expired or is missing
+
 SEVERITY_INFO = "info"
 SEVERITY_WARNING = "warning"
 SEVERITY_CRITICAL = "critical"
@@ -79,6 +86,11 @@ ALERT_SEVERITY = {
     ALERT_EXPIRED_ON_SHELF: SEVERITY_CRITICAL,
     ALERT_HELD_LOT_USED: SEVERITY_CRITICAL,
     ALERT_RECALL_TASK: SEVERITY_CRITICAL,
+    ALERT_SUPPLIER_REVIEW_NEEDED: SEVERITY_WARNING,
+    ALERT_CONTRACT_BREACH: SEVERITY_WARNING,
+    ALERT_PURCHASE_ORDER: SEVERITY_INFO,
+    ALERT_REQUISITION_PENDING: SEVERITY_INFO,
+    ALERT_SUPPLIER_CERTIFICATE: SEVERITY_WARNING,
 }
 
 # Roles.

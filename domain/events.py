@@ -27,6 +27,7 @@ RECALL = "recall"
 SCHEDULE = "schedule"
 PURCHASE = "purchase"
 PLAN = "plan"
+SUPPLY = "supply"
 
 # Fields that may identify a patient or a case: pseudonymised on the way in, never stored in clear.
 IDENTIFYING_FIELDS = ("case_id", "patient_id", "mrn", "patient")
@@ -50,6 +51,9 @@ class EventSpec:
 _OPS = frozenset({c.SCANNER, c.ADMIN})
 _ADMIN = frozenset({c.ADMIN})
 _PLANNERS = frozenset({c.BUYER, c.ADMIN})
+# A supplier's messages (acknowledgement, advance shipping notice) and the receiving dock's
+# inspections come through gateways and devices, or are keyed in by a buyer.
+_SUPPLY_CHAIN = frozenset({c.SCANNER, c.BUYER, c.ADMIN})
 
 EVENT_TYPES: dict[str, EventSpec] = {
     s.type: s
@@ -73,13 +77,18 @@ EVENT_TYPES: dict[str, EventSpec] = {
         EventSpec("surgery_cancelled", SCHEDULE, ("case_id",), _OPS),
         EventSpec("surgery_completed", SCHEDULE, ("case_id",), _OPS),
         EventSpec("po_issued", PURCHASE, ("po_id", "supplier", "location", "lines"), _OPS),
+        EventSpec("po_acknowledged", PURCHASE, ("po_id",), _SUPPLY_CHAIN),
+        EventSpec("shipment_sent", PURCHASE, ("po_id",), _SUPPLY_CHAIN),
+        EventSpec("inspection_result", PURCHASE, ("location",), _SUPPLY_CHAIN, True),
+        EventSpec("supplier_contract", SUPPLY, ("supplier", "price"), _PLANNERS, True),
+        EventSpec("supplier_quote", SUPPLY, ("supplier", "price"), _PLANNERS, True),
         EventSpec("policy_override", PLAN, ("sku", "location", "reason"), _PLANNERS),
     )
 }
 
 LOT_CHANGES = ("expiry_corrected", "relabelled", "hold", "release")
 RECALL_OUTCOMES = ("returned", "destroyed", "not_found")  # quantities of a recall_confirmed
-STRUCTURED_FIELDS = frozenset({"lines"})  # required fields that are not text
+STRUCTURED_FIELDS = frozenset({"lines", "price"})  # required fields that are not text
 
 
 @dataclass(frozen=True)
@@ -267,6 +276,9 @@ def check_envelope(
             errors.append(FieldError("quantity", c.INVALID_QUANTITY,
                                      f"'quantity' {q} is more than {MAX_QUANTITY:,.0f}"))
 
+    if event.get("unit_price") is not None and not (is_number(event["unit_price"]) and event["unit_price"] >= 0):
+        errors.append(FieldError("unit_price", c.MALFORMED, "'unit_price' must be a non-negative number"))
+
     for name in ("expiry", "new_expiry"):
         if event.get(name) is not None and parse_date(event[name]) is None:
             errors.append(FieldError(name, c.MALFORMED, f"'{name}' must be a date, YYYY-MM-DD"))
@@ -312,6 +324,22 @@ def _check_type_specific(etype: str, event: dict[str, Any], errors: list[FieldEr
             v = event.get(name)
             if v is not None and not (is_number(v) and v >= 0):
                 errors.append(FieldError(name, c.MALFORMED, f"'{name}' must be a non-negative number"))
+        if "consignment" in event and not isinstance(event["consignment"], bool):
+            errors.append(FieldError("consignment", c.MALFORMED, "'consignment' must be true or false"))
+        subs = event.get("substitutes")
+        if subs is not None and not (isinstance(subs, list) and all(isinstance(x, str) and x for x in subs)):
+            errors.append(FieldError("substitutes", c.MALFORMED, "'substitutes' must be a list of SKUs"))
+    elif etype == "supplier_registered":
+        certs = event.get("certificates")
+        if certs is not None and not isinstance(certs, list):
+            errors.append(FieldError("certificates", c.MALFORMED, "'certificates' must be a list"))
+        for i, cert in enumerate(certs if isinstance(certs, list) else []):
+            if not isinstance(cert, dict) or not isinstance(cert.get("name"), str) or not cert["name"]:
+                errors.append(FieldError(f"certificates[{i}].name", c.MISSING_FIELD, "each certificate needs a 'name'"))
+                continue
+            for f in ("valid_from", "valid_until"):
+                if cert.get(f) is not None and parse_date(cert[f]) is None:
+                    errors.append(FieldError(f"certificates[{i}].{f}", c.MALFORMED, f"'{f}' must be a date, YYYY-MM-DD"))
     elif etype == "location_registered":
         tz = event.get("timezone", "UTC")
         try:
@@ -356,6 +384,33 @@ def _check_type_specific(etype: str, event: dict[str, Any], errors: list[FieldEr
                 elif not (is_number(line.get("quantity")) and line["quantity"] > 0):
                     errors.append(FieldError(f"lines[{i}].quantity", c.INVALID_QUANTITY,
                                              "each line needs a quantity greater than zero"))
+                elif line.get("unit_price") is not None and not (
+                        is_number(line["unit_price"]) and line["unit_price"] >= 0):
+                    errors.append(FieldError(f"lines[{i}].unit_price", c.MALFORMED,
+                                             "'unit_price' must be a non-negative number"))
+                elif line.get("location") is not None and not isinstance(line["location"], str):
+                    errors.append(FieldError(f"lines[{i}].location", c.MALFORMED, "'location' must be a string"))
+    elif etype == "po_acknowledged":
+        _check_lines(event, errors, "confirmed", required=False)
+        for i, line in enumerate(event.get("lines") or []):
+            if isinstance(line, dict) and line.get("backorder_date") is not None and parse_date(
+                    line["backorder_date"]) is None:
+                errors.append(FieldError(f"lines[{i}].backorder_date", c.MALFORMED,
+                                         "'backorder_date' must be a date, YYYY-MM-DD"))
+    elif etype == "shipment_sent":
+        _normalise_instant(event, "expected_at", errors)
+        _check_lines(event, errors, "quantity", required=False)
+    elif etype == "inspection_result":
+        for f in ("accepted", "rejected"):
+            if not (is_number(event.get(f)) and 0 <= event[f] <= MAX_QUANTITY):
+                errors.append(FieldError(f, c.INVALID_QUANTITY if f in event else c.MISSING_FIELD,
+                                         f"'{f}' (units) is required, a non-negative number"))
+        if event.get("rejected") and not event.get("reason"):
+            errors.append(FieldError("reason", c.MISSING_FIELD, "a 'reason' is required when units are rejected"))
+        if not event.get("po_id") and not event.get("supplier"):
+            errors.append(FieldError("po_id", c.MISSING_FIELD, "'po_id' or 'supplier' is required"))
+    elif etype in ("supplier_contract", "supplier_quote"):
+        _check_terms(event, errors)
     elif etype == "policy_override":
         pinned = [f for f in ("reorder_point", "order_up_to") if event.get(f) is not None]
         for f in pinned:
@@ -369,3 +424,46 @@ def _check_type_specific(etype: str, event: dict[str, Any], errors: list[FieldEr
                                      "to freeze, or 'clear': true to end an override"))
     elif etype == "transfer" and event.get("from_location") == event.get("to_location") and event.get("to_location"):
         errors.append(FieldError("to_location", c.MALFORMED, "a transfer must go to another location"))
+
+
+def _check_lines(event: dict[str, Any], errors: list[FieldError], quantity: str, required: bool) -> None:
+    """Optional order lines: a list of objects, each naming a ``sku``, with non-negative numbers."""
+    lines = event.get("lines")
+    if lines is None:
+        return
+    if not isinstance(lines, list):
+        errors.append(FieldError("lines", c.MALFORMED, "'lines' must be a list"))
+        return
+    for i, line in enumerate(lines):
+        if not isinstance(line, dict) or not isinstance(line.get("sku"), str):
+            errors.append(FieldError(f"lines[{i}].sku", c.MISSING_FIELD, "each line needs a 'sku'"))
+            continue
+        for f in (quantity, "backordered"):
+            v = line.get(f)
+            if (v is not None or (required and f == quantity)) and not (is_number(v) and 0 <= v <= MAX_QUANTITY):
+                errors.append(FieldError(f"lines[{i}].{f}", c.INVALID_QUANTITY, f"'{f}' must be a non-negative number"))
+
+
+def _check_terms(event: dict[str, Any], errors: list[FieldError]) -> None:
+    """A contract's or quote's price, price breaks, minimum order, lead time and validity."""
+    if event.get("price") is not None and not (is_number(event["price"]) and event["price"] >= 0):
+        errors.append(FieldError("price", c.MALFORMED, "'price' must be a non-negative number (per base unit)"))
+    breaks = event.get("price_breaks")
+    if breaks is not None:
+        if not isinstance(breaks, list):
+            errors.append(FieldError("price_breaks", c.MALFORMED, "'price_breaks' must be a list"))
+        else:
+            for i, b in enumerate(breaks):
+                if not (isinstance(b, dict) and is_number(b.get("min_quantity")) and b["min_quantity"] >= 0
+                        and is_number(b.get("price")) and b["price"] >= 0):
+                    errors.append(FieldError(f"price_breaks[{i}]", c.MALFORMED,
+                                             "each price break needs 'min_quantity' and 'price', non-negative numbers"))
+    for f in ("min_order", "lead_time_days"):
+        if event.get(f) is not None and not (is_number(event[f]) and event[f] >= 0):
+            errors.append(FieldError(f, c.MALFORMED, f"'{f}' must be a non-negative number"))
+    for f in ("valid_from", "valid_until"):
+        if event.get(f) is not None and parse_date(event[f]) is None:
+            errors.append(FieldError(f, c.MALFORMED, f"'{f}' must be a date, YYYY-MM-DD"))
+    if (event.get("valid_from") and event.get("valid_until") and parse_date(event["valid_from"])
+            and parse_date(event["valid_until"]) and event["valid_until"] < event["valid_from"]):
+        errors.append(FieldError("valid_until", c.MALFORMED, "'valid_until' is before 'valid_from'"))

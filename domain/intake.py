@@ -22,7 +22,10 @@ from domain.aggregates import (
     PurchaseOrder,
     Recall,
     RefusalLog,
+    Requisition,
     StockPoint,
+    SupplierScorecard,
+    SupplyTerms,
     SurgicalCase,
     lot_id,
     stock_point_id,
@@ -37,6 +40,7 @@ from domain.events import (
     PURCHASE,
     RECALL,
     SCHEDULE,
+    SUPPLY,
     FieldError,
     check_envelope,
     fingerprint,
@@ -50,6 +54,8 @@ from domain.inventory import Moves, fold_balances
 from domain.trace import TraceIndex
 
 REFUSALS_STREAM = "refusals"
+REQUISITION_EVENTS = (Requisition.LineAdded, Requisition.Submitted, Requisition.Approved,
+                      Requisition.Rejected, Requisition.Ordered, Requisition.Fulfilled)
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,12 @@ def location_from_event(e: dict[str, Any]) -> Location:
                     restocked_from=e.get("restocked_from"))
 
 
+def supplier_from_event(e: dict[str, Any]) -> Supplier:
+    envelope = {"event_id", "type", "occurred_at", "supplier", "name"}
+    return Supplier(supplier=e["supplier"], name=e.get("name") or e["supplier"],
+                    extra={k: v for k, v in e.items() if k not in envelope})
+
+
 class Ledger:
     """The write model: aggregates by id, and indexes kept by ``index`` from their events."""
 
@@ -116,9 +128,18 @@ class Ledger:
         self.alerts: dict[str, dict[str, Any]] = {}
         self.open_alert_keys: dict[tuple[str, str, str], str] = {}
         self.alert_feed: list[dict[str, Any]] = []
-        # (sku, location) -> quantity on open purchase orders; po_id -> sku -> still to receive
+        # (sku, location) -> quantity on order: on open purchase orders, and on requisitions and
+        # transfer requests not yet ordered or delivered; po_id -> (sku, location) -> still to receive
         self.on_order: dict[tuple[str, str], float] = {}
-        self.po_open: dict[str, dict[str, float]] = {}
+        self.po_open: dict[str, dict[tuple[str, str], float]] = {}
+        # requisition id -> (sku, location) -> quantity counted on order until it is ordered
+        self.req_open: dict[str, dict[tuple[str, str], float]] = {}
+        # (sku, location) -> [[transfer request id, quantity still to arrive], ...], oldest first
+        self.transfers_due: dict[tuple[str, str], list[list[Any]]] = {}
+        # (supplier, site, kind) -> the requisition collecting lines now (its ordering window open)
+        self.collecting: dict[tuple[str, str, str], str] = {}
+        # sku -> supplier -> the supplier's terms for it (contracts, quotes)
+        self.terms: dict[str, dict[str, SupplyTerms]] = {}
         # location -> case id -> (procedure, scheduled_for) of cases still to happen
         self.scheduled: dict[str, dict[str, tuple[str, str]]] = {}
         # lot and serial -> their stored events, holders, cases (``domain.trace``)
@@ -142,19 +163,36 @@ class Ledger:
             e = event.event
             if e["type"] == "receipt" and e.get("po_id") in self.po_open:
                 remaining = self.po_open[e["po_id"]]
-                got = min(e["quantity"], remaining.get(e["sku"], 0.0))
+                key = (e["sku"], e["location"])
+                got = min(e["quantity"], remaining.get(key, 0.0))
                 if got > 0:
-                    remaining[e["sku"]] -= got
-                    key = (e["sku"], e["location"])
+                    remaining[key] -= got
                     self.on_order[key] = self.on_order.get(key, 0.0) - got
+            elif e["type"] == "transfer" and e.get("side") == "in":
+                self._transfer_arrived((e["sku"], e["location"]), e["quantity"])
         elif isinstance(event, PurchaseOrder.Issued):
             self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
             e = event.event
-            open_lines = self.po_open.setdefault(e["po_id"], {})
-            for line in e["lines"]:
-                key = (line["sku"], e["location"])
-                self.on_order[key] = self.on_order.get(key, 0.0) + line["quantity"] - open_lines.get(line["sku"], 0.0)
-                open_lines[line["sku"]] = line["quantity"]
+            if not e.get("bill_only"):  # a bill-only line pays for consigned stock already used
+                open_lines = self.po_open.setdefault(e["po_id"], {})
+                before = dict(open_lines)
+                open_lines.clear()
+                for line in e["lines"]:
+                    key = (line["sku"], line.get("location") or e["location"])
+                    open_lines[key] = open_lines.get(key, 0.0) + line["quantity"]
+                for key in before.keys() | open_lines.keys():
+                    change = open_lines.get(key, 0.0) - before.get(key, 0.0)
+                    if change:
+                        self.on_order[key] = self.on_order.get(key, 0.0) + change
+        elif isinstance(event, PurchaseOrder.Acknowledged | PurchaseOrder.Shipped | PurchaseOrder.Inspected
+                        | SupplyTerms.Contracted | SupplyTerms.Quoted | SupplyTerms.Inspected):
+            self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
+        elif isinstance(event, REQUISITION_EVENTS):
+            self._requisition(event)
+        elif isinstance(event, ChainedAggregate.Opened) and event.originator_id.startswith("terms:"):
+            terms = self.streams[event.originator_id]
+            assert isinstance(terms, SupplyTerms)
+            self.terms.setdefault(terms.sku, {})[terms.supplier] = terms
         elif isinstance(event, SurgicalCase.Changed):
             self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
             e = event.event
@@ -166,7 +204,7 @@ class Ledger:
                 self.scheduled.setdefault(case.location, {})[case.case_id] = (case.procedure, case.scheduled_for)
         elif isinstance(event, StockPoint.OverrideSet):
             self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
-        elif isinstance(event, StockPoint.AlertChanged):
+        elif isinstance(event, StockPoint.AlertChanged | SupplierScorecard.AlertChanged):
             alert = self.alerts.get(event.alert_id)
             if alert is not None:
                 alert["status"] = event.status
@@ -179,7 +217,7 @@ class Ledger:
             eid = event.event.get("event_id") if isinstance(event.event, dict) else None
             if isinstance(eid, str) and not any(e["code"] == c.EVENT_ID_REUSED for e in event.errors):
                 self._seen(eid, event.fingerprint, c.REJECTED, event.errors, [])
-        elif isinstance(event, StockPoint.AlertRaised):
+        elif isinstance(event, StockPoint.AlertRaised | SupplierScorecard.AlertRaised):
             alert = event.alert
             self.alerts[alert["id"]] = dict(alert)
             if alert.get("dedupe_key"):
@@ -194,7 +232,7 @@ class Ledger:
             elif e["type"] == "location_registered":
                 self.catalog.register_location(location_from_event(e), at)
             elif e["type"] == "supplier_registered":
-                self.catalog.register_supplier(Supplier(e["supplier"], e.get("name") or e["supplier"]), at)
+                self.catalog.register_supplier(supplier_from_event(e), at)
         elif isinstance(event, Recall.Issued):
             self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
             e = event.event
@@ -217,6 +255,52 @@ class Ledger:
             if prior is not None:  # a re-send of the use now answers with its flags
                 self.seen[event.event_id] = Prior(prior.fingerprint, prior.status, prior.errors,
                                                   sorted(set(prior.flags) | set(event.flags)))
+
+    def _requisition(self, event: Any) -> None:
+        """Requisitions and transfer requests count as on order from their first line until
+        they are ordered (the purchase order counts then), rejected, or delivered."""
+        req = self.streams[event.originator_id]
+        assert isinstance(req, Requisition)
+        rid = req.requisition_id
+        if isinstance(event, Requisition.LineAdded):
+            line = event.line
+            key = (line["sku"], line["location"])
+            self.on_order[key] = self.on_order.get(key, 0.0) + line["quantity"]
+            if req.kind == "transfer":
+                self.transfers_due.setdefault(key, []).append([rid, line["quantity"]])
+            else:
+                lines = self.req_open.setdefault(rid, {})
+                lines[key] = lines.get(key, 0.0) + line["quantity"]
+                self.collecting[(req.supplier or "", req.site, req.kind)] = rid
+        elif isinstance(event, Requisition.Submitted):
+            if self.collecting.get((req.supplier or "", req.site, req.kind)) == rid:
+                del self.collecting[(req.supplier or "", req.site, req.kind)]
+        elif isinstance(event, Requisition.Rejected | Requisition.Ordered):
+            for key, q in self.req_open.pop(rid, {}).items():
+                self.on_order[key] = self.on_order.get(key, 0.0) - q
+            if self.collecting.get((req.supplier or "", req.site, req.kind)) == rid:
+                del self.collecting[(req.supplier or "", req.site, req.kind)]
+            if req.kind == "transfer":
+                for line in req.lines:
+                    key = (line["sku"], line["location"])
+                    due = self.transfers_due.get(key, [])
+                    for row in [r for r in due if r[0] == rid]:
+                        self.on_order[key] = self.on_order.get(key, 0.0) - row[1]
+                        due.remove(row)
+
+    def _transfer_arrived(self, key: tuple[str, str], quantity: float) -> None:
+        """Units transferred in settle the oldest open transfer requests for them first."""
+        due = self.transfers_due.get(key)
+        while due and quantity > 0:
+            take = min(quantity, due[0][1])
+            due[0][1] -= take
+            quantity -= take
+            self.on_order[key] = self.on_order.get(key, 0.0) - take
+            if due[0][1] <= 1e-9:
+                due.pop(0)
+
+    def open_transfer_requests(self, key: tuple[str, str]) -> list[str]:
+        return [rid for rid, _ in self.transfers_due.get(key, ())]
 
     def _feed(self, change: str, alert: dict[str, Any], reason: str | None = None) -> None:
         """The alert feed: every raise, acknowledgement and resolution, numbered in log order
@@ -345,7 +429,13 @@ class Intake:
         if category == SCHEDULE:
             return self._surgery(event, fp, principal, now)
         if category == PURCHASE:
-            return self._po_issued(event, fp, principal, now)
+            if event["type"] == "po_issued":
+                return self._po_issued(event, fp, principal, now)
+            if event["type"] == "inspection_result":
+                return self._inspection(event, fp, principal, now)
+            return self._po_update(event, fp, principal, now)
+        if category == SUPPLY:
+            return self._terms(event, fp, principal, now)
         if category == PLAN:
             return self._override(event, fp, principal, now)
         return self._stock(event, safe, fp, principal, now)
@@ -402,7 +492,7 @@ class Intake:
     def _accepted(self, event: dict[str, Any], flags: list[str]) -> Outcome:
         return Outcome(event["event_id"], c.ACCEPTED, [], flags)
 
-    def _alert(self, sp: StockPoint, kind: str, event: dict[str, Any], now: datetime,
+    def _alert(self, sp: StockPoint | SupplierScorecard, kind: str, event: dict[str, Any], now: datetime,
                message: str, lot: str | None, flag: str | None = None,
                dedupe: bool = False, extra: dict[str, Any] | None = None) -> str | None:
         """Raise an alert; a bookkeeping ``flag`` alert is raised once per stock point and
@@ -414,10 +504,13 @@ class Intake:
             return None
         alert_id = "al_" + fingerprint([sp.id, event.get("event_id"), kind, *([flag] if dedupe else [])])[:20]
         alert = {"id": alert_id, "kind": kind, "severity": c.ALERT_SEVERITY[kind],
-                 "sku": sp.sku, "location": sp.location, "site": sp.site, "lot": lot,
+                 "sku": getattr(sp, "sku", None), "location": getattr(sp, "location", None),
+                 "site": getattr(sp, "site", None), "lot": lot,
                  "flag": flag, "raised_at": iso_utc(now), "status": "open",
                  "event_id": event.get("event_id"), "message": message,
                  "dedupe_key": list(key) if dedupe else None}
+        if isinstance(sp, SupplierScorecard):  # a notice about a supplier, on its scorecard
+            alert["stream"], alert["supplier"] = sp.id, sp.supplier
         if extra:
             alert.update(extra)
         sp.raise_alert(now, alert)
@@ -834,6 +927,8 @@ class Intake:
                 errors.append(FieldError(f"lines[{i}].unit", c.UNKNOWN_UNIT,
                                          f"item {item.sku} has no unit {line.get('unit')!r}"))
                 continue
+            if line.get("location") is not None:
+                self._resolve_location(line["location"], f"lines[{i}].location", event.get("site"), at, errors)
             lines.append(dict(line, quantity=float(line["quantity"]) * factor, unit=item.base_unit,
                               sent_quantity=line["quantity"], sent_unit=line.get("unit") or item.base_unit))
         if errors:
@@ -842,6 +937,77 @@ class Intake:
         po = self._open(PurchaseOrder, f"po:{event['po_id']}", {"po_id": event["po_id"]}, now)
         po.issue(now, **self._fields(event, fp, principal, now))
         self._touch(po)
+        return self._accepted(event, [])
+
+    def _po_update(self, event: dict[str, Any], fp: str, principal: Principal, now: datetime) -> Outcome:
+        """A supplier's acknowledgement (lines confirmed or backordered) or shipping notice."""
+        po = self.ledger.streams.get(f"po:{event['po_id']}")
+        if not isinstance(po, PurchaseOrder) or po.issued_at is None:
+            err = FieldError("po_id", c.MALFORMED, f"no purchase order {event['po_id']!r} was issued")
+            return self._refuse(event, fp, None, [err], principal, now)
+        unknown = [FieldError(f"lines[{i}].sku", c.UNKNOWN_ITEM, f"purchase order {po.po_id} has no line for {line['sku']}")
+                   for i, line in enumerate(event.get("lines") or []) if line["sku"] not in po.lines]
+        if unknown:
+            return self._refuse(event, fp, None, unknown, principal, now)
+        event["supplier"] = po.supplier
+        fields = self._fields(event, fp, principal, now)
+        if event["type"] == "po_acknowledged":
+            po.acknowledge(now, **fields)
+        else:
+            po.ship(now, **fields)
+        self._touch(po)
+        return self._accepted(event, [])
+
+    def _inspection(self, event: dict[str, Any], fp: str, principal: Principal, now: datetime) -> Outcome:
+        """An inspection of a delivered batch: recorded on its purchase order (or, with no
+        order named, under its supplier); rejected units leave the location's stock (they go
+        back to the supplier)."""
+        at = datetime.fromisoformat(event["occurred_at"])
+        errors: list[FieldError] = []
+        item, _ = self._resolve_item(event, at, errors)
+        loc = self._resolve_location(event["location"], "location", event.get("site"), at, errors)
+        po = self.ledger.streams.get(f"po:{event['po_id']}") if event.get("po_id") else None
+        if event.get("po_id") and not isinstance(po, PurchaseOrder):
+            errors.append(FieldError("po_id", c.MALFORMED, f"no purchase order {event['po_id']!r} was issued"))
+        if item is None or loc is None or errors:
+            return self._refuse(event, fp, None, errors, principal, now)
+        event["sku"] = item.sku
+        if isinstance(po, PurchaseOrder):
+            event["supplier"] = po.supplier
+            po.inspect(now, **self._fields(event, fp, principal, now))
+            self._touch(po)
+        else:
+            terms = self._open(SupplyTerms, f"terms:{event['supplier']}/{item.sku}",
+                               {"supplier": event["supplier"], "sku": item.sku}, now)
+            terms.inspect(now, **self._fields(event, fp, principal, now))
+            self._touch(terms)
+        rejected = float(event["rejected"])
+        if rejected > 0:
+            sp = self._open_stock_point(item, loc, now)
+            lot = event.get("lot") or ""
+            take = min(rejected, max(sp.lots.get(lot, 0.0), 0.0))
+            if take > 0:
+                self._record(sp, dict(event, quantity=take), [["add", lot, -take]], [], fp, principal, now)
+        return self._accepted(event, [])
+
+    def _terms(self, event: dict[str, Any], fp: str, principal: Principal, now: datetime) -> Outcome:
+        """A supplier's contract or quote for an item (prices per base unit)."""
+        at = datetime.fromisoformat(event["occurred_at"])
+        errors: list[FieldError] = []
+        item, _ = self._resolve_item(event, at, errors)
+        if event["supplier"] not in self.ledger.catalog.suppliers:
+            errors.append(FieldError("supplier", c.MALFORMED, f"no supplier is registered as {event['supplier']!r}"))
+        if item is None or errors:
+            return self._refuse(event, fp, None, errors, principal, now)
+        event["sku"] = item.sku
+        terms = self._open(SupplyTerms, f"terms:{event['supplier']}/{item.sku}",
+                           {"supplier": event["supplier"], "sku": item.sku}, now)
+        fields = self._fields(event, fp, principal, now)
+        if event["type"] == "supplier_contract":
+            terms.contract(now, **fields)
+        else:
+            terms.quote(now, **fields)
+        self._touch(terms)
         return self._accepted(event, [])
 
     def _override(self, event: dict[str, Any], fp: str, principal: Principal, now: datetime) -> Outcome:
@@ -862,9 +1028,9 @@ class Intake:
         self._touch(sp)
 
     def raise_alert(self, sp: StockPoint, kind: str, cause_event_id: str | None, message: str,
-                    now: datetime) -> None:
+                    now: datetime, extra: dict[str, Any] | None = None) -> None:
         """Raise an alert of ``kind`` on the stock point unless one is already open."""
-        self._alert(sp, kind, {"event_id": cause_event_id}, now, message, None, dedupe=True)
+        self._alert(sp, kind, {"event_id": cause_event_id}, now, message, None, dedupe=True, extra=extra)
 
     def open_alert(self, sp: StockPoint, kind: str) -> str | None:
         return self.ledger.open_alert_keys.get((sp.id, kind, ""))
@@ -878,8 +1044,8 @@ class Intake:
             return None
         if alert["status"] == "resolved" or alert["status"] == status:
             return alert
-        sp = self.ledger.streams[f"sp:{alert['sku']}@{alert['location']}"]
-        assert isinstance(sp, StockPoint)
+        sp = self.ledger.streams[alert.get("stream") or f"sp:{alert['sku']}@{alert['location']}"]
+        assert isinstance(sp, StockPoint | SupplierScorecard)
         sp.change_alert(now, alert_id, status, reason, principal.name)
         self._touch(sp)
         return alert

@@ -264,8 +264,7 @@ class Planner:
         est = model.estimate() if model is not None else NO_DEMAND
         mean = est.mean
         default_lt = item.lead_time_days if item.lead_time_days else s.default_lead_time_days
-        lt_model = self.lead_times.get((item.supplier or "", sp.sku))
-        lt_mean, lt_var = lt_model.predict(default_lt) if lt_model else (default_lt, (0.2 * default_lt) ** 2)
+        lt_mean, lt_var, lt_learned = self.lead_time(item.supplier or "", sp.sku, default_lt)
         known = self._known_demand(sp, now, lt_mean)
         # The daily demand learned from every use already expects the average case load over
         # the lead time (d·L); the schedule adds only what it shows beyond that, so that the
@@ -292,7 +291,28 @@ class Planner:
             override = dict(o, by=sp.override_by, frozen=bool(frozen))
         return Policy(max(rop - ltd.mean, 0.0) if override else pol.safety_stock, rop, out,
                       pol.safety_stock, model_rop, model_out, override, est, lt_mean, lt_var,
-                      bool(lt_model and lt_model.n), known, ltd, alpha, s.cycle_days, pack)
+                      lt_learned, known, ltd, alpha, s.cycle_days, pack)
+
+    def lead_time(self, supplier: str, sku: str, default_days: float) -> tuple[float, float, bool]:
+        """Mean and variance (days²) of a supplier's lead time for an item, and whether any
+        of it was learned: the one lead-time model, shrunk to ``default_days`` (the promised or
+        master-data lead time), whose spread is 20 % of it before any receipt."""
+        model = self.lead_times.get((supplier, sku))
+        if model is None:
+            return default_days, (0.2 * default_days) ** 2, False
+        mean, var = model.predict(default_days)
+        return mean, var, bool(model.n)
+
+    def supplier_lead_time(self, supplier: str) -> tuple[float | None, float | None, int]:
+        """A supplier's lead time over its items (the raw learned figures, weighted by the
+        receipts of each): mean, spread and the number of receipts."""
+        rows = [(m.n, m.mean, m.var) for (sup, _), m in self.lead_times.items() if sup == supplier and m.n]
+        n = sum(r[0] for r in rows)
+        if not n:
+            return None, None, 0
+        mean = sum(k * mu for k, mu, _ in rows) / n
+        var = sum(k * (v + (mu - mean) ** 2) for k, mu, v in rows) / n
+        return mean, math.sqrt(max(var, 0.0)), n
 
     def _known_demand(self, sp: StockPoint, now: datetime, lead_time_days: float) -> float:
         """Expected use by cases scheduled at this location within the lead time."""
@@ -320,6 +340,21 @@ class Planner:
             return total
         return 0.0 if any(q == 0 and status(sp.sku, lot, now, tz) == "ok"
                           for lot, q in sp.lots.items()) else 0
+
+    def substitutes(self, sp: StockPoint, now: datetime) -> list[dict[str, Any]]:
+        """The item's registered substitutes with usable stock: at this location first, then
+        elsewhere on its site."""
+        item = self.ledger.catalog.item(sp.sku, now)
+        found = []
+        for sku in (item.extra.get("substitutes") or []) if item else []:
+            for sid, other in self.ledger.streams.items():
+                if (isinstance(other, StockPoint) and other.sku == sku and other.site == sp.site
+                        and sid.startswith("sp:")):
+                    q = self.usable_on_hand(other, now)
+                    if q > 0:
+                        found.append({"sku": sku, "location": other.location, "on_hand": float(q),
+                                      "same_location": other.location == sp.location})
+        return sorted(found, key=lambda f: (not f["same_location"], -f["on_hand"], f["sku"], f["location"]))
 
     def decide(self, sp_id: str, intake: Intake, now: datetime, cause: str | None) -> None:
         sp = self.ledger.streams.get(sp_id)
@@ -385,6 +420,12 @@ class Planner:
         for kind, (on, message) in conditions.items():
             open_id = intake.open_alert(sp, kind)
             if on and open_id is None:
-                intake.raise_alert(sp, kind, cause, message(), now)
+                text, extra = message(), None
+                if kind == c.ALERT_STOCKOUT and (subs := self.substitutes(sp, now)):
+                    # Name the registered substitutes that have stock (README, "Procurement").
+                    text += "; substitute with stock: " + ", ".join(
+                        f"{x['sku']} ({x['on_hand']:g} at {x['location']})" for x in subs[:3])
+                    extra = {"substitutes": subs}
+                intake.raise_alert(sp, kind, cause, text, now, extra)
             elif not on and open_id is not None:
                 intake.change_alert(open_id, "resolved", "condition cleared", SYSTEM, now)

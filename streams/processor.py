@@ -33,6 +33,7 @@ from domain.intake import Intake, Ledger, Outcome, Principal
 from domain.inventory import Moves, fold_balances, inventory_position
 from domain.shelf import expiry_findings, fefo
 from streams.planning import SYSTEM, Planner, PlanningSettings
+from streams.procurement import ProcurementSettings, Purchasing, requisition_view
 from streams.store import EventStore
 
 Clock = Callable[[], datetime]
@@ -41,6 +42,7 @@ Clock = Callable[[], datetime]
 # were replayed or stored since the last time, the objects are moved out of the collector's
 # reach (``gc.freeze``; reference counting still frees them).
 FREEZE_AFTER_EVENTS = 10_000
+MAX_SETTLE_ROUNDS = 8  # need -> requisition -> order -> covered takes four
 
 
 def utc_now() -> datetime:
@@ -61,15 +63,18 @@ class BatchResult:
 class Processor:
     def __init__(self, store: EventStore, case_id_key: bytes,
                  late_after: timedelta = timedelta(hours=1), clock: Clock = utc_now,
-                 planning: PlanningSettings | None = None) -> None:
+                 planning: PlanningSettings | None = None,
+                 procurement: ProcurementSettings | None = None) -> None:
         self.store = store
         self.case_id_key = case_id_key
         self.late_after = late_after
         self.clock = clock
         self.planning = planning or PlanningSettings()
+        self.procurement = procurement or ProcurementSettings()
         self.ledger = Ledger()
         self.intake = self._new_intake(self.ledger)
         self.planner = Planner(self.ledger, self.planning)
+        self.purchasing = Purchasing(self.ledger, self.planner, self.procurement)
         # The stock points this processor writes for (a Kafka worker's: its partitions').
         self.owns: Callable[[str], bool] = owns_everything
         self.position = 0  # the last notification of the log that the model has applied
@@ -89,6 +94,10 @@ class Processor:
         positions consumed, one per Kafka topic-partition) is stored in the same transaction."""
         now = self.clock()
         try:
+            if self.purchasing.enabled and self.ledger.collecting:
+                mark = len(self.intake.recorded)
+                self.purchasing.release_due(self.intake, now)
+                self._settle(mark, now, None)
             outcomes = [self._handle(raw, principal, now) for raw, principal in items]
             if self._recheck:
                 self._quarantine(now)
@@ -118,23 +127,42 @@ class Processor:
         policy of each stock point it may have moved (all within the batch's transaction)."""
         mark = len(self.intake.recorded)
         outcome = self.intake.handle(raw, principal, now)
-        affected: dict[str, None] = {}
-        for event in self.intake.recorded[mark:]:
-            for sp_id in self.planner.learn(event):
-                affected[sp_id] = None
-            if isinstance(event, Recall.Issued):
-                self._recall_known(event)
-            for sp_id in self._lot_holders(event):
-                affected[sp_id] = None
-        for sp_id in affected:
-            self.planner.decide(sp_id, self.intake, now, outcome.event_id)
+        self._settle(mark, now, outcome.event_id)
         return outcome
+
+    def _settle(self, mark: int, now: datetime, cause: str | None) -> None:
+        """Learn from the events recorded since ``mark``, let procurement act on them, and
+        decide the policy of each stock point they may have moved; again for what that
+        recorded, until nothing new follows."""
+        recorded = self.intake.recorded
+        for _ in range(MAX_SETTLE_ROUNDS):
+            if mark >= len(recorded):
+                return
+            wave, mark = recorded[mark:], len(recorded)
+            affected: dict[str, None] = {}
+            for event in wave:
+                for sp_id in self.planner.learn(event):
+                    affected[sp_id] = None
+                for sp_id in self.purchasing.learn(event):
+                    affected[sp_id] = None
+                if isinstance(event, Recall.Issued):
+                    self._recall_known(event)
+                for sp_id in self._lot_holders(event):
+                    affected[sp_id] = None
+            if self.purchasing.enabled:
+                for event in wave:
+                    self.purchasing.act(event, self.intake, now, cause)
+            for sp_id in affected:
+                self.planner.decide(sp_id, self.intake, now, cause)
+        raise RuntimeError(f"event {cause}: decisions kept following each other after "
+                           f"{MAX_SETTLE_ROUNDS} rounds")
 
     def rebuild(self) -> int:
         """Rebuild the write model and the online models from the notification log, in
         recording order; returns the number of events replayed."""
         ledger = Ledger()
         planner = Planner(ledger, self.planning)
+        purchasing = Purchasing(ledger, planner, self.procurement)
         to_domain = self.store.mapper.to_domain_event
         posted_by: dict[str, str] = {}
         n, position = 0, 0
@@ -142,10 +170,11 @@ class Processor:
             event = to_domain(notification)
             ledger.replay(event)
             planner.learn(event)
+            purchasing.learn(event)
             _note_poster(posted_by, event)
             n += 1
             position = notification.id
-        self.ledger, self.planner, self.posted_by = ledger, planner, posted_by
+        self.ledger, self.planner, self.purchasing, self.posted_by = ledger, planner, purchasing, posted_by
         self.intake = self._new_intake(ledger)
         self.position, self._own = position, set()
         self._unfrozen = 0
@@ -167,6 +196,7 @@ class Processor:
                 event = to_domain(notification)
                 self.ledger.replay(event)
                 self.planner.learn(event)
+                self.purchasing.learn(event)
                 self._note_poster(event)
                 if isinstance(event, Recall.Issued):
                     self._recall_known(event)
@@ -397,6 +427,70 @@ class Processor:
             self.rebuild()
             raise
         return None if alert is None else {k: v for k, v in alert.items() if k != "dedupe_key"}
+
+    # -- procurement ----------------------------------------------------------------
+    def _commit(self) -> list[dict[str, Any]]:
+        """Store what the intake recorded since the last batch (one transaction)."""
+        recorded, touched, alerts = self.intake.take_changes()
+        if recorded:
+            self._stored(self.store.save(*recorded))
+        for agg in touched:
+            agg.collect_events()
+        for event in recorded:
+            self._note_poster(event)
+        return alerts
+
+    def decide_requisition(self, requisition_id: str, approve: bool, reason: str,
+                           principal: Principal) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A buyer approves or rejects a requisition (stored as events, with the purchase
+        order an approval completes): the requisition after it, and the alerts raised.
+        Raises ``streams.procurement.ApprovalError`` when it may not happen."""
+        now = self.clock()
+        try:
+            mark = len(self.intake.recorded)
+            req = self.purchasing.decide_approval(requisition_id, approve, principal, reason, self.intake, now)
+            self._settle(mark, now, None)
+            alerts = self._commit()
+        except BaseException:
+            self.rebuild()
+            raise
+        return requisition_view(req, self.ledger), alerts
+
+    def tick(self, now: datetime | None = None) -> BatchResult:
+        """Submit the requisitions whose ordering window has closed (the runner calls this
+        now and then, so a quiet hour still orders)."""
+        now = now or self.clock()
+        if not (self.purchasing.enabled and self.ledger.collecting):
+            return BatchResult([], [], 0)
+        try:
+            mark = len(self.intake.recorded)
+            self.purchasing.release_due(self.intake, now)
+            self._settle(mark, now, None)
+            n = len(self.intake.recorded)
+            alerts = self._commit()
+        except BaseException:
+            self.rebuild()
+            raise
+        return BatchResult([], alerts, n)
+
+    def requisition(self, requisition_id: str) -> dict[str, Any] | None:
+        from domain.aggregates import Requisition, requisition_stream
+        req = self.ledger.streams.get(requisition_stream(requisition_id))
+        return requisition_view(req, self.ledger) if isinstance(req, Requisition) else None
+
+    def pick_list(self, source: str) -> list[dict[str, Any]]:
+        """The open transfer requests to be picked at ``source``, each line with the lots to
+        take first (FEFO at the source)."""
+        now = self.clock()
+        out = []
+        for req in self.purchasing.requisitions(status="open", kind="transfer", source=source):
+            lines = []
+            for line in req["lines"]:
+                sp = self.ledger.stock_point(line["sku"], source)
+                pick = fefo(*self._shelf(sp, now)) if sp is not None else []
+                lines.append(dict(line, pick_from=pick))
+            out.append(dict(req, lines=lines))
+        return out
 
     def _history(self, sp: StockPoint) -> list[tuple[str, Moves]]:
         """A stock point's facts in recording order: stored ones, then those not yet saved."""
