@@ -12,7 +12,18 @@ from typing import Any
 from fastapi import FastAPI
 
 from api.responses import JSON
-from api.routes import admin, alerts, audit, events, kpis, recalls, stock_points, trace, webhooks
+from api.routes import (
+    admin,
+    alerts,
+    audit,
+    events,
+    kpis,
+    procurement,
+    recalls,
+    stock_points,
+    trace,
+    webhooks,
+)
 from domain.intake import Principal
 from streams.embedded import EmbeddedRunner
 from streams.webhooks import WebhookDispatcher
@@ -58,7 +69,7 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
     app.state.webhooks = dispatcher
     app.state.projection_service = projections
     app.state.projections = None  # the KPI reader, once the projections have started
-    for module in (events, stock_points, alerts, webhooks, audit, recalls, trace, kpis, admin):
+    for module in (events, stock_points, alerts, webhooks, audit, recalls, trace, procurement, kpis, admin):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

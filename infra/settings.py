@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.codes import ROLES
 from domain.intake import Principal
+from streams.procurement import ProcurementSettings
 
 
 class SettingsError(RuntimeError):
@@ -53,6 +54,20 @@ class Settings(BaseSettings):
     worker_group: str = "replenish-worker"
     worker_batch: int = 1000
     worker_batch_within_ms: float = 20.0
+    # Procurement (README, "Procurement"): needs become requisitions and approved ones orders.
+    procurement: bool = True
+    ordering_window_minutes: float = 0.0  # needs of one supplier and site within it share a requisition
+    auto_approve_limit: float = 5_000.0  # contract requisitions up to this value need no buyer
+    second_approval_limit: float = 25_000.0  # above this value two principals must approve
+    supplier_review_score: float = 85.0  # supplier_review_needed below this score...
+    supplier_review_drop: float = 10.0  # ...or this many points under its peak since the last review
+
+    def procurement_settings(self) -> ProcurementSettings:
+        from datetime import timedelta
+        return ProcurementSettings(
+            enabled=self.procurement, ordering_window=timedelta(minutes=self.ordering_window_minutes),
+            auto_approve_limit=self.auto_approve_limit, second_approval_limit=self.second_approval_limit,
+            review_score=self.supplier_review_score, review_drop=self.supplier_review_drop)
 
     def projections_dsn(self) -> str:
         """REPLENISH_CLICKHOUSE_DSN, else the embedded engine in ``<data_dir>/clickhouse``."""

@@ -21,6 +21,7 @@ from streams.processor import Processor
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DAILY_CHECK_POLL_SECONDS = 600.0  # how often the runner looks whether a new day has begun
+TICK_SECONDS = 30.0  # how often the runner submits requisitions whose ordering window closed
 AlertListener = Callable[[list[dict[str, Any]]], None]
 
 
@@ -35,12 +36,15 @@ class EmbeddedRunner:
         self._changed = asyncio.Event()
         self._daily: asyncio.Task[None] | None = None
         self.daily_check_seconds = DAILY_CHECK_POLL_SECONDS
+        self._ticking: asyncio.Task[None] | None = None
+        self.tick_seconds = TICK_SECONDS
 
     async def start(self) -> None:
         self._changed = asyncio.Event()
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name="embedded-runner")
         self._daily = asyncio.create_task(self._daily_checks(), name="daily-expiry-check")
+        self._ticking = asyncio.create_task(self._ticks(), name="procurement-tick")
 
     async def _daily_checks(self) -> None:
         """The expiry check (``Processor.daily_check``): at start, then once each UTC day."""
@@ -61,10 +65,11 @@ class EmbeddedRunner:
             await asyncio.sleep(self.daily_check_seconds)
 
     async def stop(self) -> None:
-        if self._daily is not None:
-            self._daily.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._daily
+        for task in (self._daily, self._ticking):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -86,6 +91,39 @@ class EmbeddedRunner:
             self._executor, self.processor.change_alert, alert_id, status, reason, principal)
         self._notify()
         return alert
+
+    async def decide_requisition(self, requisition_id: str, approve: bool, reason: str,
+                                 principal: Principal) -> dict[str, Any]:
+        """Approve or reject a requisition; returns once the decision (and the purchase order
+        an approval completes) is stored. Raises ``ApprovalError`` when it may not happen."""
+        loop = asyncio.get_running_loop()
+        req, alerts = await loop.run_in_executor(
+            self._executor, self.processor.decide_requisition, requisition_id, approve, reason, principal)
+        self._notify()
+        self._tell(alerts)
+        return req
+
+    def _tell(self, alerts: list[dict[str, Any]]) -> None:
+        if alerts:
+            for listener in self.listeners:
+                try:
+                    listener(alerts)
+                except Exception:
+                    log.exception("alert listener failed")
+
+    async def _ticks(self) -> None:
+        """Submit requisitions whose ordering window closed while no event arrived."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            try:
+                result = await loop.run_in_executor(self._executor, self.processor.tick)
+            except Exception:
+                log.exception("procurement tick failed; trying again later")
+                continue
+            if result.stored:
+                self._notify()
+                self._tell(result.alerts)
 
     async def wait_changed(self, timeout: float) -> bool:
         """Wait until a batch has been stored (True) or ``timeout`` seconds passed (False)."""

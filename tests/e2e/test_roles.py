@@ -64,6 +64,14 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/v1/trace"): READERS,
     ("GET", "/v1/expiry"): READERS,
     ("GET", "/v1/audit/state-digest"): AUDITORS,
+    ("GET", "/v1/requisitions"): READERS,
+    ("GET", "/v1/requisitions/{requisition_id}"): READERS,
+    ("POST", "/v1/requisitions/{requisition_id}/approve"): ACTORS,
+    ("POST", "/v1/requisitions/{requisition_id}/reject"): ACTORS,
+    ("GET", "/v1/purchase-orders"): READERS,
+    ("GET", "/v1/in-transit"): READERS,
+    ("GET", "/v1/transfer-requests"): frozenset(ROLES),  # the pick list is read where it is picked
+    ("GET", "/v1/suppliers/scorecards"): READERS,
     ("GET", "/v1/kpis"): READERS,
     ("GET", "/v1/kpis/{name}"): READERS,
     ("POST", "/v1/admin/projections/rebuild"): ADMINS,
@@ -83,9 +91,12 @@ ALLOWED_STATUS = {
     ("DELETE", "/v1/webhooks/{hook_id}"): 404,
     ("GET", "/v1/events/{event_id}"): 404,
     ("GET", "/v1/recalls/{reference}"): 404,
+    ("GET", "/v1/requisitions/{requisition_id}"): 404,
+    ("POST", "/v1/requisitions/{requisition_id}/approve"): 404,
+    ("POST", "/v1/requisitions/{requisition_id}/reject"): 404,
 }
 # Query strings that routes need (the fixture's stock point has lot L1).
-QUERY = {("GET", "/v1/trace"): f"?sku={SKU}&lot=L1"}
+QUERY = {("GET", "/v1/trace"): f"?sku={SKU}&lot=L1", ("GET", "/v1/transfer-requests"): "?source=CS"}
 
 CALLERS = (*ROLES, "no key", "wrong key", "wrong scheme")
 
@@ -98,7 +109,7 @@ def _body(method: str, path: str, n: int) -> dict[str, Any] | None:
     if path == "/v1/scans":
         return {"barcode": "]d2" + "01" + GTIN_EACH + "10L1", "location": "W3", "site": SITE,
                 "event_id": f"role-scan-{n}", "occurred_at": iso(t)}
-    if path.startswith("/v1/alerts/{alert_id}/"):
+    if path.startswith("/v1/alerts/{alert_id}/") or path.startswith("/v1/requisitions/{requisition_id}/"):
         return {"reason": "role table check"}
     if path == "/v1/webhooks" and method == "POST":
         return {"url": "http://127.0.0.1:9/role-table-hook", "kinds": ["stockout"]}
@@ -151,7 +162,7 @@ def test_each_role_gets_exactly_its_routes(served: Service, method: str, path: s
     url = (path.replace("{sku}", SKU).replace("{location}", "W3")
            .replace("{alert_id}", served.alert_id).replace("{hook_id}", "no-such-hook")
            .replace("{event_id}", "no-such-event").replace("{reference}", "no-such-recall")
-           .replace("{stream_id}", f"item:{SKU}").replace("{name}", "stockout_rate")) + QUERY.get((method, path), "")  # type: ignore[attr-defined]
+           .replace("{stream_id}", f"item:{SKU}").replace("{requisition_id}", "no-such-requisition").replace("{name}", "stockout_rate")) + QUERY.get((method, path), "")  # type: ignore[attr-defined]
     request = httpx.Request(method, served.base + url, headers=_headers(caller),
                             json=_body(method, path, next(_counter)))
     with httpx.Client(timeout=30) as client:

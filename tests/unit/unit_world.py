@@ -18,6 +18,7 @@ import orjson
 from domain.aggregates import StockPoint, stock_point_id
 from domain.intake import Outcome, Principal
 from streams.processor import BatchResult, Processor
+from streams.procurement import ProcurementSettings
 from streams.store import EventStore, memory_env, sqlite_env
 
 KEY = b"k" * 32
@@ -47,11 +48,13 @@ class World:
     """A processor with a movable clock and helpers to post events."""
 
     def __init__(self, store: EventStore | None = None, now: datetime = T0,
-                 late_after: timedelta = timedelta(hours=1), seed_catalog: bool = True) -> None:
+                 late_after: timedelta = timedelta(hours=1), seed_catalog: bool = True,
+                 procurement: ProcurementSettings | None = None) -> None:
         self.now = now
         self.store = store if store is not None else EventStore(env=memory_env())
         self.late_after = late_after
-        self.p = Processor(self.store, KEY, late_after=late_after, clock=lambda: self.now)
+        self.p = Processor(self.store, KEY, late_after=late_after, clock=lambda: self.now,
+                           procurement=procurement)
         self._ids = itertools.count(1)
         if seed_catalog:
             self.seed()
