@@ -76,7 +76,9 @@ EVENT_TYPES: dict[str, EventSpec] = {
         EventSpec("surgery_scheduled", SCHEDULE, ("case_id", "procedure", "location", "scheduled_for"), _OPS),
         EventSpec("surgery_cancelled", SCHEDULE, ("case_id",), _OPS),
         EventSpec("surgery_completed", SCHEDULE, ("case_id",), _OPS),
-        EventSpec("po_issued", PURCHASE, ("po_id", "supplier", "location", "lines"), _OPS),
+        # Buyers issue orders (an approved requisition's is recorded as by its approver); ERP
+        # gateways and admins post those placed elsewhere.
+        EventSpec("po_issued", PURCHASE, ("po_id", "supplier", "location", "lines"), _SUPPLY_CHAIN),
         EventSpec("po_acknowledged", PURCHASE, ("po_id",), _SUPPLY_CHAIN),
         EventSpec("shipment_sent", PURCHASE, ("po_id",), _SUPPLY_CHAIN),
         EventSpec("inspection_result", PURCHASE, ("location",), _SUPPLY_CHAIN, True),

@@ -61,13 +61,15 @@ class Settings(BaseSettings):
     second_approval_limit: float = 25_000.0  # above this value two principals must approve
     supplier_review_score: float = 85.0  # supplier_review_needed below this score...
     supplier_review_drop: float = 10.0  # ...or this many points under its peak since the last review
+    lead_time_grace_days: float = 0.5  # a delivery this long after it was due is still on time
 
     def procurement_settings(self) -> ProcurementSettings:
         from datetime import timedelta
         return ProcurementSettings(
             enabled=self.procurement, ordering_window=timedelta(minutes=self.ordering_window_minutes),
             auto_approve_limit=self.auto_approve_limit, second_approval_limit=self.second_approval_limit,
-            review_score=self.supplier_review_score, review_drop=self.supplier_review_drop)
+            review_score=self.supplier_review_score, review_drop=self.supplier_review_drop,
+            lead_time_grace_days=self.lead_time_grace_days)
 
     def projections_dsn(self) -> str:
         """REPLENISH_CLICKHOUSE_DSN, else the embedded engine in ``<data_dir>/clickhouse``."""

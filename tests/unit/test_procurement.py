@@ -1,0 +1,335 @@
+"""Procurement (issue 8): the choice among suppliers by expected total cost, requisitions and
+their approval, purchase orders, transfer requests, consignment, certificates, scorecards and
+contract breaches, and that all of it replays to the live state."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from unit_world import ADMIN, AUDITOR, BUYER, KEY, SCANNER, SITE, SKU, STORE, WARD, World, iso, sqlite_store
+
+from domain.intake import Principal
+from domain.procurement import Candidate, Need, Offer, Risk, choose, expected_cost, expected_late_days, unit_price
+from streams.processor import Processor
+from streams.procurement import ApprovalError, ProcurementSettings
+
+ON = ProcurementSettings(enabled=True)
+CATH, OR = "CATH", "OR1"
+VALID = [{"name": "ISO13485", "valid_until": "2027-12-31"}]  # T0 is 2026-03-10
+EXPIRED = [{"name": "ISO13485", "valid_until": "2026-01-31"}]
+LATE_PRONE = [9, 11, 8, 12, 10]  # days from order to receipt, against 3 promised
+ON_TIME = [3, 3, 3.2, 2.9, 3]
+
+# -- formulas -------------------------------------------------------------------------
+prices = st.floats(0.01, 1_000, allow_nan=False)
+breaks = st.lists(st.tuples(st.floats(1, 1_000), prices), max_size=4)
+steps = st.floats(0.01, 100)  # how much worse: strictly positive
+needs = st.builds(Need, st.just("X"), st.floats(0.5, 5_000), st.floats(0, 500), st.floats(0, 400),
+                  st.sampled_from(["critical", "high", "normal"]))
+
+
+@st.composite
+def dominated_pairs(draw: Any, same_min_order: bool, with_breaks: bool) -> tuple[Candidate, Candidate, Need]:
+    """A good offer and one worse on every criterion: every price raised (so the unit price
+    is higher at every quantity), a minimum order at least as high, a lead time longer and
+    more spread, and a lower accepted share."""
+    base, bs = draw(prices), draw(breaks) if with_breaks else []
+    good_min = draw(st.floats(0, 500))
+    bad_min = good_min if same_min_order else good_min + draw(st.floats(0, 500))
+    good = Offer("A-GOOD", "contract", "C-A", base, tuple(sorted(bs)), good_min, 3.0, None, None)
+    bad = Offer("0-BAD", "contract", "C-0", base + draw(steps),
+                tuple(sorted((m, p + draw(steps)) for m, p in bs)), bad_min, 3.0, None, None)
+    mean, sd, share = draw(st.floats(0, 60)), draw(st.floats(0, 20)), draw(st.floats(0, 1))
+    good_risk = Risk(mean, sd, share, "learned")
+    bad_risk = Risk(mean + draw(st.floats(0, 30)), sd + draw(st.floats(0, 10)),
+                    share - draw(st.floats(0, 1)) * share, "learned")
+    need = draw(needs)
+
+    def cand(offer: Offer, risk: Risk) -> Candidate:
+        return Candidate(offer, risk, expected_cost(offer, risk, need), "valid", None)
+
+    return cand(good, good_risk), cand(bad, bad_risk), need
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_supplier_worse_on_every_criterion_is_never_chosen(data: st.DataObject) -> None:
+    """With the same minimum order (price breaks anywhere), or a higher one and no breaks. The
+    worse one is named "0-BAD" so that it would win a tie on the supplier id."""
+    same = data.draw(st.booleans())
+    good, bad, _ = data.draw(dominated_pairs(same_min_order=same, with_breaks=same))
+    assert choose([bad, good]) is good
+    assert choose([good, bad]) is good
+    assert bad.costing.total > good.costing.total
+
+
+@pytest.mark.xfail(strict=True, reason="expected_cost orders exactly max(need, min_order): a worse "
+                   "supplier whose higher minimum order reaches a price break is costed below a "
+                   "better one that is not costed at that break (see the report)")
+def test_a_higher_minimum_order_at_a_price_break_does_not_make_the_worse_supplier_cheaper() -> None:
+    need = Need("X", 90.0, 1.0, 10.0, "normal")
+    risk = Risk(3.0, 0.0, 1.0, "learned")
+    good = Offer("A-GOOD", "contract", None, 10.0, ((100.0, 1.0),), 0.0, 3.0, None, None)
+    bad = Offer("B-BAD", "contract", None, 11.0, ((100.0, 1.5),), 100.0, 3.0, None, None)
+    assert all(unit_price(bad, q) > unit_price(good, q) for q in (1, 50, 90, 99, 100, 500))
+    cands = [Candidate(o, risk, expected_cost(o, risk, need), "valid", None) for o in (good, bad)]
+    assert choose(cands) is cands[0]
+
+
+@given(st.floats(-50, 50), st.floats(0, 20), st.floats(0, 50), st.floats(0, 20), st.floats(0, 60))
+def test_expected_late_days_is_non_decreasing_in_mean_and_spread(mean: float, sd: float, more_mean: float,
+                                                                  more_sd: float, cover: float) -> None:
+    base = expected_late_days(mean, sd, cover)
+    tol = 1e-12 * (1 + sd + more_sd)  # floating rounding only (see the xfail below)
+    assert expected_late_days(mean + more_mean, sd, cover) >= base - tol
+    assert expected_late_days(mean, sd + more_sd, cover) >= base - tol
+    assert expected_late_days(mean, sd, math.inf) == 0.0
+    assert base >= max(mean - cover, 0.0) - tol  # E[(L-c)+] >= (E[L]-c)+ (Jensen)
+
+
+@pytest.mark.xfail(strict=True, reason="the normal tail is computed as 0.5*(1+erf(z/sqrt 2)), which "
+                   "cancels for z < -8: E[(L-c)+] comes out negative and not monotone")
+def test_expected_late_days_is_never_negative_far_in_the_tail() -> None:
+    values = [expected_late_days(0.0, 1.0, 8.0 + i / 1000) for i in range(1000)]
+    assert min(values) >= 0.0
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+
+
+@given(prices, breaks, st.floats(0, 2_000))
+def test_unit_price_takes_the_break_with_the_largest_minimum_reached(base: float, bs: list, qty: float) -> None:
+    offer = Offer("S", "contract", None, base, tuple(bs), 0.0, None, None, None)
+    reached = [(m, p) for m, p in bs if m <= qty]
+    want = base if not reached else [p for m, p in reached if m == max(r[0] for r in reached)][0]
+    assert unit_price(offer, qty) == want
+
+
+def test_unit_price_at_and_between_breaks() -> None:
+    offer = Offer("S", "contract", None, 10.0, ((500.0, 8.5), (100.0, 9.0)), 0.0, None, None, None)
+    assert [unit_price(offer, q) for q in (0, 99.9, 100, 499, 500, 10_000)] == [10, 10, 9, 9, 8.5, 8.5]
+
+
+# -- a world with suppliers --------------------------------------------------------------
+def ok(w: World, *events: dict[str, Any], by: Principal = ADMIN) -> None:
+    result = w.post(*events, by=by)
+    assert [o.status for o in result.outcomes] == ["accepted"] * len(events), result.outcomes
+
+
+def supplier(w: World, name: str, certificates: list | None = VALID) -> dict[str, Any]:
+    event = {"event_id": w.eid("sup"), "type": "supplier_registered", "occurred_at": w.ago(days=300),
+             "supplier": name}
+    return event if certificates is None else dict(event, certificates=certificates)
+
+
+def terms(w: World, name: str, price: float, sku: str = CATH, kind: str = "supplier_contract",
+          **extra: Any) -> dict[str, Any]:
+    return {"event_id": w.eid("terms"), "type": kind, "occurred_at": w.ago(days=200), "supplier": name,
+            "sku": sku, "price": price, "lead_time_days": 3, "contract_id": f"C-{name}-{sku}", **extra}
+
+
+def history(w: World, name: str, days: list[float], unit_price: float | None = None) -> None:
+    """Past orders of 10 CATH to OR1 from ``name``, each received after ``days``."""
+    for d in days:
+        t0 = w.now - timedelta(days=150 - 5 * len(w.p.purchasing.purchase_orders()))
+        po = w.eid("H")
+        ok(w, {"event_id": w.eid("po"), "type": "po_issued", "occurred_at": iso(t0), "po_id": po,
+               "supplier": name, "location": OR, "lines": [{"sku": CATH, "quantity": 10}],
+               "expected_at": iso(t0 + timedelta(days=3))})
+        extra = {} if unit_price is None else {"unit_price": unit_price}
+        ok(w, w.receipt(10, "LH", location=OR, sku=CATH, at=t0 + timedelta(days=d), po_id=po,
+                        expiry="2028-01-01", **extra))
+
+
+def cath_world(criticality: str = "critical", offers: tuple = (("CHEAP", 8, VALID), ("RELY", 10, VALID)),
+               settings_: ProcurementSettings = ON, store: Any = None, item_supplier: str = "RELY",
+               kind: str = "supplier_contract") -> World:
+    w = World(store=store, procurement=settings_)
+    ok(w, *[supplier(w, name, certs) for name, _, certs in offers],
+       w.item(sku=CATH, criticality=criticality, lead_time_days=3, supplier=item_supplier, unit_cost=10),
+       w.location(OR, site=SITE))
+    ok(w, *[terms(w, name, price, kind=kind) for name, price, _ in offers], by=BUYER)
+    return w
+
+
+def demand(w: World, days: int = 20, qty: float = 4, sku: str = CATH, location: str = OR,
+           lot: str = "LH") -> None:
+    for day in range(days, 0, -1):
+        ok(w, w.usage(qty, lot, location=location, sku=sku, at=w.now - timedelta(days=day)), by=SCANNER)
+
+
+def rivals() -> World:
+    """CHEAP (8, late-prone) and RELY (10, on time), both on contract with 100 CATH received
+    at OR1; nothing used yet."""
+    w = cath_world()
+    history(w, "CHEAP", LATE_PRONE)
+    history(w, "RELY", ON_TIME)
+    return w
+
+
+def purchases(w: World) -> list[dict[str, Any]]:
+    return w.p.purchasing.requisitions(kind="purchase")
+
+
+def only(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def open_alerts(w: World, kind: str, supplier: str | None = None) -> list[dict[str, Any]]:
+    return [a for a in w.p.alerts(status="open", kind=kind) if supplier is None or a.get("supplier") == supplier]
+
+
+# -- choosing a supplier ---------------------------------------------------------------
+def test_a_critical_need_buys_from_the_reliable_supplier_and_is_ordered_once() -> None:
+    w = rivals()
+    assert purchases(w) == []
+    demand(w)
+    req = only(purchases(w))
+    view = w.view(CATH, OR)
+    line = only(req["lines"])
+    assert req["supplier"] == "RELY" and line["supplier"] == "RELY" and line["source"] == "contract"
+    cands = {c["supplier"]: c for c in line["candidates"]}
+    assert set(cands) == {"CHEAP", "RELY"}
+    for c in cands.values():
+        assert c["excluded"] is None
+        assert c["total"] == pytest.approx(c["price"] + c["lateness"] + c["quality"])
+        assert c["lead_time_source"] == "learned"
+    assert cands["CHEAP"]["price"] < cands["RELY"]["price"]
+    assert cands["CHEAP"]["lead_time_mean_days"] > cands["RELY"]["lead_time_mean_days"]
+    assert cands["CHEAP"]["total"] > cands["RELY"]["total"]
+    # value 28 x 10 is under the auto-approval limit: ordered at once
+    assert req["status"] == "ordered" and req["needs_buyer"] == []
+    assert [a["by"] for a in req["approvals"]] == ["system"]
+    po = only([p for p in w.p.purchasing.purchase_orders(status="open") if p["requisition_id"] == req["id"]])
+    assert po["po_id"] == req["po_id"] and po["supplier"] == "RELY"
+    qty = only(po["lines"])["quantity"]
+    assert qty == line["quantity"] > 0
+    issued = [s for _, _, t, s in w.stored() if t.endswith("PurchaseOrder.Issued")
+              and s["event"]["po_id"] == po["po_id"]]
+    assert len(issued) == 1 and issued[0]["event"]["type"] == "po_issued"
+    assert view["on_order"] == qty  # the order, not the requisition as well
+    assert view["inventory_position"] > view["reorder_point"]
+    assert not view["replenishment_needed"]
+    assert [r["po_id"] for r in w.p.purchasing.in_transit(CATH, OR, w.now)] == [po["po_id"]]
+    # more use before the delivery: the need is covered, no second requisition
+    for minutes in (30, 20, 10):
+        ok(w, w.usage(1, "LH", location=OR, sku=CATH, at=w.now - timedelta(minutes=minutes)), by=SCANNER)
+    assert len(purchases(w)) == 1
+    assert w.view(CATH, OR)["on_order"] == qty
+    assert len(w.p.purchasing.purchase_orders(status="open")) == 1
+
+
+def test_a_normal_need_with_the_same_numbers_buys_from_the_cheaper_supplier() -> None:
+    w = cath_world(criticality="normal")
+    history(w, "CHEAP", LATE_PRONE)
+    history(w, "RELY", ON_TIME)
+    demand(w)
+    req = only(purchases(w))
+    line = only(req["lines"])
+    assert req["supplier"] == "CHEAP" and req["status"] == "ordered"
+    cands = {c["supplier"]: c for c in line["candidates"]}
+    assert cands["CHEAP"]["total"] < cands["RELY"]["total"]
+    assert cands["CHEAP"]["expected_late_days"] > cands["RELY"]["expected_late_days"]
+
+
+# -- certificates -----------------------------------------------------------------------
+def test_a_supplier_with_an_expired_certificate_is_excluded_and_named_in_a_notice() -> None:
+    w = cath_world(offers=(("LAPSED", 5, EXPIRED), ("RELY", 10, VALID)))
+    ok(w, w.receipt(100, "LH", location=OR, sku=CATH, at=w.now - timedelta(days=30)), by=SCANNER)
+    demand(w)
+    req = only(purchases(w))
+    cands = {c["supplier"]: c for c in only(req["lines"])["candidates"]}
+    assert cands["LAPSED"]["excluded"] == "certificate_expired"
+    assert cands["LAPSED"]["total"] < cands["RELY"]["total"]  # cheaper, and still not chosen
+    assert req["supplier"] == "RELY" and req["status"] == "ordered"
+    notice = only(open_alerts(w, "supplier_certificate", "LAPSED"))
+    assert "LAPSED" in notice["message"] and "expired" in notice["message"]
+    assert open_alerts(w, "supplier_certificate", "RELY") == []
+
+
+def test_a_supplier_without_certificates_is_a_candidate_but_waits_for_a_buyer() -> None:
+    w = cath_world(offers=(("BARE", 10, None),), item_supplier="BARE")
+    ok(w, w.receipt(100, "LH", location=OR, sku=CATH, at=w.now - timedelta(days=30)), by=SCANNER)
+    demand(w)
+    req = only(purchases(w))
+    cand = only(only(req["lines"])["candidates"])
+    assert cand["supplier"] == "BARE" and cand["excluded"] is None and cand["certificates"] == "none"
+    assert req["supplier"] == "BARE" and req["status"] == "pending_approval"
+    assert "no_certificate" in req["needs_buyer"]
+    assert w.p.purchasing.purchase_orders() == []
+    assert w.view(CATH, OR)["on_order"] == only(req["lines"])["quantity"]  # counted while it waits
+    assert open_alerts(w, "supplier_certificate", "BARE")
+
+
+# -- approvals --------------------------------------------------------------------------
+def test_a_quote_only_requisition_waits_for_a_buyer_and_other_roles_may_not_decide() -> None:
+    w, req = quote_only()
+    assert only(req["lines"])["source"] == "quote"
+    assert req["status"] == "pending_approval" and "quote_without_contract" in req["needs_buyer"]
+    for who in (SCANNER, AUDITOR):
+        with pytest.raises(ApprovalError) as err:
+            w.p.decide_requisition(req["id"], True, "looks fine", who)
+        assert err.value.status == 403
+    assert w.p.requisition(req["id"])["status"] == "pending_approval"
+    assert w.p.purchasing.purchase_orders() == []
+    after, _ = w.p.decide_requisition(req["id"], True, "quote checked", ADMIN)
+    assert after["status"] == "ordered" and [a["by"] for a in after["approvals"]] == [ADMIN.name]
+    assert only(w.p.purchasing.purchase_orders(status="open"))["po_id"] == after["po_id"]
+
+
+def quote_only() -> tuple[World, dict[str, Any]]:
+    w = cath_world(offers=(("QUOTER", 9, VALID),), item_supplier="QUOTER", kind="supplier_quote")
+    ok(w, w.receipt(100, "LH", location=OR, sku=CATH, at=w.now - timedelta(days=30)), by=SCANNER)
+    demand(w)
+    return w, only(purchases(w))
+
+
+@pytest.mark.xfail(strict=True, raises=RuntimeError, reason="Purchasing._order posts po_issued as the "
+                   "approving principal; a buyer may not post po_issued, so the approval fails")
+def test_a_buyers_approval_issues_the_purchase_order() -> None:
+    w, req = quote_only()
+    after, _ = w.p.decide_requisition(req["id"], True, "quote checked", BUYER)
+    assert after["status"] == "ordered" and [a["by"] for a in after["approvals"]] == [BUYER.name]
+    assert only(w.p.purchasing.purchase_orders(status="open"))["po_id"] == after["po_id"]
+
+
+def test_above_the_second_limit_two_different_buyers_must_approve() -> None:
+    limits = ProcurementSettings(enabled=True, auto_approve_limit=50.0, second_approval_limit=100.0)
+    w = cath_world(settings_=limits)
+    history(w, "CHEAP", LATE_PRONE)
+    history(w, "RELY", ON_TIME)
+    demand(w)
+    req = only(purchases(w))
+    assert req["value"] > 100 and req["supplier"] == "RELY"
+    assert req["status"] == "pending_approval" and req["approvals_needed"] == 2
+    assert req["needs_buyer"] == ["over_auto_approval_limit"]
+    first, _ = w.p.decide_requisition(req["id"], True, "needed", BUYER)
+    assert first["status"] == "awaiting_second_approval" and first["po_id"] is None
+    assert w.p.purchasing.purchase_orders(status="open") == []
+    with pytest.raises(ApprovalError) as err:
+        w.p.decide_requisition(req["id"], True, "again", BUYER)
+    assert err.value.status == 409
+    # (by an admin: a second buyer's approval hits the bug of the xfail above)
+    second, alerts = w.p.decide_requisition(req["id"], True, "agreed", ADMIN)
+    assert second["status"] == "ordered" and [a["by"] for a in second["approvals"]] == [BUYER.name, ADMIN.name]
+    po = only(w.p.purchasing.purchase_orders(status="open"))
+    assert po["po_id"] == second["po_id"] and po["requisition_id"] == req["id"]
+    assert any(a["kind"] == "purchase_order" and a.get("po_id") == po["po_id"] for a in alerts)
+    assert w.view(CATH, OR)["on_order"] == only(po["lines"])["quantity"]
+    with pytest.raises(ApprovalError) as err:
+        w.p.decide_requisition(req["id"], True, "once more", Principal("admin-two", "admin"))
+    assert err.value.status == 409
+
+
+def test_a_rejected_requisition_is_no_longer_on_order() -> None:
+    w, req = quote_only()
+    assert w.view(CATH, OR)["on_order"] == only(req["lines"])["quantity"] > 0
+    after, _ = w.p.decide_requisition(req["id"], False, "use the contract supplier", BUYER)
+    assert after["status"] == "rejected" and after["rejection"]["by"] == BUYER.name
+    assert w.view(CATH, OR)["on_order"] == 0
+    assert w.p.purchasing.purchase_orders() == []
