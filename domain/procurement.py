@@ -10,9 +10,11 @@ The expected total cost of a candidate (README, "Procurement") is
 
 where E[days short] = E[(L − cover)+] for a lead time L ~ Normal(mean, sd) learned for the
 supplier and item, and ``cover`` the days the usable stock on hand lasts at the forecast
-demand. Every term is non-decreasing in price, lead-time mean, lead-time spread and rejected
-share, and the price term strictly increasing in price, so a supplier that is worse on every
-criterion is never chosen (``tests/unit/test_procurement.py``).
+demand, at the order quantity (the need, the minimum order, or a price break above them) of
+least total. Every term is non-decreasing in price, lead-time mean, lead-time spread and
+rejected share, and the price term strictly increasing in price, so a supplier that is worse
+on every criterion (a higher minimum order included) is never chosen
+(``tests/unit/test_procurement.py``).
 
 >>> o = Offer("S1", "contract", "C-1", 10.0, ((100.0, 9.0), (500.0, 8.5)), 0.0, 3.0, None, None)
 >>> unit_price(o, 50), unit_price(o, 100), unit_price(o, 800)
@@ -67,9 +69,11 @@ def unit_price(offer: Offer, quantity: float) -> float:
     return price
 
 
-def order_size(offer: Offer, quantity: float) -> float:
-    """The quantity bought from this offer: at least its minimum order."""
-    return max(quantity, offer.min_order)
+def order_sizes(offer: Offer, quantity: float) -> list[float]:
+    """The quantities worth costing for a need of ``quantity``: at least the minimum order,
+    and each price break above that (buying up to a break can cost less in all)."""
+    base = max(quantity, offer.min_order)
+    return [base, *sorted({m for m, _ in offer.price_breaks if m > base})]
 
 
 def is_valid(valid_from: str | None, valid_until: str | None, today: date) -> bool:
@@ -107,8 +111,8 @@ def expected_late_days(mean: float, sd: float, cover_days: float) -> float:
         return max(mean - cover_days, 0.0)
     z = (mean - cover_days) / sd
     pdf = math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-    cdf = 0.5 * (1 + math.erf(z / math.sqrt(2)))
-    return sd * pdf + (mean - cover_days) * cdf
+    cdf = 0.5 * math.erfc(-z / math.sqrt(2))  # (not 1 + erf: that cancels far in the tail)
+    return max(sd * pdf + (mean - cover_days) * cdf, 0.0)
 
 
 @dataclass(frozen=True)
@@ -152,15 +156,23 @@ class Costing:
 
 def expected_cost(offer: Offer, risk: Risk, need: Need,
                   multipliers: dict[str, float] | None = None) -> Costing:
-    """The expected total cost of buying ``need`` on ``offer`` (module docstring)."""
+    """The expected total cost of buying ``need`` on ``offer`` (module docstring), at the
+    order quantity of least total among ``order_sizes``: within a price break the total grows
+    with the quantity, so the least over every quantity the offer allows is at one of them."""
     mult = (multipliers or DEFAULT_SHORTAGE_MULTIPLIERS).get(need.criticality, 1.0)
-    qty = order_size(offer, need.quantity)
-    each = unit_price(offer, qty)
-    price = each * qty
     late = expected_late_days(risk.lead_time_mean, risk.lead_time_sd, need.cover_days)
-    lateness = late * need.demand_per_day * each * mult
-    quality = (1.0 - min(max(risk.accepted_share, 0.0), 1.0)) * price
-    return Costing(qty, each, price, late, lateness, quality, price + lateness + quality)
+    rejected = 1.0 - min(max(risk.accepted_share, 0.0), 1.0)
+    best: Costing | None = None
+    for qty in order_sizes(offer, need.quantity):
+        each = unit_price(offer, qty)
+        price = each * qty
+        lateness = late * need.demand_per_day * each * mult
+        quality = rejected * price
+        costing = Costing(qty, each, price, late, lateness, quality, price + lateness + quality)
+        if best is None or costing.total < best.total:
+            best = costing
+    assert best is not None
+    return best
 
 
 @dataclass

@@ -49,10 +49,24 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "new_value", "formula", "decision"),
     "alerts": (
         "alert_id", "notification_id", "change", "kind", "severity", "site", "location", "sku",
-        "lot", "at", "status", "event_id", "message"),
+        "lot", "at", "status", "event_id", "message", "supplier"),
     "po_lines": (
         "po_id", "line_index", "notification_id", "supplier", "site", "location", "sku",
-        "quantity", "unit", "unit_price", "issued_at", "expected_at"),
+        "quantity", "unit", "unit_price", "issued_at", "expected_at", "bill_only", "requisition_id"),
+    "requisitions": (
+        "requisition_id", "notification_id", "kind", "supplier", "site", "source", "opened_at"),
+    "requisition_lines": (
+        "requisition_id", "notification_id", "sku", "location", "supplier", "source", "reference",
+        "need_quantity", "quantity", "unit_price", "value", "promised_lead_time_days", "criticality",
+        "flags", "candidates", "eligible", "chosen_total", "decided_at", "cause_event_id"),
+    "requisition_status": (
+        "requisition_id", "notification_id", "change", "status", "principal", "role", "reason",
+        "needs_buyer", "approvals_needed", "po_id", "at"),
+    "supplier_scores": (
+        "supplier", "notification_id", "scored_at", "score", "peak", "on_time_rate", "fill_rate",
+        "batch_pass_rate", "accepted_share", "price_vs_contract", "recalls", "recall_response_days",
+        "contract_breaches", "lead_time_mean_days", "lead_time_sd_days", "lead_time_receipts",
+        "deliveries", "inspections", "review_open", "cause_event_id", "skus"),
 }
 
 _ENVELOPE = ("originator_id", "originator_version")
@@ -156,6 +170,21 @@ def _sp_from_stream(stream_id: str) -> tuple[str, str]:
     return "", ""
 
 
+def _scorecard_supplier(stream_id: str) -> str:
+    """The supplier of a scorecard stream id ``scorecard:<supplier>``."""
+    return stream_id[len("scorecard:"):] if stream_id.startswith("scorecard:") else ""
+
+
+def _requisition_of(stream_id: str) -> str:
+    """The requisition id of a requisition stream id ``req:<id>``."""
+    return stream_id[len("req:"):] if stream_id.startswith("req:") else ""
+
+
+def _truthy(value: Any) -> int:
+    """1 for a JSON value Python holds true (``bool(value)``), else 0."""
+    return 1 if value else 0
+
+
 def _payload(body: Mapping[str, Any]) -> str:
     return orjson.dumps(body, default=str,
                         option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
@@ -257,7 +286,10 @@ def _stock_moves(event: StoredEvent) -> Iterator[tuple[str, Row]]:
         }
 
 
+# A stock point's alerts, and the notices about a supplier on its scorecard (review needed,
+# contract breach, purchase order issued: no sku, location or site, so those are '').
 @on("StockPoint.AlertRaised")
+@on("SupplierScorecard.AlertRaised")
 def _alert_raised(event: StoredEvent) -> Iterator[tuple[str, Row]]:
     a = event.fact
     yield "alerts", {
@@ -268,10 +300,12 @@ def _alert_raised(event: StoredEvent) -> Iterator[tuple[str, Row]]:
         "at": _instant(a.get("raised_at")) or _recorded_at(event),
         "status": _text(a.get("status")) or "open", "event_id": _text(a.get("event_id")),
         "message": _text(a.get("message")),
+        "supplier": _text(a.get("supplier")) or _scorecard_supplier(event.stream_id),
     }
 
 
 @on("StockPoint.AlertChanged")
+@on("SupplierScorecard.AlertChanged")
 def _alert_changed(event: StoredEvent) -> Iterator[tuple[str, Row]]:
     body = event.body
     sku, location = _sp_from_stream(event.stream_id)
@@ -280,6 +314,7 @@ def _alert_changed(event: StoredEvent) -> Iterator[tuple[str, Row]]:
         "change": _text(body.get("status")) or "changed", "kind": "", "severity": "", "site": "",
         "location": location, "sku": sku, "lot": "", "at": _recorded_at(event),
         "status": _text(body.get("status")), "event_id": "", "message": _text(body.get("reason")),
+        "supplier": _scorecard_supplier(event.stream_id),
     }
 
 
@@ -412,7 +447,108 @@ def _po_lines(event: StoredEvent) -> Iterator[tuple[str, Row]]:
             "sku": _text(line.get("sku")), "quantity": _number(line.get("quantity")) or 0.0,
             "unit": _text(line.get("unit")), "unit_price": price_per_base_unit(line),
             "issued_at": issued, "expected_at": _instant(line.get("expected_at")) or _instant(e.get("expected_at")),
+            "bill_only": _truthy(e.get("bill_only")), "requisition_id": _text(e.get("requisition_id")),
         }
+
+
+# -- procurement: requisitions (streams req:<id>) and supplier scorecards -------------------
+@on("Requisition.Opened")
+def _requisition_opened(event: StoredEvent) -> Iterator[tuple[str, Row]]:
+    key, at = event.fact, _recorded_at(event)
+    rid = _requisition_of(event.stream_id)
+    yield "requisitions", {
+        "requisition_id": rid, "notification_id": event.notification_id,
+        "kind": _text(key.get("kind")), "supplier": _text(key.get("supplier")),
+        "site": _text(key.get("site")), "source": _text(key.get("source")), "opened_at": at,
+    }
+    yield "requisition_status", _requisition_status(event, "opened", "collecting")
+
+
+def _chosen(line: Mapping[str, Any], candidates: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The candidate the line was bought from: eligible, with the line's supplier, source and
+    reference."""
+    for c in candidates:
+        if (c.get("excluded") is None and _text(c.get("supplier")) == _text(line.get("supplier"))
+                and _text(c.get("source")) == _text(line.get("source"))
+                and _text(c.get("reference")) == _text(line.get("reference"))):
+            return c
+    return None
+
+
+@on("Requisition.LineAdded")
+def _requisition_line(event: StoredEvent) -> Iterator[tuple[str, Row]]:
+    line = _mapping(event.body.get("line"))
+    found = line.get("candidates")
+    candidates = [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []
+    chosen = _chosen(line, candidates)
+    flags = line.get("flags")
+    yield "requisition_lines", {
+        "requisition_id": _requisition_of(event.stream_id), "notification_id": event.notification_id,
+        "sku": _text(line.get("sku")), "location": _text(line.get("location")),
+        "supplier": _text(line.get("supplier")), "source": _text(line.get("source")),
+        "reference": _text(line.get("reference")), "need_quantity": _number(line.get("need_quantity")),
+        "quantity": _number(line.get("quantity")) or 0.0, "unit_price": _number(line.get("unit_price")),
+        "value": _number(line.get("value")) or 0.0,
+        "promised_lead_time_days": _number(line.get("promised_lead_time_days")),
+        "criticality": _text(line.get("criticality")),
+        "flags": [_text(f) for f in flags] if isinstance(flags, list) else [],
+        "candidates": len(candidates), "eligible": sum(c.get("excluded") is None for c in candidates),
+        "chosen_total": _number(chosen.get("total")) if chosen is not None else None,
+        "decided_at": _instant(line.get("decided_at")) or _recorded_at(event),
+        "cause_event_id": _text(line.get("cause_event_id")),
+    }
+
+
+# The status a requisition has after each change (Submitted and Approved say theirs).
+_REQUISITION_STATUS = {"Rejected": "rejected", "Ordered": "ordered", "Fulfilled": "fulfilled"}
+
+
+def _requisition_status(event: StoredEvent, change: str, status: str) -> Row:
+    body = event.body
+    needs = body.get("needs_buyer")
+    return {
+        "requisition_id": _requisition_of(event.stream_id), "notification_id": event.notification_id,
+        "change": change, "status": status, "principal": _text(body.get("by")),
+        "role": _text(body.get("role")), "reason": _text(body.get("reason")),
+        "needs_buyer": [_text(n) for n in needs] if isinstance(needs, list) else [],
+        "approvals_needed": int(_number(body.get("approvals_needed")) or 0),
+        "po_id": _text(body.get("po_id")), "at": _recorded_at(event),
+    }
+
+
+@on("Requisition.Submitted")
+@on("Requisition.Approved")
+@on("Requisition.Rejected")
+@on("Requisition.Ordered")
+@on("Requisition.Fulfilled")
+def _requisition_changed(event: StoredEvent) -> Iterator[tuple[str, Row]]:
+    name = event.kind.rpartition(".")[2]
+    status = _REQUISITION_STATUS.get(name) or _text(event.body.get("status"))
+    yield "requisition_status", _requisition_status(event, _snake(name), status)
+
+
+_CARD_NUMBERS = ("score", "peak", "on_time_rate", "fill_rate", "batch_pass_rate", "accepted_share",
+                 "price_vs_contract", "recalls", "recall_response_days", "lead_time_mean_days",
+                 "lead_time_sd_days", "deliveries", "inspections")
+
+
+@on("SupplierScorecard.Scored")
+def _supplier_score(event: StoredEvent) -> Iterator[tuple[str, Row]]:
+    card = _mapping(event.body.get("card"))
+    items = _mapping(card.get("items"))
+    row: Row = {
+        "supplier": _text(card.get("supplier")) or _scorecard_supplier(event.stream_id),
+        "notification_id": event.notification_id,
+        "scored_at": _instant(card.get("scored_at")) or _recorded_at(event),
+        "contract_breaches": int(_number(card.get("contract_breaches")) or 0),
+        "lead_time_receipts": int(_number(card.get("lead_time_receipts")) or 0),
+        "review_open": _truthy(card.get("review_open")),
+        "cause_event_id": _text(card.get("cause_event_id")),
+        "skus": sorted(str(k) for k in items),
+    }
+    for name in _CARD_NUMBERS:
+        row[name] = _number(card.get(name))
+    yield "supplier_scores", row
 
 
 # -- entry points -----------------------------------------------------------------------------

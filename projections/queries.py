@@ -1,7 +1,8 @@
 """Named KPI queries: each KPI's definition lives here once, in its docstring and its SQL.
 
 Every KPI takes the same filters (``site``, ``location``, ``sku``, ``start``/``end`` — the
-``from``/``to`` of the API, ``start`` inclusive, ``end`` exclusive) and returns rows. Days
+``from``/``to`` of the API, ``start`` inclusive, ``end`` exclusive — and ``supplier``, for the
+KPIs about suppliers, orders and requisitions) and returns rows. Days
 and ISO weeks (Monday first) are UTC; quantities are in the item's base unit; values are
 in the currency of the item's registered unit cost. Call them by name:
 ``run(client, "fill_rate", site="H1", start="2026-03-01")``.
@@ -29,6 +30,7 @@ class Filters:
     sku: str | None = None
     start: datetime | None = None
     end: datetime | None = None
+    supplier: str | None = None
 
 
 @dataclass
@@ -76,8 +78,9 @@ def as_instant(value: date | datetime | str | None) -> datetime | None:
 
 def make_filters(site: str | None = None, location: str | None = None, sku: str | None = None,
                  start: date | datetime | str | None = None,
-                 end: date | datetime | str | None = None) -> Filters:
-    return Filters(site or None, location or None, sku or None, as_instant(start), as_instant(end))
+                 end: date | datetime | str | None = None, supplier: str | None = None) -> Filters:
+    return Filters(site or None, location or None, sku or None, as_instant(start), as_instant(end),
+                   supplier or None)
 
 
 def _ts(t: datetime) -> str:
@@ -102,11 +105,15 @@ def _day_bounds(f: Filters, default_days: int | None = None,
 
 
 class _Where:
-    """WHERE conditions with bound parameters, for one table's column names."""
+    """WHERE conditions with bound parameters, for one table's column names (``supplier``: the
+    table's supplier column, for the KPIs the supplier filter applies to)."""
 
     def __init__(self, f: Filters, params: dict[str, Any], sku: str = "sku",
-                 location: str = "location", site: str | None = "site") -> None:
+                 location: str = "location", site: str | None = "site", supplier: str | None = None) -> None:
         self.parts: list[str] = []
+        if f.supplier and supplier:
+            params["supplier"] = f.supplier
+            self.parts.append(f"{supplier} = {{supplier:String}}")
         if f.sku:
             params["sku"] = f.sku
             self.parts.append(f"{sku} = {{sku:String}}")
@@ -283,9 +290,10 @@ def fill_rate(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
     due in the period (expected date, else issue date; a re-issued order's latest lines),
     the share of the ordered quantity received against the order (receipts with its po_id
     and sku, up to the end of the period), each line counting at most its ordered quantity;
-    on-time fill rate counts only what arrived by the end of the expected UTC day."""
+    on-time fill rate counts only what arrived by the end of the expected UTC day. Bill-only
+    orders (consigned stock already used) have nothing to deliver and are left out."""
     params: dict[str, Any] = {}
-    where = _Where(f, params)
+    where = _Where(f, params, supplier="supplier")
     _time_params(f, params, "due_at", where)
     # The receipts' sums hold unless some receipt came at or after the period's end.
     cut = "toDateTime64({end_ts:String}, 6, 'UTC')" if f.end is not None else "toDateTime64('2299-12-31', 6, 'UTC')"
@@ -466,7 +474,7 @@ def unit_cost(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
     a ``unit_price`` (per the unit received, converted to the base unit): the quantity-
     weighted mean price per base unit, its lowest and highest, the receipts and quantity."""
     params: dict[str, Any] = {}
-    where = _Where(f, params)
+    where = _Where(f, params, supplier="supplier")
     _time_params(f, params, "occurred_at", where)
     sql = f"""
     SELECT toMonday(occurred_at) AS week, sku, supplier, count() AS receipts,
@@ -486,9 +494,9 @@ def in_transit_time(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
     receipts that name a purchase order line (po_id and sku): mean, median and 90th
     percentile in days (interpolated), from the order's first issue, and the share of
     receipts by the end of the expected UTC day (of those whose order gave an expected
-    date)."""
+    date). Bill-only orders (consigned stock already used) are never in transit."""
     params: dict[str, Any] = {}
-    where = _Where(f, params)
+    where = _Where(f, params, supplier="supplier")
     _time_params(f, params, "received_at", where)
     sql = f"""
     SELECT week, supplier, receipts, mean_days, q[1] AS median_days, q[2] AS p90_days, on_time_share
@@ -529,6 +537,124 @@ def compliance_events(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
     ORDER BY week, category, detail"""
     return sql, params
 
+
+@kpi
+def supplier_scorecard(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
+    """Each supplier's scorecard as it stood at the end of the period (``to``, default now):
+    the latest score recorded before then (0-100, ``domain.procurement.supplier_score``:
+    on-time rate 30 %, fill rate 20 %, batch pass rate 25 %, price against contract 15 %,
+    recalls 10 %) and its peak since the last review, the rates it came from (on-time and fill
+    rates of its deliveries, share of inspected batches passed and of units accepted, price
+    paid over contract price), recalls (decayed count), contract breaches, the learned lead
+    time (mean and standard deviation, days, over ``lead_time_receipts`` receipts) and whether
+    a review is open; ``rescored``: the changes of its score in the period; ``score_change``:
+    the score at the end less the one standing at ``from`` (null without ``from`` or an
+    earlier score). Lowest score first. ``supplier`` picks one supplier, ``sku`` the suppliers
+    whose card covers the item; site and location do not apply (a card is per supplier)."""
+    params: dict[str, Any] = {}
+    where = _Where(Filters(supplier=f.supplier), params, supplier="supplier")
+    if f.end is not None:
+        params["end_ts"] = _ts(f.end)
+        where.add("scored_at < toDateTime64({end_ts:String}, 6, 'UTC')")
+    having = "1"
+    if f.sku:
+        params["sku"] = f.sku
+        having = "has(argMax(skus, notification_id), {sku:String})"
+    if f.start is not None:
+        params["start_ts"] = _ts(f.start)
+        before = "scored_at < toDateTime64({start_ts:String}, 6, 'UTC')"
+        rescored = f"countIf(NOT ({before}))"
+        change = (f"if(countIf({before}) > 0, "
+                  f"argMax(score, notification_id) - argMaxIf(score, notification_id, {before}), NULL)")
+    else:
+        rescored, change = "count()", "CAST(NULL AS Nullable(Float64))"
+    sql = f"""
+    SELECT supplier, argMax(scored_at, notification_id) AS last_scored_at,
+           argMax(score, notification_id) AS latest_score, argMax(peak, notification_id) AS peak_score,
+           {change} AS score_change, {rescored} AS rescored,
+           argMax(on_time_rate, notification_id) AS on_time, argMax(fill_rate, notification_id) AS fill,
+           argMax(batch_pass_rate, notification_id) AS batch_pass,
+           argMax(accepted_share, notification_id) AS accepted,
+           argMax(price_vs_contract, notification_id) AS price_ratio,
+           argMax(recalls, notification_id) AS recalls_now,
+           argMax(contract_breaches, notification_id) AS breaches,
+           argMax(lead_time_mean_days, notification_id) AS lead_time_mean,
+           argMax(lead_time_sd_days, notification_id) AS lead_time_sd,
+           argMax(lead_time_receipts, notification_id) AS lead_time_n,
+           argMax(review_open, notification_id) AS review
+    FROM supplier_scores
+    WHERE {where.sql()}
+    GROUP BY supplier
+    HAVING {having}"""
+    # The names a reader sees (the aggregates' own names must differ from the columns').
+    shown = ("supplier", "last_scored_at AS scored_at", "latest_score AS score", "peak_score AS peak",
+             "score_change", "rescored", "on_time AS on_time_rate", "fill AS fill_rate",
+             "batch_pass AS batch_pass_rate", "accepted AS accepted_share",
+             "price_ratio AS price_vs_contract", "recalls_now AS recalls", "breaches AS contract_breaches",
+             "lead_time_mean AS lead_time_mean_days", "lead_time_sd AS lead_time_sd_days",
+             "lead_time_n AS lead_time_receipts", "review AS review_open")
+    return f"SELECT {', '.join(shown)} FROM ({sql}) ORDER BY score ASC NULLS LAST, supplier", params
+
+
+@kpi
+def requisitions(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
+    """Requisitions raised in the period (opened from ``from`` to ``to``), by kind (purchase,
+    consignment, transfer) and by status at the end of the period (its latest change before
+    ``to``, default now: collecting, pending_approval, awaiting_second_approval, approved,
+    rejected, ordered; a transfer request: open, fulfilled): how many, their lines and value
+    (Σ line quantity × unit price, in base units; transfers carry none), how many waited for a
+    buyer's approval, and the mean hours from raised to ordered (of those ordered by then).
+    ``site`` and ``supplier`` match the requisition's; ``sku`` and ``location`` keep the
+    requisitions with such a line and count only those lines."""
+    params: dict[str, Any] = {}
+    heads = _Where(Filters(supplier=f.supplier), params, supplier="supplier")
+    if f.site:
+        params["site"] = f.site
+        heads.add("site = {site:String}")
+    _time_params(f, params, "raised_at", heads)
+    lines = _Where(Filters(location=f.location, sku=f.sku), params)
+    changes = "1"
+    if f.end is not None:
+        lines.add("decided_at < toDateTime64({end_ts:String}, 6, 'UTC')")
+        changes = "at < toDateTime64({end_ts:String}, 6, 'UTC')"
+    join = "INNER" if f.sku or f.location else "LEFT"
+    sql = f"""
+    WITH
+    heads AS
+    (
+        SELECT requisition_id, any(kind) AS req_kind, min(opened_at) AS raised_at
+        FROM requisitions
+        GROUP BY requisition_id, supplier, site
+        HAVING {heads.sql()}
+    ),
+    changes AS
+    (
+        SELECT requisition_id, argMax(status, notification_id) AS latest_status,
+               countIf(change = 'submitted' AND status = 'pending_approval') > 0 AS waited,
+               minIf(at, change = 'ordered') AS ordered_at, countIf(change = 'ordered') > 0 AS was_ordered
+        FROM requisition_status
+        WHERE {changes}
+        GROUP BY requisition_id
+    ),
+    line_sums AS
+    (
+        SELECT requisition_id, count() AS n, sum(value) AS line_value
+        FROM requisition_lines
+        WHERE {lines.sql()}
+        GROUP BY requisition_id
+    )
+    SELECT h.req_kind AS kind, if(c.latest_status = '', 'collecting', c.latest_status) AS status,
+           count() AS requisitions, sum(l.n) AS lines, sum(l.line_value) AS value,
+           countIf(c.waited) AS waited_for_approval,
+           avgIf((toUnixTimestamp64Micro(c.ordered_at) - toUnixTimestamp64Micro(h.raised_at)) / 3600e6,
+                 c.was_ordered) AS mean_hours_to_order
+    FROM heads AS h
+    {join} JOIN line_sums AS l ON l.requisition_id = h.requisition_id
+    LEFT JOIN changes AS c ON c.requisition_id = h.requisition_id
+    GROUP BY kind, status
+    ORDER BY kind, status"""
+    return sql, params
+
 # -- running them -----------------------------------------------------------------------------
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
@@ -538,7 +664,7 @@ def _clean(value: Any) -> Any:
 
 def run(client: Any, name: str, filters: Filters | None = None, **given: Any) -> KpiResult:
     """Run the KPI ``name`` with ``filters`` (or keyword filters: site, location, sku,
-    start, end); NaN and infinities come back as None."""
+    start, end, supplier); NaN and infinities come back as None."""
     found = KPIS.get(name)
     if found is None:
         raise UnknownKpi(f"unknown KPI {name!r}; known: {', '.join(sorted(KPIS))}")

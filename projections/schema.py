@@ -17,7 +17,8 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 # Tables the follower fills (each row carries the notification id it came from), in the order
 # a batch writes them; materialized views feed the daily tables from them.
-SOURCE_TABLES = ("items", "locations", "lot_expiries", "po_lines", "alerts", "decisions",
+SOURCE_TABLES = ("items", "locations", "lot_expiries", "po_lines", "alerts", "requisitions",
+                 "requisition_lines", "requisition_status", "supplier_scores", "decisions",
                  "stock_moves", "events_raw")
 # Everything a rebuild compares: source tables and the tables the materialized views fill.
 DERIVED_TABLES = ("stock_daily", "consumption_daily", "forecast_daily", "receipts", "lot_prices", "waste",

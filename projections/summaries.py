@@ -250,13 +250,15 @@ _SP_LOTS = """
     WHERE (s.sku, s.location, s.lot) IN (SELECT sku, location, lot FROM refresh_lots)
     GROUP BY s.sku, s.location, s.lot, e.sku"""
 
+# An order whose latest issue is bill-only (it pays for consigned stock already used: nothing is
+# to arrive) has no line ``present``: no fill rate, no time in transit.
 _PO_LINES = """
     INSERT INTO po_line_status
     WITH
     orders AS
     (
         SELECT po_id, max(notification_id) AS latest, min(notification_id) AS first_notification,
-               min(issued_at) AS first_issued
+               min(issued_at) AS first_issued, argMax(bill_only, notification_id) AS bill_only
         FROM po_lines WHERE po_id IN (SELECT po_id FROM refresh_pos)
         GROUP BY po_id
     ),
@@ -266,7 +268,7 @@ _PO_LINES = """
         FROM receipts WHERE po_id IN (SELECT po_id FROM refresh_pos)
         GROUP BY po_id, sku
     )
-    SELECT o.first_notification, l.po_id, l.sku, max(l.notification_id = o.latest) AS present,
+    SELECT o.first_notification, l.po_id, l.sku, max(l.notification_id = o.latest AND o.bill_only = 0) AS present,
            anyIf(l.supplier, l.notification_id = o.latest), anyIf(l.site, l.notification_id = o.latest),
            anyIf(l.location, l.notification_id = o.latest), sumIf(l.quantity, l.notification_id = o.latest),
            any(o.first_issued), minIf(l.expected_at, l.notification_id = o.latest) AS expected,

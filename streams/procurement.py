@@ -134,7 +134,9 @@ class Purchasing:
                         r.learn_recall_closed(max(days, 0.0))
         elif isinstance(event, Requisition.LineAdded):
             return [stock_point_id(event.line["sku"], event.line["location"])]
-        elif isinstance(event, Requisition.Rejected | Requisition.Ordered):
+        elif isinstance(event, Requisition.Ordered):
+            # (Not on a rejection: the buyer said no to this need now; it is raised again by
+            # the stock point's next movement while it is still under its reorder point.)
             req = self.ledger.streams[event.originator_id]
             assert isinstance(req, Requisition)
             return sorted({stock_point_id(line["sku"], line["location"]) for line in req.lines})

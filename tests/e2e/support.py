@@ -52,6 +52,10 @@ def service_env(data_dir: Path, **extra: str | None) -> dict[str, str]:
         "REPLENISH_DATA_DIR": str(data_dir),
         "REPLENISH_API_KEYS": ",".join(f"{key}:{role}:e2e-{role}" for role, key in KEYS.items()),
         "REPLENISH_CASE_ID_KEY": CASE_ID_KEY,
+        # The intake, alert and audit tests check exact stock, on-order and alert sequences;
+        # procurement (on by default) adds orders and supplier notices to them, so it is on
+        # only where it is tested (tests/e2e/test_procurement_e2e.py).
+        "REPLENISH_PROCUREMENT": "false",
     })
     for k, v in extra.items():
         if v is None:

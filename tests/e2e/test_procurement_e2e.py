@@ -97,7 +97,8 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     data = tmp_path_factory.mktemp("procurement") / "data"
     data.mkdir()
     keys = ",".join([*(f"{key}:{role}:e2e-{role}" for role, key in KEYS.items()), f"{BUYER2_KEY}:buyer:e2e-buyer-2"])
-    service = Service(data, env={"REPLENISH_API_KEYS": keys, "REPLENISH_AUTO_APPROVE_LIMIT": "0",
+    service = Service(data, env={"REPLENISH_API_KEYS": keys, "REPLENISH_PROCUREMENT": "true",
+                                 "REPLENISH_AUTO_APPROVE_LIMIT": "0",
                                  "REPLENISH_SECOND_APPROVAL_LIMIT": "100000", "REPLENISH_LEAD_TIME_GRACE_DAYS": "0"})
     service.start()
     try:
