@@ -138,7 +138,6 @@ def test_critical_item_goes_to_the_reliable_supplier_and_normal_to_the_cheap_one
         crits = _requisitions_for(buyer, CRIT, OR)
         norms = _requisitions_for(buyer, NORM, OR)
     assert {q["supplier"] for q in crits} == {"RELY"} and {q["supplier"] for q in norms} == {"CHEAP"}, (crits, norms)
-    crit = crits[0]
     for req in [*crits, *norms]:
         assert req["status"] == "pending_approval"
         assert "over_auto_approval_limit" in req["needs_buyer"]
