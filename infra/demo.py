@@ -122,6 +122,16 @@ def run_demo(base: str, principals: dict[str, Principal], scans: int, console: C
     for a in alerts[:10]:
         alert_table.add_row(a["kind"], a["severity"], a["sku"], a["message"])
     console.print(alert_table)
+    # Ward 3 is restocked from the central store: its needs become transfer requests there.
+    reqs = httpx.get(f"{base}/v1/requisitions", headers=reader, timeout=30).json()["requisitions"]
+    req_table = Table(title=f"Requisitions and transfer requests ({len(reqs)})")
+    for col in ("id", "kind", "status", "from", "lines", "quantity"):
+        req_table.add_column(col)
+    for q in reqs[:10]:
+        req_table.add_row(q["id"], q["kind"], q["status"], q["supplier"] or q["source"] or "-",
+                          ", ".join(f"{line['sku']}@{line['location']}" for line in q["lines"]),
+                          f"{q['quantity']:g}")
+    console.print(req_table)
     verify = httpx.get(f"{base}/v1/audit/verify", headers=reader, timeout=60).json()
     console.print(f"outcomes: {counts}; hash chains: {'ok' if verify['ok'] else verify}")
     return counts

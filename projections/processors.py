@@ -15,7 +15,7 @@ rows of the tables that need its kind. A new kind of event needs one handler, or
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -464,7 +464,7 @@ def _requisition_opened(event: StoredEvent) -> Iterator[tuple[str, Row]]:
     yield "requisition_status", _requisition_status(event, "opened", "collecting")
 
 
-def _chosen(line: Mapping[str, Any], candidates: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+def _chosen(line: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The candidate the line was bought from: eligible, with the line's supplier, source and
     reference."""
     for c in candidates:
