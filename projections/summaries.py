@@ -37,10 +37,12 @@ _RANGE = "notification_id BETWEEN {first:UInt64} AND {last:UInt64}"
 # -- what to recompute --------------------------------------------------------------------------
 # Stock points a range of notifications touched, from the first day the facts concern (or the
 # day after the stock point's last summarised day, when that is earlier: the days between are
-# new too).
+# new too; or the day after the end of its forecast-vs-actual grid, when that is earlier: new
+# usage or a new forecast may bring the days between into the grid).
 _TOUCHED_SPS = f"""
     INSERT INTO refresh_sps
-    SELECT t.sku, t.location, if(e.sku = '', t.d0, least(t.d0, e.grid_end + 1))
+    SELECT t.sku, t.location,
+           if(e.sku = '', t.d0, least(t.d0, e.grid_end + 1, if(e.fva_end > toDate(0), e.fva_end + 1, e.grid_end + 1)))
     FROM
     (
         SELECT sku, location, min(day) AS d0
@@ -56,7 +58,7 @@ _TOUCHED_SPS = f"""
         )
         GROUP BY sku, location
     ) AS t
-    LEFT JOIN (SELECT sku, location, grid_end FROM sp_extent FINAL) AS e
+    LEFT JOIN (SELECT sku, location, grid_end, fva_end FROM sp_extent FINAL) AS e
         ON e.sku = t.sku AND e.location = t.location"""
 
 _ALL_SPS = """
@@ -91,11 +93,14 @@ _IN_SPS = "(sku, location) IN (SELECT sku, location FROM refresh_sps)"
 # -- the recomputations ---------------------------------------------------------------------------
 # Each stock point's bounds: its first stock movement, its grid (the days from its first
 # movement, usage or standing forecast to its last) and its closing book on-hand (the sum of
-# every movement: the closing of its last day, carried after it).
+# every movement: the closing of its last day, carried after it), and the end of its
+# forecast-vs-actual grid (its last forecast's or usage's day, once it has a forecast).
 _SP_EXTENT = f"""
-    INSERT INTO sp_extent (sku, location, site, has_stock, first_move, grid_start, grid_end, last_closing, version)
+    INSERT INTO sp_extent (sku, location, site, has_stock, first_move, grid_start, grid_end, last_closing, version,
+                           fva_end)
     SELECT sku, location, anyIf(site, src = 3), countIf(src = 1) > 0, minIf(first, src = 1),
-           min(if(src = 3, first + 1, first)), max(last), sumIf(net, src = 1), {{version:UInt64}}
+           min(if(src = 3, first + 1, first)), max(last), sumIf(net, src = 1), {{version:UInt64}},
+           if(countIf(src = 3) > 0, greatest(maxIf(last, src = 3), maxIf(last, src = 2)), toDate(0))
     FROM
     (
         SELECT sku, location, 1 AS src, min(day) AS first, max(day) AS last, sum(net_change) AS net, '' AS site

@@ -446,9 +446,10 @@ class Processor:
         order an approval completes): the requisition after it, and the alerts raised.
         Raises ``streams.procurement.ApprovalError`` when it may not happen."""
         now = self.clock()
+        mark = len(self.intake.recorded)
+        # An ApprovalError comes before anything is recorded: the model is as it was.
+        req = self.purchasing.decide_approval(requisition_id, approve, principal, reason, self.intake, now)
         try:
-            mark = len(self.intake.recorded)
-            req = self.purchasing.decide_approval(requisition_id, approve, principal, reason, self.intake, now)
             self._settle(mark, now, None)
             alerts = self._commit()
         except BaseException:

@@ -94,6 +94,8 @@ class Purchasing:
         self.records: dict[str, SupplierRecord] = {}
         self.item_records: dict[tuple[str, str], SupplierRecord] = {}
         self._first_receipts: set[tuple[str, str, str]] = set()  # (po, sku, location) delivered
+        # (sku, location) -> the open transfer requests for it (fulfilled when all has arrived)
+        self.open_transfers: dict[tuple[str, str], set[str]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -133,7 +135,15 @@ class Purchasing:
                     for r in self._record(supplier, recall.sku):
                         r.learn_recall_closed(max(days, 0.0))
         elif isinstance(event, Requisition.LineAdded):
-            return [stock_point_id(event.line["sku"], event.line["location"])]
+            key = (event.line["sku"], event.line["location"])
+            if event.line.get("source") is not None:  # a transfer request's line
+                self.open_transfers.setdefault(key, set()).add(event.originator_id)
+            return [stock_point_id(*key)]
+        elif isinstance(event, Requisition.Fulfilled | Requisition.Rejected):
+            req = self.ledger.streams[event.originator_id]
+            assert isinstance(req, Requisition)
+            for line in req.lines:
+                self.open_transfers.get((line["sku"], line["location"]), set()).discard(event.originator_id)
         elif isinstance(event, Requisition.Ordered):
             # (Not on a rejection: the buyer said no to this need now; it is raised again by
             # the stock point's next movement while it is still under its reorder point.)
@@ -363,10 +373,9 @@ class Purchasing:
         """Transfer requests whose units have all arrived are fulfilled."""
         key = (e["sku"], e["location"])
         still = set(self.ledger.open_transfer_requests(key))
-        for sid, agg in list(self.ledger.streams.items()):
-            if (sid.startswith("req:TR-") and isinstance(agg, Requisition) and agg.status == "open"
-                    and agg.requisition_id not in still
-                    and any((line["sku"], line["location"]) == key for line in agg.lines)):
+        for sid in sorted(self.open_transfers.get(key, ())):
+            agg = self.ledger.streams.get(sid)
+            if isinstance(agg, Requisition) and agg.status == "open" and agg.requisition_id not in still:
                 agg.fulfil(now, [e["event_id"]])
                 intake._touch(agg)
 

@@ -177,10 +177,12 @@ _LATEST_PO_LINES = """
     FROM po_lines AS l
     INNER JOIN
     (
-        SELECT po_id, max(notification_id) AS latest, min(issued_at) AS first_issued
+        SELECT po_id, max(notification_id) AS latest, min(issued_at) AS first_issued,
+               argMax(bill_only, notification_id) AS latest_bill_only
         FROM po_lines
         GROUP BY po_id
     ) AS o ON l.po_id = o.po_id AND l.notification_id = o.latest
+    WHERE o.latest_bill_only = 0
     GROUP BY po_id, sku"""
 
 _RECEIPTS = "kind = 'StockPoint.Recorded' AND type = 'receipt'"
@@ -586,6 +588,149 @@ def compliance_events(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
     )
     GROUP BY week, category, detail
     ORDER BY week, category, detail"""
+    return sql, params
+
+
+@kpi
+def supplier_scorecard(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
+    """Each supplier's latest scorecard before the end of the period (straight from the stored
+    SupplierScorecard.Scored events in events_raw), the changes of its score in the period and
+    its score at the end less the one standing at ``from``."""
+    params: dict[str, Any] = {}
+    conditions = ["1"]
+    if f.end is not None:
+        params["end_ts"] = _ts(f.end)
+        conditions.append("scored_at < toDateTime64({end_ts:String}, 6, 'UTC')")
+    if f.start is not None:
+        params["start_ts"] = _ts(f.start)
+    start = "toDateTime64({start_ts:String}, 6, 'UTC')" if f.start is not None else "NULL"
+    sku = ""
+    if f.sku:
+        params["sku"] = f.sku
+        sku = "WHERE has(skus, {sku:String})"
+    sql = f"""
+    WITH
+    cards AS
+    (
+        SELECT notification_id AS n,
+               if(JSONExtractString(payload, 'card', 'supplier') != '', JSONExtractString(payload, 'card', 'supplier'),
+                  substring(stream_id, 11)) AS supplier,
+               ifNull(parseDateTime64BestEffortOrNull(JSONExtractString(payload, 'card', 'scored_at'), 6, 'UTC'),
+                      recorded_at) AS scored_at,
+               JSONExtract(payload, 'card', 'score', 'Nullable(Float64)') AS score,
+               JSONExtract(payload, 'card', 'peak', 'Nullable(Float64)') AS peak,
+               JSONExtract(payload, 'card', 'on_time_rate', 'Nullable(Float64)') AS on_time_rate,
+               JSONExtract(payload, 'card', 'fill_rate', 'Nullable(Float64)') AS fill_rate,
+               JSONExtract(payload, 'card', 'batch_pass_rate', 'Nullable(Float64)') AS batch_pass_rate,
+               JSONExtract(payload, 'card', 'accepted_share', 'Nullable(Float64)') AS accepted_share,
+               JSONExtract(payload, 'card', 'price_vs_contract', 'Nullable(Float64)') AS price_vs_contract,
+               JSONExtract(payload, 'card', 'recalls', 'Nullable(Float64)') AS recalls,
+               toUInt32(JSONExtractFloat(payload, 'card', 'contract_breaches')) AS contract_breaches,
+               JSONExtract(payload, 'card', 'lead_time_mean_days', 'Nullable(Float64)') AS lead_time_mean_days,
+               JSONExtract(payload, 'card', 'lead_time_sd_days', 'Nullable(Float64)') AS lead_time_sd_days,
+               toUInt32(JSONExtractFloat(payload, 'card', 'lead_time_receipts')) AS lead_time_receipts,
+               toUInt8(JSONExtractBool(payload, 'card', 'review_open')) AS review_open,
+               JSONExtractKeys(payload, 'card', 'items') AS skus
+        FROM events_raw
+        WHERE kind = 'SupplierScorecard.Scored'
+    ),
+    ranked AS
+    (
+        SELECT *, row_number() OVER (PARTITION BY supplier ORDER BY n DESC) AS k,
+               countIf(n, scored_at >= {start}) OVER (PARTITION BY supplier) AS in_period,
+               count() OVER (PARTITION BY supplier) AS all_scores
+        FROM cards
+        WHERE {" AND ".join(conditions)}
+    ),
+    at_start AS
+    (
+        SELECT supplier, argMax(score, n) AS start_score
+        FROM cards
+        WHERE scored_at < {start}
+        GROUP BY supplier
+    )
+    SELECT r.supplier AS supplier, r.scored_at AS scored_at, r.score AS score, r.peak AS peak,
+           if(s.supplier = '', NULL, r.score - s.start_score) AS score_change,
+           if({start} IS NULL, r.all_scores, r.in_period) AS rescored,
+           r.on_time_rate AS on_time_rate, r.fill_rate AS fill_rate, r.batch_pass_rate AS batch_pass_rate,
+           r.accepted_share AS accepted_share, r.price_vs_contract AS price_vs_contract, r.recalls AS recalls,
+           r.contract_breaches AS contract_breaches, r.lead_time_mean_days AS lead_time_mean_days,
+           r.lead_time_sd_days AS lead_time_sd_days, r.lead_time_receipts AS lead_time_receipts,
+           r.review_open AS review_open
+    FROM (SELECT * FROM ranked WHERE k = 1) AS r
+    LEFT JOIN at_start AS s ON s.supplier = r.supplier
+    {sku}
+    ORDER BY score ASC NULLS LAST, supplier"""
+    return sql, params
+
+
+@kpi
+def requisitions(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
+    """Requisitions raised in the period by kind and status at its end (straight from the
+    stored Requisition events in events_raw): how many, their lines and value, how many waited
+    for a buyer, the mean hours from raised to ordered."""
+    params: dict[str, Any] = {}
+    raised = ["1"]
+    if f.start is not None:
+        params["start_ts"] = _ts(f.start)
+        raised.append("raised_at >= toDateTime64({start_ts:String}, 6, 'UTC')")
+    before = "1"
+    if f.end is not None:
+        params["end_ts"] = _ts(f.end)
+        raised.append("raised_at < toDateTime64({end_ts:String}, 6, 'UTC')")
+        before = "recorded_at < toDateTime64({end_ts:String}, 6, 'UTC')"
+    if f.site:
+        params["site"] = f.site
+        raised.append("site = {site:String}")
+    line_filter = ["1"]
+    if f.sku:
+        params["sku"] = f.sku
+        line_filter.append("JSONExtractString(payload, 'line', 'sku') = {sku:String}")
+    if f.location:
+        params["location"] = f.location
+        line_filter.append("JSONExtractString(payload, 'line', 'location') = {location:String}")
+    line_time = ("AND ifNull(parseDateTime64BestEffortOrNull(JSONExtractString(payload, 'line', 'decided_at'), 6, "
+                 "'UTC'), recorded_at) < toDateTime64({end_ts:String}, 6, 'UTC')") if f.end is not None else ""
+    sql = f"""
+    WITH
+    heads AS
+    (
+        SELECT substring(stream_id, 5) AS rid, JSONExtractString(payload, 'key', 'kind') AS req_kind,
+               JSONExtractString(payload, 'key', 'site') AS site, recorded_at AS raised_at
+        FROM events_raw
+        WHERE kind = 'Requisition.Opened'
+    ),
+    statuses AS
+    (
+        SELECT substring(stream_id, 5) AS rid,
+               argMax(multiIf(kind = 'Requisition.Opened', 'collecting', kind = 'Requisition.Rejected', 'rejected',
+                              kind = 'Requisition.Ordered', 'ordered', kind = 'Requisition.Fulfilled', 'fulfilled',
+                              JSONExtractString(payload, 'status')), notification_id) AS req_status,
+               countIf(kind = 'Requisition.Submitted' AND JSONExtractString(payload, 'status') = 'pending_approval') > 0
+                   AS waited,
+               minIf(recorded_at, kind = 'Requisition.Ordered') AS ordered_at,
+               countIf(kind = 'Requisition.Ordered') > 0 AS was_ordered
+        FROM events_raw
+        WHERE kind LIKE 'Requisition.%' AND kind != 'Requisition.LineAdded' AND {before}
+        GROUP BY rid
+    ),
+    line_sums AS
+    (
+        SELECT substring(stream_id, 5) AS rid, count() AS n,
+               sum(JSONExtractFloat(payload, 'line', 'value')) AS line_value
+        FROM events_raw
+        WHERE kind = 'Requisition.LineAdded' AND {" AND ".join(line_filter)} {line_time}
+        GROUP BY rid
+    )
+    SELECT h.req_kind AS kind, s.req_status AS status, count() AS requisitions, sum(l.n) AS lines,
+           sum(l.line_value) AS value, countIf(s.waited) AS waited_for_approval,
+           avgIf((toUnixTimestamp64Micro(s.ordered_at) - toUnixTimestamp64Micro(h.raised_at)) / 3600e6,
+                 s.was_ordered) AS mean_hours_to_order
+    FROM (SELECT * FROM heads WHERE {" AND ".join(raised)}) AS h
+    {"INNER" if f.sku or f.location else "LEFT"} JOIN line_sums AS l ON l.rid = h.rid
+    INNER JOIN statuses AS s ON s.rid = h.rid
+    GROUP BY kind, status
+    ORDER BY kind, status"""
     return sql, params
 
 

@@ -117,3 +117,33 @@ def test_the_engine_flattens_stored_events_as_the_python_processors_do(databases
                       for row in client.query(f"SELECT {', '.join(columns)} FROM {table}").result_rows), key=repr)
         want = sorted((tuple(_normal(row[c], c) for c in columns) for row in reference.get(table, [])), key=repr)
         assert got == want, table
+
+
+PROCUREMENT_FILTERS: list[dict[str, Any]] = [
+    {}, {"start": "2026-03-02", "end": "2026-03-09"}, {"start": "2026-03-05"}, {"end": "2026-03-04"},
+    {"start": "2026-03-02T10:00:00+00:00", "end": "2026-03-08T12:00:00+01:00"}, {"site": "H1"},
+    {"sku": "CATH"}, {"sku": "GAUZE", "start": "2026-03-01"}, {"location": "OR1", "end": "2026-03-12"},
+    {"start": "2025-10-01", "end": "2026-01-01"},
+]
+
+
+def test_a_purchasing_hospital_gives_the_reference_answers(databases: Any) -> None:
+    import itertools as it
+
+    from .test_projections_procurement import Purchasing
+    world = Purchasing()
+    world.setup()
+    live = databases.open("purchasing")
+    follower = Follower(live, batch_size=11)
+    for _ in it.chain(world.history(), world.fortnight()):
+        follower.catch_up(world.store.notifications)
+    bad = []
+    for name in queries.KPIS:
+        for filters in PROCUREMENT_FILTERS:
+            got = queries.run(live, name, **filters)
+            want = kpi_reference.run(live, name, **filters)
+            assert got.columns == want.columns, (name, filters)
+            if not same(got.rows, want.rows):
+                bad.append((name, filters))
+    assert not bad, bad
+    assert queries.run(live, "requisitions").rows and queries.run(live, "supplier_scorecard").rows
