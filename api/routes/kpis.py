@@ -46,6 +46,7 @@ async def list_kpis(request: Request, _: Annotated[Principal, Depends(require(*R
 async def get_kpi(name: str, client: Annotated[Any, Depends(projections_client)],
                   _: Annotated[Principal, Depends(require(*READERS))],
                   site: str | None = None, location: str | None = None, sku: str | None = None,
+                  supplier: str | None = None,
                   start: Annotated[datetime | date | None, Query(alias="from",
                                                                  description="inclusive: a date or an instant")] = None,
                   end: Annotated[datetime | date | None, Query(alias="to",
@@ -55,7 +56,7 @@ async def get_kpi(name: str, client: Annotated[Any, Depends(projections_client)]
     if name not in queries.KPIS:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"unknown KPI {name!r}; known: {', '.join(sorted(queries.KPIS))}")
-    filters = queries.make_filters(site, location, sku, start, end)
+    filters = queries.make_filters(site, location, sku, start, end, supplier)
     if filters.start and filters.end and filters.start >= filters.end:
         raise HTTPException(422, "'from' must be before 'to'")
     result = await run_in_threadpool(queries.run, client, name, filters)
