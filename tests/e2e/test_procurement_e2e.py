@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -275,3 +276,29 @@ def test_ward_use_pulls_a_transfer_request_and_only_the_store_buys(svc: Service)
     with svc.client("buyer") as buyer:
         done = buyer.get("/v1/requisitions", params={"kind": "transfer"}).json()["requisitions"]
     assert [q["status"] for q in done] == ["fulfilled"]
+
+
+def test_bi_reads_the_scorecards_and_requisitions_the_service_shows(svc: Service):
+    """The KPIs over ClickHouse agree with the service's own views (they trail it briefly)."""
+    with svc.client("auditor") as auditor:
+        cards = {c["supplier"]: c for c in auditor.get("/v1/suppliers/scorecards").json()["scorecards"]}
+        reqs = auditor.get("/v1/requisitions").json()["requisitions"]
+        deadline = time.monotonic() + 60
+        while True:
+            kpi = auditor.get("/v1/kpis/supplier_scorecard", params={"supplier": "RELY"})
+            status = auditor.get("/v1/kpis/requisitions")
+            if kpi.status_code == 200 and status.status_code == 200:
+                rows, counts = kpi.json()["rows"], status.json()["rows"]
+                if (rows and rows[0]["score"] == pytest.approx(cards["RELY"]["score"])
+                        and sum(c["requisitions"] for c in counts) == len(reqs)):
+                    break
+            assert time.monotonic() < deadline, (kpi.text, status.text, cards["RELY"], len(reqs))
+            time.sleep(0.5)
+    assert [r["supplier"] for r in rows] == ["RELY"]
+    by_kind: dict[str, int] = {}
+    for q in reqs:
+        by_kind[q["kind"]] = by_kind.get(q["kind"], 0) + 1
+    kinds: dict[str, int] = {}
+    for c in counts:
+        kinds[c["kind"]] = kinds.get(c["kind"], 0) + c["requisitions"]
+    assert kinds == by_kind
