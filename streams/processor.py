@@ -311,17 +311,12 @@ class Processor:
                 sp = self.ledger.streams[sp_id]
                 if isinstance(sp, StockPoint) and self.owns(sp_id):
                     self._expiry_check(sp, now)
-            recorded, touched, alerts = self.intake.take_changes()
-            if recorded:
-                self._stored(self.store.save(*recorded))
-            for agg in touched:
-                agg.collect_events()
-            for event in recorded:
-                self._note_poster(event)
+            n = len(self.intake.recorded)
+            alerts = self._commit()
         except BaseException:
             self.rebuild()
             raise
-        return BatchResult([], alerts, len(recorded))
+        return BatchResult([], alerts, n)
 
     def _shelf(self, sp: StockPoint, now: datetime) -> tuple[list[tuple[str, float, str | None, str]], date]:
         loc = self.ledger.catalog.location(sp.location, now)
@@ -418,19 +413,15 @@ class Processor:
         now = self.clock()
         try:
             alert = self.intake.change_alert(alert_id, status, reason, principal, now)
-            recorded, touched, _ = self.intake.take_changes()
-            if recorded:
-                self._stored(self.store.save(*recorded))
-            for agg in touched:
-                agg.collect_events()
+            self._commit()
         except BaseException:
             self.rebuild()
             raise
         return None if alert is None else {k: v for k, v in alert.items() if k != "dedupe_key"}
 
-    # -- procurement ----------------------------------------------------------------
     def _commit(self) -> list[dict[str, Any]]:
-        """Store what the intake recorded since the last batch (one transaction)."""
+        """Store what the intake recorded since the last batch in one transaction (outside
+        ``process``: alert changes, daily checks, approvals); the alerts it raised."""
         recorded, touched, alerts = self.intake.take_changes()
         if recorded:
             self._stored(self.store.save(*recorded))
@@ -440,6 +431,7 @@ class Processor:
             self._note_poster(event)
         return alerts
 
+    # -- procurement ----------------------------------------------------------------
     def decide_requisition(self, requisition_id: str, approve: bool, reason: str,
                            principal: Principal) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A buyer approves or rejects a requisition (stored as events, with the purchase
