@@ -320,6 +320,7 @@ class Recall(ChainedAggregate):
         self.closed_at: str | None = None
         self.recall_class: str | None = None
         self.issued_event_id: str | None = None
+        self.supplier: str | None = None  # as the recall named it (else the item's supplier)
         # location -> confirmed quantities (returned, destroyed, not_found), summed
         self.confirmed: dict[str, dict[str, float]] = {}
 
@@ -332,6 +333,7 @@ class Recall(ChainedAggregate):
             recall.issued_at = self.event["occurred_at"]
             recall.recall_class = self.event.get("recall_class")
             recall.issued_event_id = self.event.get("event_id")
+            recall.supplier = self.event.get("supplier")
             recall.is_open = True
 
     @dataclass(frozen=True)

@@ -66,7 +66,6 @@ ALERT_RECALL_TASK = "recall_task"  # a recall's units to find and confirm at one
 ALERT_SUPPLIER_REVIEW_NEEDED = "supplier_review_needed"  # its score fell past the threshold
 ALERT_CONTRACT_BREACH = "contract_breach"  # a receipt broke the contract's price or lead time
 ALERT_PURCHASE_ORDER = "purchase_order"  # a purchase order was issued (for ERP webhooks)
-ALERT_REQUISITION_PENDING = "requisition_pending"  # a requisition waits for a buyer
 ALERT_SUPPLIER_CERTIFICATE = "supplier_certificate"  # a candidate's certificate expired or is missing
 
 SEVERITY_INFO = "info"
@@ -89,7 +88,6 @@ ALERT_SEVERITY = {
     ALERT_SUPPLIER_REVIEW_NEEDED: SEVERITY_WARNING,
     ALERT_CONTRACT_BREACH: SEVERITY_WARNING,
     ALERT_PURCHASE_ORDER: SEVERITY_INFO,
-    ALERT_REQUISITION_PENDING: SEVERITY_INFO,
     ALERT_SUPPLIER_CERTIFICATE: SEVERITY_WARNING,
 }
 

@@ -54,6 +54,8 @@ from domain.inventory import Moves, fold_balances
 from domain.trace import TraceIndex
 
 REFUSALS_STREAM = "refusals"
+SYSTEM_EVENT_ID_PREFIX = "sys:"  # the event ids of the system's own events (procurement's orders)
+SYSTEM_PO_FIELDS = ("bill_only", "requisition_id", "usage_event_id")
 REQUISITION_EVENTS = (Requisition.LineAdded, Requisition.Submitted, Requisition.Approved,
                       Requisition.Rejected, Requisition.Ordered, Requisition.Fulfilled)
 
@@ -132,6 +134,7 @@ class Ledger:
         # transfer requests not yet ordered or delivered; po_id -> (sku, location) -> still to receive
         self.on_order: dict[tuple[str, str], float] = {}
         self.po_open: dict[str, dict[tuple[str, str], float]] = {}
+        self.po_received: dict[str, dict[tuple[str, str], float]] = {}  # po_id -> (sku, location) -> received
         # requisition id -> (sku, location) -> quantity counted on order until it is ordered
         self.req_open: dict[str, dict[tuple[str, str], float]] = {}
         # (sku, location) -> [[transfer request id, quantity still to arrive], ...], oldest first
@@ -167,6 +170,8 @@ class Ledger:
                 got = min(e["quantity"], remaining.get(key, 0.0))
                 if got > 0:
                     remaining[key] -= got
+                    received = self.po_received.setdefault(e["po_id"], {})
+                    received[key] = received.get(key, 0.0) + got
                     self.on_order[key] = self.on_order.get(key, 0.0) - got
             elif e["type"] == "transfer" and e.get("side") == "in":
                 self._transfer_arrived((e["sku"], e["location"]), e["quantity"])
@@ -174,12 +179,16 @@ class Ledger:
             self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
             e = event.event
             if not e.get("bill_only"):  # a bill-only line pays for consigned stock already used
+                # A re-issued order replaces the lines; what was received of them stays received.
                 open_lines = self.po_open.setdefault(e["po_id"], {})
+                received = self.po_received.get(e["po_id"], {})
                 before = dict(open_lines)
                 open_lines.clear()
                 for line in e["lines"]:
                     key = (line["sku"], line.get("location") or e["location"])
                     open_lines[key] = open_lines.get(key, 0.0) + line["quantity"]
+                for key in open_lines:
+                    open_lines[key] = max(open_lines[key] - received.get(key, 0.0), 0.0)
                 for key in before.keys() | open_lines.keys():
                     change = open_lines.get(key, 0.0) - before.get(key, 0.0)
                     if change:
@@ -401,13 +410,19 @@ class Intake:
         return recorded, touched, raised
 
     # -- the entry point --------------------------------------------------------------
-    def handle(self, raw: Any, principal: Principal, now: datetime) -> Outcome:
+    def handle(self, raw: Any, principal: Principal, now: datetime, trusted: bool = False) -> Outcome:
+        """``trusted``: the event comes from the system itself (procurement's orders), which
+        alone may use the reserved ``sys:`` event ids and the fields only it sets."""
         if not isinstance(raw, dict):
             err = FieldError(None, c.MALFORMED, "an event must be a JSON object")
             return self._refuse(raw, fingerprint(raw), None, [err], principal, now)
         safe = pseudonymise_event(raw, self.case_id_key)
         fp = fingerprint(safe)
         eid = safe.get("event_id")
+        if not trusted and isinstance(eid, str) and eid.startswith(SYSTEM_EVENT_ID_PREFIX):
+            err = FieldError("event_id", c.MALFORMED,
+                             f"event ids starting with {SYSTEM_EVENT_ID_PREFIX!r} are reserved for the system's own events")
+            return self._refuse(safe, fingerprint(safe), None, [err], principal, now)
         if isinstance(eid, str | int) and not isinstance(eid, bool) and eid != "":
             prior = self.ledger.seen.get(str(eid))
             if prior is not None:
@@ -430,7 +445,7 @@ class Intake:
             return self._surgery(event, fp, principal, now)
         if category == PURCHASE:
             if event["type"] == "po_issued":
-                return self._po_issued(event, fp, principal, now)
+                return self._po_issued(event, fp, principal, now, trusted)
             if event["type"] == "inspection_result":
                 return self._inspection(event, fp, principal, now)
             return self._po_update(event, fp, principal, now)
@@ -911,9 +926,18 @@ class Intake:
         self._touch(case)
         return self._accepted(event, [])
 
-    def _po_issued(self, event: dict[str, Any], fp: str, principal: Principal, now: datetime) -> Outcome:
+    def _po_issued(self, event: dict[str, Any], fp: str, principal: Principal, now: datetime,
+                   trusted: bool = False) -> Outcome:
         at = datetime.fromisoformat(event["occurred_at"])
         errors: list[FieldError] = []
+        if not trusted:
+            errors += [FieldError(f, c.MALFORMED, f"'{f}' is set by the system's procurement only")
+                       for f in SYSTEM_PO_FIELDS if event.get(f) is not None]
+            before = self.ledger.streams.get(f"po:{event['po_id']}")
+            if isinstance(before, PurchaseOrder) and (before.requisition_id or before.bill_only):
+                errors.append(FieldError("po_id", c.MALFORMED,
+                                         f"purchase order {event['po_id']} was issued by procurement: change it "
+                                         "through its requisition"))
         self._resolve_location(event["location"], "location", event.get("site"), at, errors)
         lines = []
         for i, line in enumerate(event["lines"]):

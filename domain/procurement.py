@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 # What one unit short for a day costs, as a multiple of its unit price, by criticality: a
@@ -198,12 +198,41 @@ class Candidate:
 
 def choose(candidates: list[Candidate]) -> Candidate | None:
     """The eligible candidate of least expected total cost (ties: contract before quote,
-    then supplier id); None when none is eligible."""
+    then supplier id); one whose price is unknown (``no_price``) only when no priced one is
+    eligible; None when none is eligible."""
     rank = {"contract": 0, "item_master": 1, "quote": 2}
     eligible = [c for c in candidates if c.excluded is None]
     if not eligible:
         return None
-    return min(eligible, key=lambda c: (c.costing.total, rank.get(c.offer.source, 3), c.offer.supplier))
+    return min(eligible, key=lambda c: ("no_price" in c.flags, c.costing.total, rank.get(c.offer.source, 3),
+                                        c.offer.supplier))
+
+
+# -- approval, compliance and review rules ----------------------------------------------
+def approvals_needed(value: float, second_approval_limit: float) -> int:
+    """Two principals approve a requisition above the second-approval limit, one below."""
+    return 2 if value > second_approval_limit else 1
+
+
+def due_by(expected_at: datetime, grace_days: float) -> datetime:
+    """The last instant a delivery expected at ``expected_at`` is still on time."""
+    return expected_at + timedelta(days=grace_days)
+
+
+def price_breach(paid: float, contract: float, tolerance: float) -> bool:
+    """A unit price above the contract's by more than ``tolerance`` (a share) breaks it."""
+    return paid > contract * (1.0 + tolerance)
+
+
+def lead_time_breach(days: float, promised: float, grace_days: float) -> bool:
+    """A delivery taking longer than the promised lead time plus the grace breaks it."""
+    return days > promised + grace_days
+
+
+def review_needed(score: float, peak: float, review_score: float, review_drop: float) -> bool:
+    """A supplier needs a review when its score is below the threshold, or has fallen the
+    given drop below its peak since the last review."""
+    return score < review_score or peak - score >= review_drop
 
 
 # -- supplier score ------------------------------------------------------------------

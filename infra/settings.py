@@ -65,6 +65,10 @@ class Settings(BaseSettings):
 
     def procurement_settings(self) -> ProcurementSettings:
         from datetime import timedelta
+        if self.second_approval_limit < self.auto_approve_limit:
+            raise SettingsError(f"REPLENISH_SECOND_APPROVAL_LIMIT ({self.second_approval_limit:g}) is below "
+                                f"REPLENISH_AUTO_APPROVE_LIMIT ({self.auto_approve_limit:g}): requisitions that "
+                                "need two approvals would be approved by none")
         return ProcurementSettings(
             enabled=self.procurement, ordering_window=timedelta(minutes=self.ordering_window_minutes),
             auto_approve_limit=self.auto_approve_limit, second_approval_limit=self.second_approval_limit,

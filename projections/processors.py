@@ -535,7 +535,7 @@ _CARD_NUMBERS = ("score", "peak", "on_time_rate", "fill_rate", "batch_pass_rate"
 @on("SupplierScorecard.Scored")
 def _supplier_score(event: StoredEvent) -> Iterator[tuple[str, Row]]:
     card = _mapping(event.body.get("card"))
-    items = _mapping(card.get("items"))
+    skus = card.get("skus") if isinstance(card.get("skus"), list) else []
     row: Row = {
         "supplier": _text(card.get("supplier")) or _scorecard_supplier(event.stream_id),
         "notification_id": event.notification_id,
@@ -544,7 +544,7 @@ def _supplier_score(event: StoredEvent) -> Iterator[tuple[str, Row]]:
         "lead_time_receipts": int(_number(card.get("lead_time_receipts")) or 0),
         "review_open": _truthy(card.get("review_open")),
         "cause_event_id": _text(card.get("cause_event_id")),
-        "skus": sorted(str(k) for k in items),
+        "skus": sorted(str(k) for k in skus),
     }
     for name in _CARD_NUMBERS:
         row[name] = _number(card.get(name))

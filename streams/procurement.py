@@ -39,7 +39,7 @@ from domain.aggregates import (
 )
 from domain.catalog import Item
 from domain.events import fingerprint, iso_utc
-from domain.intake import Intake, Ledger, Principal
+from domain.intake import SYSTEM_EVENT_ID_PREFIX, Intake, Ledger, Principal
 from domain.procurement import (
     CERTIFICATE_WARNING_DAYS,
     DEFAULT_SHORTAGE_MULTIPLIERS,
@@ -47,10 +47,15 @@ from domain.procurement import (
     Need,
     Offer,
     Risk,
+    approvals_needed,
     certificate_standing,
     choose,
+    due_by,
     expected_cost,
     is_valid,
+    lead_time_breach,
+    price_breach,
+    review_needed,
     supplier_score,
     unit_price,
 )
@@ -93,6 +98,7 @@ class Purchasing:
         self.settings = settings or ProcurementSettings()
         self.records: dict[str, SupplierRecord] = {}
         self.item_records: dict[tuple[str, str], SupplierRecord] = {}
+        self.items_of: dict[str, dict[str, SupplierRecord]] = {}  # supplier -> sku -> its record
         self._first_receipts: set[tuple[str, str, str]] = set()  # (po, sku, location) delivered
         # (sku, location) -> the open transfer requests for it (fulfilled when all has arrived)
         self.open_transfers: dict[tuple[str, str], set[str]] = {}
@@ -105,7 +111,11 @@ class Purchasing:
     def _record(self, supplier: str, sku: str | None) -> list[SupplierRecord]:
         rows = [self.records.setdefault(supplier, SupplierRecord())]
         if sku is not None:
-            rows.append(self.item_records.setdefault((supplier, sku), SupplierRecord()))
+            rec = self.item_records.get((supplier, sku))
+            if rec is None:
+                rec = self.item_records[(supplier, sku)] = SupplierRecord()
+                self.items_of.setdefault(supplier, {})[sku] = rec
+            rows.append(rec)
         return rows
 
     def learn(self, event: Any) -> list[str]:
@@ -129,7 +139,8 @@ class Purchasing:
         elif isinstance(event, Recall.Closed):
             recall = self.ledger.streams.get(event.originator_id)
             if isinstance(recall, Recall) and recall.issued_at and recall.sku:
-                supplier = self._recall_supplier({"sku": recall.sku, "occurred_at": recall.issued_at})
+                supplier = self._recall_supplier({"sku": recall.sku, "occurred_at": recall.issued_at,
+                                                  "supplier": recall.supplier})
                 if supplier:
                     days = epoch_days(event.event["occurred_at"]) - epoch_days(recall.issued_at)
                     for r in self._record(supplier, recall.sku):
@@ -188,12 +199,11 @@ class Purchasing:
     def _due(self, po: PurchaseOrder, sku: str) -> str | None:
         """When a line is due: the order's expected instant (a backorder's date when the
         supplier acknowledged one), plus the grace."""
-        grace = timedelta(days=self.settings.lead_time_grace_days)
         ack = po.acknowledged.get(sku) or {}
         if ack.get("backorder_date") and ack.get("backordered"):
             return ack["backorder_date"] + "T23:59:59.999999Z"
         if po.expected_at:
-            return iso_utc(datetime.fromisoformat(po.expected_at) + grace)
+            return iso_utc(due_by(datetime.fromisoformat(po.expected_at), self.settings.lead_time_grace_days))
         return None
 
     # -- terms ---------------------------------------------------------------------
@@ -244,12 +254,12 @@ class Purchasing:
         found = []
         if receipt.get("unit_price") is not None:
             expected = self._contract_price(contract, receipt)
-            if float(receipt["unit_price"]) > expected * (1 + self.settings.price_tolerance):
+            if price_breach(float(receipt["unit_price"]), expected, self.settings.price_tolerance):
                 found.append({"term": "price", "contract": expected, "actual": float(receipt["unit_price"])})
         promised = contract.get("lead_time_days")
         if promised is not None and isinstance(po, PurchaseOrder) and po.issued_at:
             days = epoch_days(receipt["occurred_at"]) - epoch_days(po.issued_at)
-            if days > float(promised) + self.settings.lead_time_grace_days:
+            if lead_time_breach(days, float(promised), self.settings.lead_time_grace_days):
                 found.append({"term": "lead_time", "contract": float(promised), "actual": round(days, 3)})
         return contract, found
 
@@ -274,9 +284,9 @@ class Purchasing:
             recall = self.ledger.streams[event.originator_id]
             assert isinstance(recall, Recall)
             supplier = self._recall_supplier({"sku": recall.sku, "occurred_at": recall.issued_at,
-                                              "supplier": event.event.get("supplier")})
+                                              "supplier": recall.supplier})
             if supplier:
-                self.score(supplier, intake, now, event.event["event_id"])
+                self.score(supplier, intake, now, event.event["event_id"], recall.sku)
 
     def on_need(self, sp: StockPoint, need: dict[str, Any], intake: Intake, now: datetime) -> None:
         item = self.ledger.catalog.item(sp.sku, now)
@@ -326,7 +336,9 @@ class Purchasing:
                 flags.append("certificate_expiring")
             if offer.source == "quote":
                 flags.append("quote_without_contract")
-            if offer.price <= 0:
+            elif offer.source == "item_master":
+                flags.append("no_contract")
+            if offer.source == "item_master" and item.unit_cost is None:
                 flags.append("no_price")
             card = self._card(offer.supplier)
             out.append(Candidate(offer, risk, expected_cost(offer, risk, need, self.settings.shortage_multipliers),
@@ -417,12 +429,13 @@ class Purchasing:
         reasons: list[str] = []
         for line in req.lines:
             for flag in line.get("flags") or []:
-                if flag in ("quote_without_contract", "no_certificate", "no_price", "no_eligible_supplier"):
+                if flag in ("quote_without_contract", "no_contract", "no_certificate", "no_price",
+                            "no_eligible_supplier"):
                     reasons.append(flag)
         if req.value > s.auto_approve_limit:
             reasons.append("over_auto_approval_limit")
         reasons = sorted(set(reasons))
-        approvals = 2 if req.value > s.second_approval_limit else 1
+        approvals = approvals_needed(req.value, s.second_approval_limit)
         if reasons:
             req.submit(now, "pending_approval", reasons, approvals)
             intake._touch(req)
@@ -430,8 +443,8 @@ class Purchasing:
         req.submit(now, "approved", [], approvals)
         intake._touch(req)
         req.approve(now, SYSTEM.name, SYSTEM.role,
-                    f"auto-approved: contract supplier, value {req.value:.2f} within {s.auto_approve_limit:g}",
-                    "approved")
+                    f"auto-approved: every line on a contract with a certified supplier, value "
+                    f"{req.value:.2f} within {s.auto_approve_limit:g}", "approved")
         intake._touch(req)
         self._order(req, SYSTEM, intake, now)
 
@@ -439,10 +452,17 @@ class Purchasing:
                         intake: Intake, now: datetime) -> Requisition:
         """A buyer's approval or rejection (``ApprovalError`` when it may not happen)."""
         req = self.ledger.streams.get(requisition_stream(requisition_id))
-        if not isinstance(req, Requisition) or req.kind == "transfer":
+        if not isinstance(req, Requisition):
             raise ApprovalError(404, f"no requisition {requisition_id}")
         if principal.role not in (c.BUYER, c.ADMIN):
             raise ApprovalError(403, f"the role '{principal.role}' may not approve or reject requisitions")
+        if req.kind == "transfer":  # needs no approval; cancelled when the source cannot supply
+            if approve or req.status != "open":
+                raise ApprovalError(409, f"transfer request {requisition_id} is {req.status}: it needs no "
+                                         "approval, and only an open one can be rejected (cancelled)")
+            req.reject(now, principal.name, principal.role, reason)
+            intake._touch(req)
+            return req
         if req.status not in ("pending_approval", "awaiting_second_approval"):
             raise ApprovalError(409, f"requisition {requisition_id} is {req.status}; only one waiting "
                                      f"for approval can be approved or rejected")
@@ -474,15 +494,21 @@ class Purchasing:
         lines = [{"sku": line["sku"], "quantity": line["quantity"], "location": line["location"],
                   "unit_price": line.get("unit_price"), "source": line.get("source"),
                   "reference": line.get("reference")} for line in req.lines]
-        po_event = {"event_id": f"po-{req.requisition_id}", "type": "po_issued", "occurred_at": iso_utc(now),
+        po_event = {"event_id": f"{SYSTEM_EVENT_ID_PREFIX}po-{req.requisition_id}", "type": "po_issued",
+                    "occurred_at": iso_utc(now),
                     "po_id": po_id, "supplier": req.supplier, "location": req.lines[0]["location"],
                     "site": req.site, "lines": lines, "requisition_id": req.requisition_id,
                     "value": req.value, "approved_by": [a["by"] for a in req.approvals]}
         if promised:
             po_event["expected_at"] = iso_utc(now + timedelta(days=max(promised)))
-        outcome = intake.handle(po_event, principal, now)
+        outcome = intake.handle(po_event, principal, now, trusted=True)
         if outcome.status != c.ACCEPTED:
-            raise RuntimeError(f"purchase order for {req.requisition_id} refused: {outcome.errors}")
+            # (The location moved site, the item was withdrawn, ...: stored as refused.) The
+            # requisition ends; the need is raised again by the stock point's next movement.
+            why = "; ".join(f"{e['field']}: {e['message']}" for e in outcome.errors)
+            req.reject(now, SYSTEM.name, SYSTEM.role, f"purchase order {po_id} refused: {why}")
+            intake._touch(req)
+            return
         req.order(now, po_id)
         intake._touch(req)
         self._notice(req.supplier, c.ALERT_PURCHASE_ORDER, po_event["event_id"],
@@ -500,11 +526,12 @@ class Purchasing:
             return
         offer = next((o for o in self.offers(item, at.date()) if o.supplier == item.supplier), None)
         price = unit_price(offer, e["quantity"]) if offer else item.unit_cost
-        bill = {"event_id": f"bill-{e['event_id']}", "type": "po_issued", "occurred_at": iso_utc(now),
+        bill = {"event_id": f"{SYSTEM_EVENT_ID_PREFIX}bill-{e['event_id']}", "type": "po_issued",
+                "occurred_at": iso_utc(now),
                 "po_id": "BO-" + fingerprint(e["event_id"])[:12], "supplier": item.supplier,
                 "location": e["location"], "bill_only": True, "usage_event_id": e["event_id"],
                 "lines": [{"sku": e["sku"], "quantity": e["quantity"], "unit_price": price}]}
-        if intake.handle(bill, SYSTEM, now).status != c.ACCEPTED:
+        if intake.handle(bill, SYSTEM, now, trusted=True).status != c.ACCEPTED:
             return
         sp = self.ledger.streams[event.originator_id]
         assert isinstance(sp, StockPoint)
@@ -534,43 +561,41 @@ class Purchasing:
                              intake, now, dedupe=False,
                              extra={"breaches": found, "po_id": e.get("po_id"), "receipt_sku": e["sku"],
                                     "receipt_location": e["location"]})
-        self.score(supplier, intake, now, e["event_id"])
+        self.score(supplier, intake, now, e["event_id"], e.get("sku"))
 
-    def card(self, supplier: str, now: datetime) -> dict[str, Any]:
-        """A supplier's scorecard now: its rates, lead time, recalls and score."""
+    def card(self, supplier: str, now: datetime, sku: str | None = None) -> dict[str, Any]:
+        """A supplier's scorecard now: its rates, lead time, recalls and score, and those of
+        one item (``sku``: the one the event that re-scored it was about)."""
         rec = self.records.get(supplier) or SupplierRecord()
         day = epoch_days(iso_utc(now))
         lt_mean, lt_sd, n = self.planner.supplier_lead_time(supplier)
-        recalls = rec.recalls_now(day)
-        score = supplier_score(rec.on_time_rate(), rec.fill_rate(), rec.batch_pass_rate(),
-                               rec.price_vs_contract(), recalls)
-        items = {}
-        for (sup, sku), r in sorted(self.item_records.items()):
-            if sup == supplier:
-                items[sku] = {"on_time_rate": r.on_time_rate(), "fill_rate": r.fill_rate(),
-                              "batch_pass_rate": r.batch_pass_rate(),
-                              "score": supplier_score(r.on_time_rate(), r.fill_rate(), r.batch_pass_rate(),
-                                                      r.price_vs_contract(), r.recalls_now(day))}
-        return {"supplier": supplier, "score": score, "on_time_rate": rec.on_time_rate(),
-                "fill_rate": rec.fill_rate(), "batch_pass_rate": rec.batch_pass_rate(),
-                "accepted_share": rec.accepted_share(), "price_vs_contract": rec.price_vs_contract(),
-                "recalls": round(recalls, 6), "recall_response_days": rec.response_days if rec.responses else None,
-                "contract_breaches": rec.breaches, "lead_time_mean_days": lt_mean, "lead_time_sd_days": lt_sd,
-                "lead_time_receipts": n, "deliveries": round(rec.deliveries, 6),
-                "inspections": round(rec.batches, 6), "items": items}
+        card = dict(_rates(rec, day), supplier=supplier, recall_response_days=rec.response_days if rec.responses else None,
+                    contract_breaches=rec.breaches, lead_time_mean_days=lt_mean, lead_time_sd_days=lt_sd,
+                    lead_time_receipts=n, deliveries=round(rec.deliveries, 6), inspections=round(rec.batches, 6))
+        items = self.items_of.get(supplier, {})
+        card["skus"] = sorted(items)  # the items it delivered (their rates: ``items``)
+        item = items.get(sku or "")
+        card["item"] = None if item is None else dict(_rates(item, day), sku=sku)
+        return card
+
+    def items(self, supplier: str, now: datetime) -> dict[str, dict[str, float]]:
+        """Each item's rates and score for a supplier."""
+        day = epoch_days(iso_utc(now))
+        return {sku: _rates(r, day) for sku, r in sorted(self.items_of.get(supplier, {}).items())}
 
     def _card(self, supplier: str) -> dict[str, Any] | None:
         sc = self.ledger.streams.get(f"scorecard:{supplier}")
         return sc.card if isinstance(sc, SupplierScorecard) else None
 
-    def score(self, supplier: str, intake: Intake, now: datetime, cause: str | None) -> None:
+    def score(self, supplier: str, intake: Intake, now: datetime, cause: str | None,
+              sku: str | None = None) -> None:
         """Record the supplier's scorecard when its score moved, and raise
         ``supplier_review_needed`` when it falls below the threshold, or the threshold's drop
         below its peak since the last review."""
         s = self.settings
         sc = intake._open(SupplierScorecard, f"scorecard:{supplier}", {"supplier": supplier}, now)
         prev = sc.card or {}
-        card = self.card(supplier, now)
+        card = self.card(supplier, now, sku)
         review_open = intake.ledger.open_alert_keys.get((sc.id, c.ALERT_SUPPLIER_REVIEW_NEEDED, "")) is not None
         if prev.get("review_open") and not review_open:
             peak = card["score"]  # reviewed since: the trend starts again from here
@@ -578,7 +603,7 @@ class Purchasing:
             peak = max(float(prev.get("peak", card["score"])), card["score"])
         card.update(peak=peak, review_open=review_open, scored_at=iso_utc(now), cause_event_id=cause,
                     review_score=s.review_score, review_drop=s.review_drop)
-        falling = card["score"] < s.review_score or peak - card["score"] >= s.review_drop
+        falling = review_needed(card["score"], peak, s.review_score, s.review_drop)
         if falling and not review_open:
             card["review_open"] = True
         if prev and all(prev.get(k) == card.get(k) for k in card if k not in ("scored_at", "cause_event_id")):
@@ -610,17 +635,22 @@ class Purchasing:
     def requisitions(self, status: str | None = None, kind: str | None = None,
                      supplier: str | None = None, source: str | None = None) -> list[dict[str, Any]]:
         out = []
+        due = transfers_outstanding(self.ledger)
         for agg in self.ledger.streams.values():
             if not isinstance(agg, Requisition):
                 continue
             if ((status and agg.status != status) or (kind and agg.kind != kind)
                     or (supplier and agg.supplier != supplier) or (source and agg.source != source)):
                 continue
-            out.append(requisition_view(agg, self.ledger))
+            out.append(requisition_view(agg, self.ledger, due))
         return sorted(out, key=lambda r: (r["raised_at"] or "", r["id"]), reverse=True)
 
     def scorecards(self) -> list[dict[str, Any]]:
-        return [dict(agg.card, open_notices=sorted(agg.open_alerts)) for agg in self.ledger.streams.values()
+        """Each supplier's latest stored scorecard, its open notices, and its items' rates (as
+        of the card)."""
+        return [dict(agg.card, open_notices=sorted(agg.open_alerts),
+                     items=self.items(agg.supplier, datetime.fromisoformat(agg.card["scored_at"])))
+                for agg in self.ledger.streams.values()
                 if isinstance(agg, SupplierScorecard) and agg.card is not None]
 
     def in_transit(self, sku: str | None, location: str | None, now: datetime) -> list[dict[str, Any]]:
@@ -670,8 +700,13 @@ class Purchasing:
         return sorted(out, key=lambda p: (p["issued_at"], p["po_id"]))
 
 
-def requisition_view(req: Requisition, ledger: Ledger) -> dict[str, Any]:
-    due = {rid: q for rows in ledger.transfers_due.values() for rid, q in rows}
+def transfers_outstanding(ledger: Ledger) -> dict[str, float]:
+    """Transfer request id -> the quantity still to arrive."""
+    return {rid: q for rows in ledger.transfers_due.values() for rid, q in rows}
+
+
+def requisition_view(req: Requisition, ledger: Ledger, due: dict[str, float] | None = None) -> dict[str, Any]:
+    due = transfers_outstanding(ledger) if due is None else due
     return {"id": req.requisition_id, "kind": req.kind, "status": req.status, "supplier": req.supplier,
             "site": req.site, "source": req.source, "value": req.value, "raised_at": req.raised_at,
             "window_until": req.window_until, "needs_buyer": req.needs_buyer,
@@ -685,6 +720,15 @@ def _offer(supplier: str, source: str, reference: str | None, e: dict[str, Any])
     lt = e.get("lead_time_days")
     return Offer(supplier, source, reference, float(e["price"]), breaks, float(e.get("min_order") or 0.0),
                  float(lt) if lt is not None else None, e.get("valid_from"), e.get("valid_until"))
+
+
+def _rates(r: SupplierRecord, day: float) -> dict[str, Any]:
+    recalls = r.recalls_now(day)
+    return {"score": supplier_score(r.on_time_rate(), r.fill_rate(), r.batch_pass_rate(), r.price_vs_contract(),
+                                    recalls),
+            "on_time_rate": r.on_time_rate(), "fill_rate": r.fill_rate(), "batch_pass_rate": r.batch_pass_rate(),
+            "accepted_share": r.accepted_share(), "price_vs_contract": r.price_vs_contract(),
+            "recalls": round(recalls, 6)}
 
 
 def _finite(x: float) -> float | None:

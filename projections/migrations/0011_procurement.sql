@@ -250,6 +250,6 @@ SELECT if(ifNull(sc.supplier, '') != '', sc.supplier, if(startsWith(stream_id, '
        sc.deliveries AS deliveries, sc.inspections AS inspections,
        toUInt8(multiIf(JSONType(assumeNotNull(q.card), 'review_open') = 'Bool', JSONExtractBool(assumeNotNull(q.card), 'review_open'), JSONType(assumeNotNull(q.card), 'review_open') IN ('Int64', 'UInt64', 'Double'), JSONExtractFloat(assumeNotNull(q.card), 'review_open') != 0, JSONType(assumeNotNull(q.card), 'review_open') = 'String', JSONExtractString(assumeNotNull(q.card), 'review_open') != '', JSONType(assumeNotNull(q.card), 'review_open') IN ('Array', 'Object'), JSONLength(assumeNotNull(q.card), 'review_open') > 0, false)) AS review_open,
        ifNull(sc.cause_event_id, '') AS cause_event_id,
-       arraySort(JSONExtractKeys(assumeNotNull(q.card), 'items')) AS skus
+       arraySort(JSONExtract(assumeNotNull(q.card), 'skus', 'Array(String)')) AS skus
 FROM notifications_stage
 WHERE stored_kind = 'SupplierScorecard.Scored';

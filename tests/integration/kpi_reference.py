@@ -630,7 +630,7 @@ def supplier_scorecard(client: Any, f: Filters) -> tuple[str, dict[str, Any]]:
                JSONExtract(payload, 'card', 'lead_time_sd_days', 'Nullable(Float64)') AS lead_time_sd_days,
                toUInt32(JSONExtractFloat(payload, 'card', 'lead_time_receipts')) AS lead_time_receipts,
                toUInt8(JSONExtractBool(payload, 'card', 'review_open')) AS review_open,
-               JSONExtractKeys(payload, 'card', 'items') AS skus
+               JSONExtract(payload, 'card', 'skus', 'Array(String)') AS skus
         FROM events_raw
         WHERE kind = 'SupplierScorecard.Scored'
     ),

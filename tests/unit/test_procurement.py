@@ -554,3 +554,85 @@ def test_well_formed_procurement_events_are_accepted() -> None:
         "supplier": "RELY", "location": OR, "sku": CATH, "accepted": 8, "rejected": 2, "reason": "dented"},
        {"event_id": w.eid("ack"), "type": "po_acknowledged", "occurred_at": w.ago(hours=1), "po_id": po,
         "lines": [{"sku": CATH, "confirmed": 10}]}, by=SCANNER)
+
+
+# -- what the review found --------------------------------------------------------------
+def test_an_order_refused_at_approval_ends_the_requisition_and_later_batches_go_on() -> None:
+    w, req = quote_only()
+    # The location moves to another site: the order built from the requisition is refused.
+    ok(w, w.location(OR, site="H9", at=w.now - timedelta(minutes=1)))
+    after, _ = w.p.decide_requisition(req["id"], True, "fine", BUYER)
+    assert after["status"] == "rejected" and after["rejection"]["by"] == "system"
+    assert "refused" in after["rejection"]["reason"]
+    assert w.view(CATH, OR)["on_order"] == 0
+    ok(w, w.usage(1, "LH", location=OR, sku=CATH), by=SCANNER)  # the next batch is stored
+
+
+def test_an_unpriced_item_master_supplier_does_not_beat_a_priced_contract() -> None:
+    w = World(procurement=ON)
+    ok(w, supplier(w, "MASTER"), supplier(w, "RELY"),
+       w.item(sku=CATH, criticality="normal", lead_time_days=3, supplier="MASTER"), w.location(OR, site=SITE))
+    ok(w, terms(w, "RELY", 10), by=BUYER)
+    ok(w, w.receipt(100, "LH", location=OR, sku=CATH, at=w.now - timedelta(days=30)), by=SCANNER)
+    demand(w)
+    req = purchases(w)[-1]
+    assert req["supplier"] == "RELY" and req["status"] == "ordered"
+    master = only([c for c in only(req["lines"])["candidates"] if c["supplier"] == "MASTER"])
+    assert master["total"] == 0 and "no_price" in master["flags"]
+
+
+def test_an_item_master_price_without_a_contract_waits_for_a_buyer() -> None:
+    w = World(procurement=ON)
+    ok(w, supplier(w, "MASTER"), w.item(sku=CATH, lead_time_days=3, supplier="MASTER", unit_cost=2),
+       w.location(OR, site=SITE))
+    ok(w, w.receipt(100, "LH", location=OR, sku=CATH, at=w.now - timedelta(days=30)), by=SCANNER)
+    demand(w)
+    req = purchases(w)[-1]
+    assert req["status"] == "pending_approval" and "no_contract" in req["needs_buyer"]
+
+
+def test_clients_may_not_forge_the_systems_orders() -> None:
+    w = rivals()
+    demand(w)
+    po = only(w.p.purchasing.purchase_orders(status="open"))
+    forged = [
+        {"event_id": "sys:po-mine", "type": "po_issued", "occurred_at": w.ago(minutes=1), "po_id": "X-1",
+         "supplier": "CHEAP", "location": OR, "lines": [{"sku": CATH, "quantity": 1}]},
+        {"event_id": "f-2", "type": "po_issued", "occurred_at": w.ago(minutes=1), "po_id": "X-2", "bill_only": True,
+         "supplier": "CHEAP", "location": OR, "lines": [{"sku": CATH, "quantity": 1}]},
+        {"event_id": "f-3", "type": "po_issued", "occurred_at": w.ago(minutes=1), "po_id": po["po_id"],
+         "supplier": "CHEAP", "location": OR, "lines": [{"sku": CATH, "quantity": 1}]},
+    ]
+    outcomes = w.post(*forged, by=BUYER).outcomes
+    assert [o.status for o in outcomes] == ["rejected"] * 3
+    assert [o.errors[0]["field"] for o in outcomes] == ["event_id", "bill_only", "po_id"]
+    assert only(w.p.purchasing.purchase_orders(status="open"))["supplier"] == po["supplier"]
+
+
+def test_a_reissued_order_keeps_what_was_received() -> None:
+    w = cath_world(settings_=ProcurementSettings())
+    issue = {"event_id": "po-a", "type": "po_issued", "occurred_at": w.ago(days=3), "po_id": "ERP-1",
+             "supplier": "RELY", "location": OR, "lines": [{"sku": CATH, "quantity": 10}]}
+    ok(w, issue, by=SCANNER)
+    ok(w, w.receipt(4, "LR", location=OR, sku=CATH, po_id="ERP-1", at=w.now - timedelta(days=2)), by=SCANNER)
+    ok(w, dict(issue, event_id="po-b", occurred_at=w.ago(days=1)), by=SCANNER)  # the ERP sends it again
+    assert w.view(CATH, OR)["on_order"] == 6
+    ok(w, dict(issue, event_id="po-c", occurred_at=w.ago(hours=1), lines=[{"sku": CATH, "quantity": 12}]),
+       by=SCANNER)
+    assert w.view(CATH, OR)["on_order"] == 8
+
+
+def test_a_transfer_request_the_store_cannot_supply_can_be_cancelled() -> None:
+    w = World(procurement=ON)
+    ok(w, w.receipt(60, "L1", location=WARD, at=w.now - timedelta(days=40)), by=SCANNER)
+    for day in range(20, 0, -1):
+        ok(w, w.usage(5, "L1", location=WARD, at=w.now - timedelta(days=day)), by=SCANNER)
+        if w.p.purchasing.requisitions():
+            break
+    req = only(w.p.purchasing.requisitions(kind="transfer"))
+    with pytest.raises(ApprovalError) as no:
+        w.p.decide_requisition(req["id"], True, "approve a transfer?", BUYER)
+    assert no.value.status == 409
+    done, _ = w.p.decide_requisition(req["id"], False, "the store has none either", BUYER)
+    assert done["status"] == "rejected"
+    assert w.view(SKU, WARD)["on_order"] == 0 and w.p.pick_list(STORE) == []

@@ -276,7 +276,7 @@ def test_each_change_of_a_requisition_says_its_status_after_it() -> None:
 
 def test_a_card_names_its_supplier_or_its_stream_names_it() -> None:
     card = {"score": 91.5, "on_time_rate": 0.9, "contract_breaches": 2, "review_open": False,
-            "items": ["not", "a", "mapping"], "scored_at": "2026-03-10T10:00:00+01:00"}
+            "skus": {"not": "a list"}, "scored_at": "2026-03-10T10:00:00+01:00"}
     (row,) = table(stored("scorecard:RELY", "SupplierScorecard.Scored", card=card), "supplier_scores")
     assert (row["supplier"], row["score"], row["contract_breaches"], row["review_open"], row["skus"]) == (
         "RELY", 91.5, 2, 0, [])
