@@ -27,7 +27,8 @@ PRIOR_ACCEPTED = 0.98
 RECALL_DECAY_DAYS = 365.0  # a recall weighs half as much after this many days
 
 _SLOTS = ("deliveries", "on_time", "lines", "filled", "batches", "passed", "units", "accepted",
-          "priced", "price_ratio", "recalls", "recall_at", "responses", "response_days", "breaches")
+          "priced", "price_ratio", "recalls", "recall_at", "responses", "response_days", "breaches",
+          "orders", "acknowledged", "backordered", "shipments")
 
 
 class SupplierRecord(Slotted):
@@ -49,6 +50,10 @@ class SupplierRecord(Slotted):
         self.responses = 0  # recalls closed, and their mean days from issue to close
         self.response_days = 0.0
         self.breaches = 0
+        self.orders = 0  # purchase orders issued to it, shipping notices it sent
+        self.shipments = 0
+        self.acknowledged = 0.0  # order lines acknowledged, and those backordered (decayed)
+        self.backordered = 0.0
 
     # -- learning -------------------------------------------------------------------
     def learn_delivery(self, on_time: bool | None, filled: float | None) -> None:
@@ -85,6 +90,22 @@ class SupplierRecord(Slotted):
 
     def learn_breach(self) -> None:
         self.breaches += 1
+
+    def learn_order(self) -> None:
+        self.orders += 1
+
+    def learn_acknowledgement(self, backordered: bool) -> None:
+        """An acknowledged order line, backordered or confirmed in full."""
+        self.acknowledged = self.acknowledged * DECAY + 1.0
+        self.backordered = self.backordered * DECAY + (1.0 if backordered else 0.0)
+
+    def learn_shipment(self) -> None:
+        self.shipments += 1
+
+    def backorder_rate(self) -> float:
+        """The share of acknowledged order lines the supplier backordered (recent ones weigh
+        most; 0 before any acknowledgement)."""
+        return self.backordered / self.acknowledged if self.acknowledged else 0.0
 
     # -- reading --------------------------------------------------------------------
     @staticmethod

@@ -131,6 +131,15 @@ class Purchasing:
             e = event.event
             for r in self._record(e["supplier"], e["sku"]):
                 r.learn_inspection(float(e["accepted"]), float(e["rejected"]))
+        elif isinstance(event, PurchaseOrder.Issued) and not event.event.get("bill_only"):
+            self._record(event.event["supplier"], None)[0].learn_order()
+        elif isinstance(event, PurchaseOrder.Acknowledged):
+            e = event.event
+            for line in e.get("lines") or []:
+                for r in self._record(e["supplier"], line["sku"]):
+                    r.learn_acknowledgement(bool(line.get("backordered")))
+        elif isinstance(event, PurchaseOrder.Shipped):
+            self._record(event.event["supplier"], None)[0].learn_shipment()
         elif isinstance(event, Recall.Issued):
             supplier = self._recall_supplier(event.event)
             if supplier:
@@ -278,7 +287,8 @@ class Purchasing:
                 self._rescore(e, intake, now)
             elif e["type"] == "transfer" and e.get("side") == "in":
                 self._transfers_settled(e, intake, now)
-        elif isinstance(event, PurchaseOrder.Inspected | SupplyTerms.Inspected):
+        elif isinstance(event, PurchaseOrder.Inspected | SupplyTerms.Inspected | PurchaseOrder.Acknowledged
+                        | PurchaseOrder.Shipped):
             self._rescore(event.event, intake, now)
         elif isinstance(event, Recall.Issued | Recall.Closed):
             recall = self.ledger.streams[event.originator_id]
@@ -291,8 +301,10 @@ class Purchasing:
     def on_need(self, sp: StockPoint, need: dict[str, Any], intake: Intake, now: datetime) -> None:
         item = self.ledger.catalog.item(sp.sku, now)
         loc = self.ledger.catalog.location(sp.location, now)
-        if item is None or loc is None or item.extra.get("consignment"):
-            return  # consigned stock is replaced use by use (``_consigned_use``)
+        if item is None or loc is None:
+            return
+        # (Consigned stock is replaced use by use, ``_consigned_use``, and those replacements
+        # count as on order: a need left over comes from losses, waste or expiry, bought here.)
         qty = float(need["quantity"])
         if loc.restocked_from:
             self._transfer_request(sp, loc.restocked_from, qty, need, intake, now)
@@ -571,7 +583,8 @@ class Purchasing:
         lt_mean, lt_sd, n = self.planner.supplier_lead_time(supplier)
         card = dict(_rates(rec, day), supplier=supplier, recall_response_days=rec.response_days if rec.responses else None,
                     contract_breaches=rec.breaches, lead_time_mean_days=lt_mean, lead_time_sd_days=lt_sd,
-                    lead_time_receipts=n, deliveries=round(rec.deliveries, 6), inspections=round(rec.batches, 6))
+                    lead_time_receipts=n, deliveries=round(rec.deliveries, 6), inspections=round(rec.batches, 6),
+                    orders=rec.orders, shipping_notices=rec.shipments, backorder_rate=rec.backorder_rate())
         items = self.items_of.get(supplier, {})
         card["skus"] = sorted(items)  # the items it delivered (their rates: ``items``)
         item = items.get(sku or "")

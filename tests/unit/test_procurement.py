@@ -636,3 +636,26 @@ def test_a_transfer_request_the_store_cannot_supply_can_be_cancelled() -> None:
     done, _ = w.p.decide_requisition(req["id"], False, "the store has none either", BUYER)
     assert done["status"] == "rejected"
     assert w.view(SKU, WARD)["on_order"] == 0 and w.p.pick_list(STORE) == []
+
+
+def test_acknowledgements_and_shipping_notices_reach_the_scorecard() -> None:
+    w = rivals()
+    demand(w)
+    po = only(w.p.purchasing.purchase_orders(status="open"))
+    before = card(w, po["supplier"])
+    ok(w, {"event_id": "ack-1", "type": "po_acknowledged", "occurred_at": w.ago(minutes=2), "po_id": po["po_id"],
+           "lines": [{"sku": CATH, "confirmed": 10, "backordered": 18, "backorder_date": "2026-03-20"}]},
+       {"event_id": "asn-1", "type": "shipment_sent", "occurred_at": w.ago(minutes=1), "po_id": po["po_id"],
+        "expected_at": iso(w.now + timedelta(days=2))}, by=SCANNER)
+    after = card(w, po["supplier"])
+    assert before["backorder_rate"] == 0 and after["backorder_rate"] == 1
+    assert after["shipping_notices"] == before["shipping_notices"] + 1
+    assert after["orders"] == len([p for p in w.p.purchasing.purchase_orders() if p["supplier"] == po["supplier"]])
+    row = only([t for t in w.p.purchasing.in_transit(CATH, OR, w.now) if t["po_id"] == po["po_id"]])
+    assert (row["backordered"], row["backorder_date"]) == (18, "2026-03-20")
+    assert row["expected_at"] == iso_z(w.now + timedelta(days=2))
+
+
+def iso_z(t: Any) -> str:
+    from domain.events import iso_utc
+    return iso_utc(t)
