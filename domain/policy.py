@@ -21,7 +21,8 @@ Units: quantities in the item's base unit, time in days, rates per day.
 - Safety stock = reorder point − mean LTD (≥ 0 by construction; it includes the undershoot).
 - Order quantity: up to the order-up-to level S = s + cycle stock, rounded up to the pack
   size and the minimum order, capped so that no more is bought than the stock point will
-  use before the stock expires (rounded down to whole packs).
+  use before the stock expires (rounded down to whole packs, but one pack when some of a
+  pack will be used in time: buying none would be a stockout).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from statistics import NormalDist
 from typing import Any, NamedTuple
 
 DEFAULT_SERVICE_LEVELS = {"critical": 0.995, "high": 0.98, "normal": 0.95}
+# The least service level by criticality when service is allocated by cost (``cost_service_level``).
+DEFAULT_SERVICE_FLOORS = {"critical": 0.75}
 FORMULA = "ltd_quantile_v2"
 NORMAL_ABOVE_MEAN = 500.0
 
@@ -153,6 +156,58 @@ def ltd_cdf(ltd: LeadTimeDemand, s: float) -> float:
     return min(cdf, 1.0)
 
 
+def cost_service_level(covered: LeadTimeDemand, unit_cost: float, cycle_days: float,
+                       stockout_cost: float, holding_rate: float) -> float:
+    """The cycle service level at which one more unit of reorder point stops paying: the
+    reorder point s is raised while the stockout occasions it avoids are worth more than it
+    costs to hold, P(X = s + 1)·(365 / T)·B ≥ h·c, with X the demand the reorder point
+    covers (LTD + undershoot), T the cycle in days (an order every T days, one chance of a
+    stockout each), B the cost of a stockout occasion (``stockout_cost``), h the yearly
+    holding rate and c the unit cost (Silver, Pyke & Peterson §7.1, "B1: specified fixed cost
+    per stockout occasion", in its discrete form; it is the Lagrangian allocation of a budget
+    of inventory value that minimises stockout occasions, 1/B the multiplier). Returns P(X ≤ s)
+    for the s it stops at, never below the mean: cheap fast movers get a high service level,
+    expensive slow movers a lower one.
+
+    >>> round(cost_service_level(LeadTimeDemand(3.0, 3.0), 1.0, 7.0, 100.0, 0.25), 4)  # cheap
+    1.0
+    >>> round(cost_service_level(LeadTimeDemand(3.0, 3.0), 1000.0, 7.0, 100.0, 0.25), 3)  # dear
+    0.966
+    """
+    mean, var = covered.mean, covered.variance
+    if mean <= 0.0:
+        return 1.0
+    threshold = holding_rate / 365.0 * unit_cost * max(cycle_days, 1.0) / max(stockout_cost, 1e-12)
+    if mean > NORMAL_ABOVE_MEAN:
+        sd = math.sqrt(max(var, mean))
+        x = threshold * sd * math.sqrt(2.0 * math.pi)
+        z = math.sqrt(-2.0 * math.log(x)) if 0.0 < x < 1.0 else (0.0 if x > 0 else 8.0)
+        return NormalDist().cdf(z)
+    if var <= mean * (1.0 + 1e-9):  # Poisson
+        pmf = math.exp(-mean)
+        cdf, k = pmf, 0
+        while k < 100_000:
+            nxt = pmf * mean / (k + 1)
+            if k >= mean and nxt < threshold:
+                break
+            k += 1
+            pmf = nxt
+            cdf += pmf
+        return min(cdf, 1.0)
+    r = mean * mean / (var - mean)
+    q = mean / var
+    pmf = math.exp(r * math.log(q))
+    cdf, k = pmf, 0
+    while k < 1_000_000:
+        nxt = pmf * (k + r) / (k + 1) * (1.0 - q)
+        if k >= mean and nxt < threshold:
+            break
+        k += 1
+        pmf = nxt
+        cdf += pmf
+    return min(cdf, 1.0)
+
+
 @dataclass(frozen=True)
 class ReorderPolicy:
     safety_stock: float
@@ -174,10 +229,29 @@ def reorder_policy(ltd: LeadTimeDemand, alpha: float,
                          ltd=ltd, covered=covered)
 
 
+def eoq_days(demand_per_day: float, unit_cost: float, order_line_cost: float,
+             holding_rate: float, max_days: float = 28.0) -> float:
+    """The cycle of the economic order quantity in days of use, Q*/d with
+    Q* = √(2·D·K / (h·c)) (Harris 1913; Silver, Pyke & Peterson §4.2): D use a year, K the cost
+    of an order line, h the yearly holding rate, c the unit cost; within 1 day (one review a
+    day) and ``max_days``.
+
+    >>> round(eoq_days(2.5, 1000.0, 5.0, 0.25), 1)     # a dear implant: under three days
+    2.4
+    >>> eoq_days(15.0, 0.5, 5.0, 0.25)                  # a cheap fast mover: the longest cycle
+    28.0
+    """
+    if demand_per_day <= 0 or unit_cost <= 0 or holding_rate <= 0:
+        return max_days
+    days = math.sqrt(2.0 * order_line_cost * 365.0 / (holding_rate * unit_cost * demand_per_day))
+    return min(max(days, 1.0), max_days)
+
+
 def order_quantity(inventory_position: float, order_up_to: float, pack_size: float = 1.0,
                    min_order: float = 0.0, expiry_cap: float | None = None) -> float:
     """Quantity to order now: up to ``order_up_to``, in whole packs, at least ``min_order``,
-    and never more than ``expiry_cap`` (what will be used before the stock expires).
+    and never more than ``expiry_cap`` (what will be used before the stock expires) but
+    one pack when the cap is above zero and below a pack.
 
     >>> order_quantity(3, 40, pack_size=10)
     40.0
@@ -185,6 +259,8 @@ def order_quantity(inventory_position: float, order_up_to: float, pack_size: flo
     20.0
     >>> order_quantity(39, 40, pack_size=10, min_order=30)
     30.0
+    >>> order_quantity(3, 40, pack_size=10, expiry_cap=4)
+    10.0
     """
     pack = pack_size if pack_size and pack_size > 0 else 1.0
     need = order_up_to - inventory_position
@@ -195,16 +271,25 @@ def order_quantity(inventory_position: float, order_up_to: float, pack_size: flo
         qty = max(qty, math.ceil(min_order / pack - 1e-9) * pack)
     if expiry_cap is not None:
         cap = math.floor(max(expiry_cap, 0.0) / pack + 1e-9) * pack
+        if cap <= 0.0 < expiry_cap:  # some of a pack will be used before it expires: one pack,
+            cap = pack               # rather than none and a stockout
         if qty > cap:
             qty = cap if cap >= min_order else 0.0
     return float(qty)
 
 
-def expiry_cap(daily_demand: float, shelf_life_days: float | None, usable_on_hand: float) -> float | None:
-    """What the stock point can use before newly bought stock expires, beyond what it holds."""
+def expiry_cap(daily_demand: float, shelf_life_days: float | None, usable_on_hand: float,
+               lead_time_days: float = 0.0) -> float | None:
+    """What the stock point can use before newly bought stock expires, beyond what it holds:
+    the stock bought now arrives after the lead time and lasts its shelf life from then, and
+    what is held is used first (FEFO), so d·(L + shelf life) − on hand.
+
+    >>> expiry_cap(2.0, 14.0, 10.0), expiry_cap(2.0, 14.0, 10.0, lead_time_days=3.0)
+    (18.0, 24.0)
+    """
     if shelf_life_days is None:
         return None
-    return max(daily_demand * shelf_life_days - max(usable_on_hand, 0.0), 0.0)
+    return max(daily_demand * (max(lead_time_days, 0.0) + shelf_life_days) - max(usable_on_hand, 0.0), 0.0)
 
 
 def changed_enough(old: float | None, new: float, threshold: float = 0.05) -> bool:

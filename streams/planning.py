@@ -12,6 +12,7 @@ rebuilds the same models, so re-evaluating at a stored decision's instant gives 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -24,11 +25,14 @@ from domain.events import iso_utc
 from domain.intake import Intake, Ledger, Principal
 from domain.inventory import inventory_position
 from domain.policy import (
+    DEFAULT_SERVICE_FLOORS,
     DEFAULT_SERVICE_LEVELS,
     FORMULA,
     LeadTimeDemand,
     ReorderPolicy,
     changed_enough,
+    cost_service_level,
+    eoq_days,
     expiry_cap,
     lead_time_demand,
     order_quantity,
@@ -42,7 +46,7 @@ from online_models.procedures import ProcedureUsage
 from online_models.spike import SpikeDetector
 from online_models.usage_size import UsageSize
 
-MODEL_VERSION = "daily-tsb+ew-spike+ew-leadtime+usage-size/2"
+MODEL_VERSION = "daily-tsb+ew-spike+ew-leadtime+usage-size/3"
 SYSTEM = Principal("system", c.ADMIN)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEMAND_TYPES = frozenset({"usage", "implied_transfer"})
@@ -51,10 +55,35 @@ WARM_UP_DAYS = 7  # days of history before spikes are tested against the baselin
 
 @dataclass(frozen=True)
 class PlanningSettings:
+    """How the planner sets service levels and cycles.
+
+    ``service_allocation``: ``"criticality"`` (the default) takes each stock point's cycle
+    service level from ``service_levels`` by the item's criticality; ``"cost"`` sets it per
+    stock point from a cost trade-off (``domain.policy.cost_service_level``: a stockout
+    occasion costs ``stockout_cost``, holding costs ``holding_rate`` of the unit cost a year),
+    so that, for the same inventory value, cheap fast movers get high service and dear slow
+    movers less; the one number ``stockout_cost`` moves every stock point's level together
+    (the simulator calibrates it). Under ``"cost"`` the criticality still counts:
+    ``service_floors`` is the least service level by criticality, and ``service_ceiling`` the
+    most. Items without a unit cost keep the level by criticality. Every decision records
+    which rule its service level came from (``service_level_source``).
+
+    ``order_line_cost``: None (the default) orders ``cycle_days`` of use beyond the reorder
+    point; a cost per order line makes the cycle the economic order quantity's
+    (``domain.policy.eoq_days``: long for cheap fast movers, short for dear items, within 1
+    to ``max_cycle_days``), recorded in each decision's ``cycle_days`` and ``cycle_source``."""
+
     service_levels: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SERVICE_LEVELS))
     cycle_days: float = 7.0
     default_lead_time_days: float = 7.0
     change_threshold: float = 0.05
+    service_allocation: str = "criticality"
+    stockout_cost: float = 250.0
+    holding_rate: float = 0.25
+    service_floors: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SERVICE_FLOORS))
+    service_ceiling: float = 0.999
+    order_line_cost: float | None = None
+    max_cycle_days: float = 28.0
 
 
 class DemandEstimate(NamedTuple):
@@ -108,7 +137,9 @@ class StockPointModel:
         demand, spike = self.demand, self.spike
         base_mean, var = demand.predict_one()
         mean, spike_on = base_mean, False
-        if spike.active and spike.t_last is not None:
+        # On intermittent demand a day's lumpy use looks like a spike to a one-day window
+        # (false alarms ordered weeks of dear kits): there the baseline (TSB) follows alone.
+        if spike.active and spike.t_last is not None and not demand.is_intermittent():
             spike_on = True
             mean = spike.lifted_mean(spike.t_last, base_mean)
             var = var * (mean / base_mean) if base_mean > 0 else max(var, mean)
@@ -124,6 +155,13 @@ class StockPointModel:
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.demand, self.spike, self.sizes, self.undershoot, self.undershoot_day = state
+
+
+@lru_cache(maxsize=1 << 16)
+def cached_cost_service_level(covered: LeadTimeDemand, unit_cost: float, cycle_days: float,
+                              stockout_cost: float, holding_rate: float) -> float:
+    """``cost_service_level``, remembered (its inputs move about once a day, as above)."""
+    return cost_service_level(covered, unit_cost, cycle_days, stockout_cost, holding_rate)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -152,6 +190,13 @@ class Policy(NamedTuple):
     service_level: float
     cycle_days: float
     pack_size: float
+    service_source: str = "criticality"
+    trade_off: tuple[float, float] | None = None  # stockout cost and holding rate (by cost)
+    order_line_cost: float | None = None  # the cycle is the EOQ's at this cost per order line
+
+    @property
+    def cycle_source(self) -> str:
+        return "fixed" if self.order_line_cost is None else "eoq"
 
     def as_dict(self) -> dict[str, Any]:
         est, ltd = self.demand, self.ltd
@@ -172,7 +217,11 @@ class Policy(NamedTuple):
                 "known_demand": self.known_demand, "lead_time_demand_mean": ltd.mean,
                 "lead_time_demand_sd": ltd.spread, "undershoot_mean": est.undershoot.mean,
                 "undershoot_sd": est.undershoot.spread, "service_level": self.service_level,
-                "cycle_days": self.cycle_days, "pack_size": self.pack_size,
+                "service_level_source": self.service_source,
+                "stockout_cost": self.trade_off[0] if self.trade_off else None,
+                "holding_rate": self.trade_off[1] if self.trade_off else None,
+                "cycle_days": self.cycle_days, "cycle_source": self.cycle_source,
+                "order_line_cost": self.order_line_cost, "pack_size": self.pack_size,
                 "formula": FORMULA, "model_version": MODEL_VERSION,
             },
         }
@@ -190,6 +239,11 @@ class Planner:
         self.lead_times: dict[tuple[str, str], LeadTime] = {}
         self.procedures = ProcedureUsage()
         self.case_usage: dict[str, dict[str, float]] = {}
+        # How far ahead cases are scheduled, by location (days; the latest few hundred), and
+        # each stock point's use (all of it, and that of scheduled cases): what share of the
+        # lead-time demand the schedule already shows.
+        self.schedule_leads: dict[str, deque[float]] = {}
+        self.scheduled_use: dict[str, list[float]] = {}
 
     # -- learning ---------------------------------------------------------------------
     def learn(self, event: Any) -> list[str]:
@@ -222,6 +276,9 @@ class Planner:
                              and e["case_id"] in self.ledger.scheduled.get(e["location"], {}))
             model.learn_use((at - EPOCH).total_seconds() / 86400.0, local.toordinal(), local.weekday(),
                             e["quantity"], spike=not scheduled)
+            use = self.scheduled_use.setdefault(sp_id, [0.0, 0.0])
+            use[0] += e["quantity"] if scheduled else 0.0
+            use[1] += e["quantity"]
             if etype == "usage" and e.get("case_id"):
                 used = self.case_usage.setdefault(e["case_id"], {})
                 used[e["sku"]] = used.get(e["sku"], 0.0) + e["quantity"]
@@ -238,6 +295,9 @@ class Planner:
         case = self.ledger.streams[event.originator_id]
         assert isinstance(case, SurgicalCase)
         etype = event.event["type"]
+        if etype == "surgery_scheduled" and case.location and event.event.get("scheduled_for"):
+            ahead = epoch_days(event.event["scheduled_for"]) - epoch_days(event.event["occurred_at"])
+            self.schedule_leads.setdefault(case.location, deque(maxlen=500)).append(max(ahead, 0.0))
         if etype == "surgery_completed":
             used = self.case_usage.pop(case.case_id, {})
             if case.procedure:
@@ -266,15 +326,28 @@ class Planner:
         default_lt = item.lead_time_days if item.lead_time_days else s.default_lead_time_days
         lt_mean, lt_var, lt_learned = self.lead_time(item.supplier or "", sp.sku, default_lt)
         known = self._known_demand(sp, now, lt_mean)
-        # The daily demand learned from every use already expects the average case load over
-        # the lead time (d·L); the schedule adds only what it shows beyond that, so that the
-        # cases are not counted twice: mean = max(d·L, known).
-        extra = max(known - mean * lt_mean, 0.0)
-        ltd = lead_time_demand(mean, est.var, lt_mean, lt_var, extra, extra, est.mean_error_var)
-        alpha = service_level(item.criticality, s.service_levels)
-        pol = cached_reorder_policy(ltd, alpha, est.undershoot)
+        # The daily demand d learned from every use already expects the average case load;
+        # of the lead time's d·L the schedule already shows the share k = (share of this
+        # stock point's use that came from scheduled cases) × (share of a scheduled case's
+        # lead time it is known ahead, E[min(ahead, L)]/L, from how far ahead cases are
+        # scheduled here). The lead-time demand is the known use plus the rest, d·L·(1 − k),
+        # so that cases are not counted twice; only that rest keeps the daily variance (a
+        # thinned count), the scheduled use adds its own (Poisson).
+        shown = self._schedule_share(sp, lt_mean) if known > 0 else 0.0
+        u = 1.0 - shown
+        ltd = lead_time_demand(mean * u, est.var * u, lt_mean, 0.0, known, known,
+                               est.mean_error_var * u) + LeadTimeDemand(0.0, mean * mean * max(lt_var, 0.0))
         pack = item.pack_size or 1.0
-        cycle = math.ceil(mean * s.cycle_days / pack - 1e-9) * pack if mean > 0 else 0.0
+        cycle_days = s.cycle_days
+        eoq = s.order_line_cost is not None and bool(item.unit_cost) and mean > 0
+        if eoq:
+            assert s.order_line_cost is not None and item.unit_cost
+            life = item.extra.get("shelf_life_days")  # perishables: at most half the shelf life
+            cycle_days = eoq_days(mean, float(item.unit_cost), s.order_line_cost, s.holding_rate,
+                                  min(s.max_cycle_days, float(life) / 2) if life else s.max_cycle_days)
+        cycle = math.ceil(mean * cycle_days / pack - 1e-9) * pack if mean > 0 else 0.0
+        alpha, source = self._service_level(item, ltd + est.undershoot, mean, max(cycle, pack))
+        pol = cached_reorder_policy(ltd, alpha, est.undershoot)
         model_rop, model_out = pol.reorder_point, pol.reorder_point + cycle
         rop, out, override = model_rop, model_out, None
         if sp.override:
@@ -291,7 +364,22 @@ class Planner:
             override = dict(o, by=sp.override_by, frozen=bool(frozen))
         return Policy(max(rop - ltd.mean, 0.0) if override else pol.safety_stock, rop, out,
                       pol.safety_stock, model_rop, model_out, override, est, lt_mean, lt_var,
-                      lt_learned, known, ltd, alpha, s.cycle_days, pack)
+                      lt_learned, known, ltd, alpha, cycle_days, pack, source,
+                      None if source == "criticality" else (s.stockout_cost, s.holding_rate),
+                      s.order_line_cost if eoq else None)
+
+    def _service_level(self, item: Any, covered: LeadTimeDemand, mean: float,
+                       order_qty: float) -> tuple[float, str]:
+        """The cycle service level of a stock point and the rule it came from: by the item's
+        criticality, or (``service_allocation="cost"``) from the cost trade-off over an order
+        cycle of ``order_qty``/``mean`` days, at least the criticality's floor."""
+        s = self.settings
+        if s.service_allocation != "cost" or not item.unit_cost or mean <= 0:
+            return service_level(item.criticality, s.service_levels), "criticality"
+        alpha = min(cached_cost_service_level(covered, float(item.unit_cost), order_qty / mean,
+                                              s.stockout_cost, s.holding_rate), s.service_ceiling)
+        floor = s.service_floors.get(item.criticality, 0.0)
+        return (floor, "criticality_floor") if alpha < floor else (alpha, "cost")
 
     def lead_time(self, supplier: str, sku: str, default_days: float) -> tuple[float, float, bool]:
         """Mean and variance (days²) of a supplier's lead time for an item, and whether any
@@ -313,6 +401,16 @@ class Planner:
         mean = sum(k * mu for k, mu, _ in rows) / n
         var = sum(k * (v + (mu - mean) ** 2) for k, mu, v in rows) / n
         return mean, math.sqrt(max(var, 0.0)), n
+
+    def _schedule_share(self, sp: StockPoint, lead_time_days: float) -> float:
+        """The share of a stock point's demand over the lead time that the schedule already
+        shows (0 to 1)."""
+        use = self.scheduled_use.get(sp.id)
+        leads = self.schedule_leads.get(sp.location)
+        if not use or not use[1] or not leads or lead_time_days <= 0:
+            return 0.0
+        ahead = sum(min(x, lead_time_days) for x in leads) / len(leads) / lead_time_days
+        return min(use[0] / use[1], 1.0) * ahead
 
     def _known_demand(self, sp: StockPoint, now: datetime, lead_time_days: float) -> float:
         """Expected use by cases scheduled at this location within the lead time."""
@@ -391,7 +489,10 @@ class Planner:
         demand = policy.demand.mean
         if ip <= rop and not sp.need_open and out > 0:
             shelf_life = item.extra.get("shelf_life_days")
-            cap = expiry_cap(demand, float(shelf_life), on_hand) if shelf_life else None
+            # What perishable stock will be used before it expires is judged on the baseline:
+            # a spike's recent rate is not a forecast for the whole shelf life.
+            cap = expiry_cap(min(demand, policy.demand.baseline_mean or demand), float(shelf_life),
+                             on_hand, policy.lead_time_days) if shelf_life else None
             qty = order_quantity(ip, out, item.pack_size, float(item.extra.get("min_order") or 0), cap)
             if qty > 0:
                 intake.record_decision(sp, decision(type="replenishment_needed", quantity=qty,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from statistics import NormalDist
 from typing import Any
@@ -44,6 +45,7 @@ POLICIES = (*BASELINES, "dynamic")
 FREEZE_DAY = 90
 WINDOW_DAYS = 28
 CYCLE_DAYS = 7.0
+ORDER_LINE_COST = 5.0  # dynamic's cost of an order line when it allocates by cost (EOQ cycles)
 SIM_KEY = b"simulation-case-id-key-not-secret"  # pseudonyms of invented cases
 ADMIN = Principal("simulator", "admin")
 SCANNER = Principal("simulator-scanner", "scanner")
@@ -135,15 +137,23 @@ class Dynamic:
 
     name = "dynamic"
 
-    def __init__(self, hospital: Hospital, start: datetime, levels: dict[str, float]) -> None:
+    def __init__(self, hospital: Hospital, start: datetime, levels: dict[str, float],
+                 stockout_cost: float | None = None) -> None:
+        """``levels``: the service levels by criticality; ``stockout_cost``: when given, the
+        service levels are allocated by cost at that cost of a stockout occasion
+        (``PlanningSettings.service_allocation="cost"``, the criticality floors as default)
+        and the cycles are the EOQ's at ``ORDER_LINE_COST`` an order line."""
         self.hospital = hospital
         self.start = start
         self.now = start
         self.levels = levels
+        planning = PlanningSettings(service_levels=dict(levels), cycle_days=CYCLE_DAYS)
+        if stockout_cost is not None:
+            planning = replace(planning, service_allocation="cost", stockout_cost=stockout_cost,
+                               order_line_cost=ORDER_LINE_COST)
         self.processor = Processor(EventStore(env=memory_env()), SIM_KEY,
                                    late_after=timedelta(days=3), clock=lambda: self.now,
-                                   planning=PlanningSettings(service_levels=dict(levels),
-                                                             cycle_days=CYCLE_DAYS))
+                                   planning=planning)
         self.rejected: list[dict[str, Any]] = []
         self.events = 0
 
@@ -222,12 +232,25 @@ class Dynamic:
             if ip > policy.reorder_point:
                 continue
             life = item.extra.get("shelf_life_days")
-            cap = expiry_cap(policy.demand.mean, float(life), on_hand) if life else None
+            est = policy.demand  # on the baseline, as the planner judges it
+            cap = expiry_cap(min(est.mean, est.baseline_mean or est.mean), float(life), on_hand,
+                             policy.lead_time_days) if life else None
             qty = order_quantity(ip, policy.order_up_to, item.pack_size,
                                  float(item.extra.get("min_order") or 0), cap)
             if qty > 0:
                 out[f"{sp.sku}@{sp.location}"] = qty
         return out
+
+    def service_levels(self) -> dict[str, float]:
+        """The mean service level of the stock points of each criticality, as the policy
+        stands now (by cost, each stock point has its own)."""
+        ledger, planner = self.processor.ledger, self.processor.planner
+        levels: dict[str, list[float]] = {}
+        for sp in ledger.streams.values():
+            if isinstance(sp, StockPoint) and (policy := planner.policy(sp, self.now)) is not None:
+                item = ledger.catalog.item(sp.sku, self.now)
+                levels.setdefault(item.criticality if item else "normal", []).append(policy.service_level)
+        return {k: sum(v) / len(v) for k, v in sorted(levels.items())}
 
     def plan_values(self, sp_id: str) -> tuple[float | None, float | None, float | None]:
         sku, loc = sp_id.split("@")

@@ -134,7 +134,7 @@ def write_html(c: Comparison, path: Path) -> None:
             forecast_plots.append(_line_chart({"actual demand": s["demand"], "forecast (per day)": s["forecast"]},
                                               {"actual demand": "#999", "forecast (per day)": "#1f77b4"},
                                               f"{sp}: forecast vs actual", start=WARM_UP_DAYS))
-    calib = "".join(f"<tr><td>{s:.2%}</td><td>{v:,.0f}</td><td>{n}</td></tr>" for s, v, n in c.calibration)
+    calib = "".join(f"<tr><td>{s:,.1f}</td><td>{v:,.0f}</td><td>{n}</td></tr>" for s, v, n in c.calibration)
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>replenish simulate: {html.escape(c.scenario)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1500px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}
@@ -142,13 +142,13 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{t
 <h1>Policy comparison: scenario <code>{html.escape(c.scenario)}</code>, seed {c.seed}</h1>
 <p>{c.days} simulated days; the first {WARM_UP_DAYS} are warm-up and excluded from every figure.
 {c.n_items} items, {len(c.world.hospital.stock_points)} stock points. Demand that stock cannot meet is lost
-(not backordered). Figures follow <code>domain/kpis.py</code>. <code>dynamic</code>'s service levels were
+(not backordered). Figures follow <code>domain/kpis.py</code>. <code>dynamic</code>'s service levels, allocated by cost, were
 calibrated so that its average inventory value is no higher than the leanest baseline's
 ({c.target_inventory:,.0f}).</p>
 <table><tr><th>policy</th>{head}</tr>{rows}</table>
 <h2>Policy comparison</h2><div class="grid">{bars}</div>
 <h2>Stock over time against the reorder point and safety stock</h2><div class="grid">{"".join(stock_plots)}</div>
 <h2>Forecast against actual use (dynamic, after warm-up)</h2><div class="grid">{"".join(forecast_plots)}</div>
-<h2>Calibration of dynamic</h2><table><tr><th>service level (every criticality)</th><th>avg inventory value</th>
+<h2>Calibration of dynamic</h2><table><tr><th>cost of a stockout occasion (service allocated by cost)</th><th>avg inventory value</th>
 <th>stockout days</th></tr>{calib}</table></body></html>"""
     path.write_text(doc)

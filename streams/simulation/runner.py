@@ -130,12 +130,13 @@ def history_world(history: Any, seed: int = 0) -> World:
 
 
 def simulate_policy(world: World, name: str, alpha: float | None = None,
-                    progress: Progress | None = None) -> RunResult:
+                    progress: Progress | None = None, stockout_cost: float | None = None) -> RunResult:
     """Run one policy over the world's days; ``alpha``: one service level for every
-    criticality (dynamic's calibration), None for the defaults by criticality."""
+    criticality, None for the defaults by criticality; ``stockout_cost``: dynamic's service
+    levels allocated by cost at that cost of a stockout occasion (its calibration's knob)."""
     h, plan, sc = world.hospital, world.plan, world.scenario
     levels = uniform_levels(alpha)
-    dynamic = Dynamic(h, START, levels) if name == "dynamic" else None
+    dynamic = Dynamic(h, START, levels, stockout_cost) if name == "dynamic" else None
     baseline = Baseline(name, h, levels) if name in BASELINES else None
     if dynamic is None and baseline is None:
         raise ValueError(f"unknown policy {name!r}")
@@ -331,39 +332,39 @@ def simulate_policy(world: World, name: str, alpha: float | None = None,
     if dynamic is not None:
         figures["events_processed"] = dynamic.events
         figures["events_rejected"] = len(dynamic.rejected)
-        figures["service_levels"] = levels
+        figures["service_levels"] = levels if stockout_cost is None else dynamic.service_levels()
+        if stockout_cost is not None:
+            figures["stockout_cost"] = stockout_cost
     return RunResult(name, figures, series, alpha if dynamic is not None else None)
 
 
 def calibrate(world: World, target_inventory: float, steps: int = 6,
               progress: Progress | None = None) -> tuple[RunResult, list[tuple[float, float, int]]]:
-    """The dynamic run at the highest single service level (for every criticality) whose
-    average inventory value is no higher than ``target_inventory``: a bisection on the
-    service level's logit between 50 % and 99.9 %. Returns the run and the tries (service
-    level, average inventory value, stockout days)."""
+    """The dynamic run with service levels allocated by cost
+    (``PlanningSettings.service_allocation="cost"``, the criticality floors kept) at the
+    highest cost of a stockout occasion whose average inventory value is no higher than
+    ``target_inventory``: a bisection on its logarithm between 10 and 10,000. Returns the run
+    and the tries (stockout cost, average inventory value, stockout days)."""
     tries: list[tuple[float, float, int]] = []
     best: RunResult | None = None
 
-    def run(alpha: float) -> bool:
+    def run(cost: float) -> bool:
         nonlocal best
-        r = simulate_policy(world, "dynamic", alpha, progress)
+        r = simulate_policy(world, "dynamic", progress=progress, stockout_cost=cost)
         inv = r.figures["avg_inventory_value"]
-        tries.append((alpha, inv, r.figures["stockout_days"]))
+        tries.append((cost, inv, r.figures["stockout_days"]))
         fits = inv <= target_inventory
-        if fits and (best is None or alpha > (best.service_level or 0.0)):
+        if fits and (best is None or cost > best.figures["stockout_cost"]):
             best = r
         return fits
 
-    def logit(p: float) -> float:
-        return math.log(p / (1 - p))
-
-    lo, hi = logit(0.5), logit(0.999)
-    if not run(0.5):
+    lo, hi = math.log(10.0), math.log(10_000.0)
+    if not run(math.exp(lo)):
         assert best is None
-        return simulate_policy(world, "dynamic", 0.5), tries
+        return simulate_policy(world, "dynamic", stockout_cost=math.exp(lo)), tries
     for _ in range(steps):
         mid = (lo + hi) / 2
-        if run(1 / (1 + math.exp(-mid))):
+        if run(math.exp(mid)):
             lo = mid
         else:
             hi = mid
@@ -387,10 +388,12 @@ class Comparison:
                 "warm_up_days": WARM_UP_DAYS, "items": self.n_items,
                 "stock_points": len(self.world.hospital.stock_points), "unmet_demand": "lost",
                 "calibration": {"target_avg_inventory_value": self.target_inventory,
-                                "service_level": self.results["dynamic"].service_level,
+                                "service_allocation": "cost",
+                                "stockout_cost": self.results["dynamic"].figures.get("stockout_cost"),
+                                "service_levels": self.results["dynamic"].figures.get("service_levels"),
                                 "met_target": self.results["dynamic"].figures["avg_inventory_value"]
                                 <= self.target_inventory,
-                                "tries": [{"service_level": s, "avg_inventory_value": v,
+                                "tries": [{"stockout_cost": s, "avg_inventory_value": v,
                                            "stockout_days": n} for s, v, n in self.calibration]},
                 "policies": {name: r.figures for name, r in self.results.items()}}
 

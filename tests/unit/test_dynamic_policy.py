@@ -9,6 +9,7 @@ import math
 import pickle
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,29 @@ def evaluated(p: Processor, sku: str = SUTURE, location: str = WARD, now: dateti
     policy = p.planner.evaluate(sp, now or p.clock())
     assert policy is not None
     return policy
+
+
+def test_service_allocated_by_cost_gives_a_cheap_item_more_and_records_where_it_came_from() -> None:
+    """Under ``service_allocation="cost"`` a cheap suture gets a higher service level than
+    the same demand priced as a dear item, a critical item never goes below its floor, and
+    every policy records the rule its service level came from (and, with an order-line cost,
+    that its cycle is the EOQ's)."""
+    rng = random.Random(3)
+    levels = {}
+    for cost in (0.2, 2000.0):
+        w = ward(unit_cost=cost)
+        for t, qty in daily_uses(rng, 0, 40, per_day=6):
+            use(w, t, qty)
+        assert evaluated(w.p)["inputs"]["service_level_source"] == "criticality"
+        w.p.planner.settings = replace(w.p.planner.settings, service_allocation="cost",
+                                       stockout_cost=50.0, order_line_cost=5.0)
+        inputs = evaluated(w.p)["inputs"]
+        levels[cost] = inputs["service_level"]
+        assert inputs["service_level"] >= 0.75  # the critical floor
+        assert inputs["service_level_source"] in {"cost", "criticality_floor"}
+        assert inputs["stockout_cost"] == 50.0 and inputs["holding_rate"] == 0.25
+        assert inputs["cycle_source"] == "eoq" and inputs["order_line_cost"] == 5.0
+    assert levels[0.2] > levels[2000.0]
 
 
 def reorder_point(w: World, sku: str = SUTURE, location: str = WARD) -> float:

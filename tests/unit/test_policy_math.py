@@ -15,6 +15,8 @@ from domain.policy import (
     DEFAULT_SERVICE_LEVELS,
     LeadTimeDemand,
     changed_enough,
+    cost_service_level,
+    eoq_days,
     expiry_cap,
     lead_time_demand,
     ltd_cdf,
@@ -136,8 +138,8 @@ def test_order_quantity_is_whole_packs_at_least_the_minimum_and_within_the_expir
         assert qty == 0
     if qty > 0:
         assert qty >= min_order - 1e-6
-    if cap is not None:
-        assert qty <= cap + 1e-6
+    if cap is not None:  # within the cap, or one pack when the cap is less than a pack
+        assert qty <= max(cap, pack if cap > 0 else 0.0) + 1e-6
     elif order_up_to > position:
         assert position + qty >= order_up_to - 1e-6  # no cap: the need is covered
         assert position + qty - pack < order_up_to or qty - pack < min_order  # by no spare pack
@@ -251,3 +253,27 @@ def test_service_level_follows_criticality() -> None:
     assert service_level("unknown") == 0.95
     assert service_level("high", {"high": 0.97, "normal": 0.9}) == 0.97
     assert service_level("other", {"normal": 0.9}) == 0.9
+
+
+@given(st.floats(0.1, 400.0), ratios, st.floats(0.01, 2000.0), st.floats(1.0, 30.0),
+       st.floats(1.0, 10_000.0))
+@settings(max_examples=200)
+def test_service_by_cost_falls_with_the_unit_cost_and_rises_with_the_stockout_cost(
+        mean: float, ratio: float, cost: float, cycle: float, stockout: float) -> None:
+    ltd = LeadTimeDemand(mean, mean * max(ratio, 1.0))
+    alpha = cost_service_level(ltd, cost, cycle, stockout, 0.25)
+    assert ltd_cdf(ltd, math.floor(mean)) - 1e-9 <= alpha <= 1.0
+    assert cost_service_level(ltd, cost * 2, cycle, stockout, 0.25) <= alpha + 1e-12
+    assert cost_service_level(ltd, cost, cycle, stockout * 2, 0.25) >= alpha - 1e-12
+    # the reorder point it implies stops where one more unit is worth less than it costs
+    s = reorder_policy(ltd, alpha).reorder_point
+    threshold = 0.25 / 365 * cost * cycle / stockout
+    assert ltd_cdf(ltd, s + 1) - ltd_cdf(ltd, s) < threshold + 1e-12 or mean > 500
+
+
+@given(st.floats(0.01, 500.0), st.floats(0.01, 5000.0), st.floats(0.5, 50.0))
+def test_the_eoq_cycle_is_shorter_for_dearer_items_and_within_its_bounds(
+        demand: float, cost: float, line_cost: float) -> None:
+    days = eoq_days(demand, cost, line_cost, 0.25, 28.0)
+    assert 1.0 <= days <= 28.0
+    assert eoq_days(demand, cost * 4, line_cost, 0.25, 28.0) <= days
