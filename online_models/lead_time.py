@@ -41,9 +41,14 @@ class LeadTime(Slotted):
         if on_time is not None:
             self.on_time += a * ((1.0 if on_time else 0.0) - self.on_time)
 
+    @staticmethod
+    def prior_var(default_days: float) -> float:
+        """The variance (days²) assumed of a lead time before any receipt: a 20 % spread."""
+        return (0.2 * default_days) ** 2
+
     def predict(self, default_days: float, prior_weight: float = 2.0) -> tuple[float, float]:
         """Mean and variance (days²) of the lead time."""
-        prior_var = (0.2 * default_days) ** 2
+        prior_var = self.prior_var(default_days)
         if self.n == 0:
             return default_days, prior_var
         w = self.n / (self.n + prior_weight)

@@ -237,6 +237,7 @@ class Planner:
         self.settings = settings or PlanningSettings()
         self.models: dict[str, StockPointModel] = {}
         self.lead_times: dict[tuple[str, str], LeadTime] = {}
+        self.supplier_items: dict[str, list[LeadTime]] = {}  # supplier -> its items' lead-time models
         self.procedures = ProcedureUsage()
         self.case_usage: dict[str, dict[str, float]] = {}
         # How far ahead cases are scheduled, by location (days; the latest few hundred), and
@@ -254,8 +255,8 @@ class Planner:
             return self._learn_case(event)
         if isinstance(event, PurchaseOrder.Issued):
             e = event.event
-            return [stock_point_id(line["sku"], e["location"]) for line in e["lines"]
-                    if stock_point_id(line["sku"], e["location"]) in self.ledger.streams]
+            ids = (stock_point_id(line["sku"], line.get("location") or e["location"]) for line in e["lines"])
+            return [sp_id for sp_id in dict.fromkeys(ids) if sp_id in self.ledger.streams]
         if isinstance(event, StockPoint.OverrideSet):
             return [event.originator_id]
         return []
@@ -287,7 +288,10 @@ class Planner:
             if isinstance(po, PurchaseOrder) and po.issued_at and e["sku"] in po.lines and po.supplier:
                 days = epoch_days(e["occurred_at"]) - epoch_days(po.issued_at)
                 on_time = e["occurred_at"] <= po.expected_at if po.expected_at else None
-                lt = self.lead_times.setdefault((po.supplier, e["sku"]), LeadTime())
+                lt = self.lead_times.get((po.supplier, e["sku"]))
+                if lt is None:
+                    lt = self.lead_times[(po.supplier, e["sku"])] = LeadTime()
+                    self.supplier_items.setdefault(po.supplier, []).append(lt)
                 lt.learn_one(max(days, 0.0), on_time)
         return [sp_id]
 
@@ -387,14 +391,14 @@ class Planner:
         master-data lead time), whose spread is 20 % of it before any receipt."""
         model = self.lead_times.get((supplier, sku))
         if model is None:
-            return default_days, (0.2 * default_days) ** 2, False
+            return default_days, LeadTime.prior_var(default_days), False
         mean, var = model.predict(default_days)
         return mean, var, bool(model.n)
 
     def supplier_lead_time(self, supplier: str) -> tuple[float | None, float | None, int]:
         """A supplier's lead time over its items (the raw learned figures, weighted by the
         receipts of each): mean, spread and the number of receipts."""
-        rows = [(m.n, m.mean, m.var) for (sup, _), m in self.lead_times.items() if sup == supplier and m.n]
+        rows = [(m.n, m.mean, m.var) for m in self.supplier_items.get(supplier, ()) if m.n]
         n = sum(r[0] for r in rows)
         if not n:
             return None, None, 0
@@ -522,7 +526,7 @@ class Planner:
             open_id = intake.open_alert(sp, kind)
             if on and open_id is None:
                 text, extra = message(), None
-                if kind == c.ALERT_STOCKOUT and (subs := self.substitutes(sp, now)):
+                if kind in (c.ALERT_STOCKOUT, c.ALERT_STOCKOUT_RISK) and (subs := self.substitutes(sp, now)):
                     # Name the registered substitutes that have stock (README, "Procurement").
                     text += "; substitute with stock: " + ", ".join(
                         f"{x['sku']} ({x['on_hand']:g} at {x['location']})" for x in subs[:3])

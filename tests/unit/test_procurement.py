@@ -659,3 +659,16 @@ def test_acknowledgements_and_shipping_notices_reach_the_scorecard() -> None:
 def iso_z(t: Any) -> str:
     from domain.events import iso_utc
     return iso_utc(t)
+
+
+def test_a_stockout_names_a_registered_substitute_that_has_stock() -> None:
+    w = World()
+    ok(w, w.item(sku="GLOVE-L", lead_time_days=3), w.item(sku=SKU, lead_time_days=3, substitutes=["GLOVE-L"]))
+    ok(w, w.receipt(10, "L1", location=WARD, at=w.now - timedelta(days=10)),
+       w.stock("receipt", 30, "G1", location=WARD, sku="GLOVE-L", expiry="2027-06-30",
+               at=w.now - timedelta(days=10)), by=SCANNER)
+    for day in range(9, -1, -1):
+        ok(w, w.usage(1, "L1", location=WARD, at=w.now - timedelta(days=day, minutes=5)), by=SCANNER)
+    (alert,) = [a for a in w.p.alerts(kind="stockout") if a["sku"] == SKU]
+    assert [(s["sku"], s["location"], s["on_hand"]) for s in alert["substitutes"]] == [("GLOVE-L", WARD, 30.0)]
+    assert "GLOVE-L" in alert["message"]
