@@ -3,6 +3,7 @@ workers (each with a relay) and the API producing to Kafka."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -39,9 +40,12 @@ def make_topics(settings: Settings) -> dict[str, int]:
                          settings.kafka_replication)
 
 
-def _processor(store: EventStore, settings: Settings) -> Processor:
+def _processor(store: EventStore, settings: Settings, role: str) -> Processor:
+    """A worker's model (procurement role ``needs``: its stock points' requisitions) or the
+    API's (``notices``: the scorecards and supplier notices, one writer of those streams)."""
+    procurement = dataclasses.replace(settings.procurement_settings(), role=role)
     return Processor(store, settings.case_id_key.get_secret_value().encode(),
-                     late_after=timedelta(minutes=settings.late_after_minutes))
+                     late_after=timedelta(minutes=settings.late_after_minutes), procurement=procurement)
 
 
 def build_distributed_app(settings: Settings) -> FastAPI:
@@ -52,7 +56,7 @@ def build_distributed_app(settings: Settings) -> FastAPI:
     make_topics(settings)
     store = postgres_store(settings)
     runner = DistributedRunner(
-        _processor(store, settings),
+        _processor(store, settings, "notices"),
         KafkaIngest(settings.kafka_bootstrap, topics_of(settings), settings.outcome_wait_seconds))
     # The read side follows the same store: a ClickHouse server (REPLENISH_CLICKHOUSE_DSN), or
     # on one machine the embedded engine in this process.
@@ -86,7 +90,7 @@ def run_worker(settings: Settings, relay: bool = True, loglevel: str = "INFO") -
     counts = make_topics(settings)
     topics = topics_of(settings)
     dsn = settings.postgres_dsn.get_secret_value()
-    processor = _processor(TrackedEventStore(postgres_env(dsn)), settings)
+    processor = _processor(TrackedEventStore(postgres_env(dsn)), settings, "needs")
     name = f"{socket.gethostname()}-{os.getpid()}"
     config = WorkerConfig(
         bootstrap=settings.kafka_bootstrap, topics=topics, roles=settings.roles_by_principal(),

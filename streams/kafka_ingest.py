@@ -277,8 +277,29 @@ class DistributedRunner(EmbeddedRunner):
         feed = self.processor.ledger.alert_feed
         before = len(feed)
         n = self.processor.follow()
+        try:  # supplier notices of what was followed (procurement's ``notices`` role)
+            n += self.processor.tick().stored
+        except IntegrityError:  # another writer got there first: follow, then try again
+            n += self.processor.follow()
         feed = self.processor.ledger.alert_feed  # the same list unless the model was rebuilt
         return n, [a for a in feed[before:] if a.get("change") == "raised"]
+
+    async def decide_requisition(self, requisition_id: str, approve: bool, reason: str,
+                                 principal: Principal) -> dict[str, Any]:
+        """Approve or reject a requisition, stored by this process after following the log
+        (tried once more should a worker have stored on it since)."""
+        def decide() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            self.processor.follow()
+            return self.processor.decide_requisition(requisition_id, approve, reason, principal)
+
+        loop = asyncio.get_running_loop()
+        try:
+            req, alerts = await loop.run_in_executor(self._executor, decide)
+        except IntegrityError:
+            req, alerts = await loop.run_in_executor(self._executor, decide)
+        self._notify()
+        self._tell(alerts)
+        return req
 
     async def _follow(self) -> None:
         while True:

@@ -153,7 +153,8 @@ class Processor:
                 for event in wave:
                     self.purchasing.act(event, self.intake, now, cause)
             for sp_id in affected:
-                self.planner.decide(sp_id, self.intake, now, cause)
+                if self.owns(sp_id):  # (the API's model on the distributed profile owns none)
+                    self.planner.decide(sp_id, self.intake, now, cause)
         raise RuntimeError(f"event {cause}: decisions kept following each other after "
                            f"{MAX_SETTLE_ROUNDS} rounds")
 
@@ -174,6 +175,7 @@ class Processor:
             _note_poster(posted_by, event)
             n += 1
             position = notification.id
+        purchasing.queued.clear()  # what the log held at start was acted on when it was stored
         self.ledger, self.planner, self.purchasing, self.posted_by = ledger, planner, purchasing, posted_by
         self.intake = self._new_intake(ledger)
         self.position, self._own = position, set()
@@ -451,13 +453,15 @@ class Processor:
 
     def tick(self, now: datetime | None = None) -> BatchResult:
         """Submit the requisitions whose ordering window has closed (the runner calls this
-        now and then, so a quiet hour still orders)."""
+        now and then, so a quiet hour still orders), and, in the ``notices`` role (the API's
+        model on the distributed profile), raise the supplier notices of what it followed."""
         now = now or self.clock()
-        if not (self.purchasing.enabled and self.ledger.collecting):
+        if not (self.purchasing.enabled and (self.ledger.collecting or self.purchasing.queued)):
             return BatchResult([], [], 0)
         try:
             mark = len(self.intake.recorded)
             self.purchasing.release_due(self.intake, now)
+            self.purchasing.raise_queued(self.intake, now)
             self._settle(mark, now, None)
             n = len(self.intake.recorded)
             alerts = self._commit()

@@ -69,6 +69,10 @@ class ProcurementSettings:
     (the service's default; the simulator orders by its own rules)."""
 
     enabled: bool = False
+    # ``all`` (one process does everything); on the distributed profile the workers take
+    # ``needs`` (requisitions, transfer requests, consignment: their own stock points' streams)
+    # and the API ``notices`` (scorecards and supplier notices: one writer of those streams).
+    role: str = "all"
     ordering_window: timedelta = timedelta(0)
     auto_approve_limit: float = 5_000.0
     second_approval_limit: float = 25_000.0
@@ -88,7 +92,9 @@ class ApprovalError(Exception):
         self.status = status
 
 
-OPEN_STATUSES = ("collecting", "pending_approval", "awaiting_second_approval")
+# The stored events that may call for a supplier notice (``Purchasing.notices``).
+NOTICE_EVENTS = (StockPoint.Recorded, PurchaseOrder.Issued, PurchaseOrder.Inspected, PurchaseOrder.Acknowledged,
+                 PurchaseOrder.Shipped, SupplyTerms.Inspected, Recall.Issued, Recall.Closed, Requisition.LineAdded)
 
 
 class Purchasing:
@@ -102,6 +108,7 @@ class Purchasing:
         self._first_receipts: set[tuple[str, str, str]] = set()  # (po, sku, location) delivered
         # (sku, location) -> the open transfer requests for it (fulfilled when all has arrived)
         self.open_transfers: dict[tuple[str, str], set[str]] = {}
+        self.queued: list[Any] = []  # the ``notices`` role: followed events still to act on
 
     @property
     def enabled(self) -> bool:
@@ -121,6 +128,8 @@ class Purchasing:
     def learn(self, event: Any) -> list[str]:
         """Update the suppliers' records with one stored event; the stock points whose
         inventory position it changed (requisitions and transfer requests count as on order)."""
+        if self.settings.role == "notices" and self.settings.enabled and isinstance(event, NOTICE_EVENTS):
+            self.queued.append(event)
         if isinstance(event, StockPoint.Recorded):
             e = event.event
             if e["type"] == "receipt":
@@ -274,7 +283,15 @@ class Purchasing:
 
     # -- acting (live only) ---------------------------------------------------------
     def act(self, event: Any, intake: Intake, now: datetime, cause: str | None) -> None:
-        """Record what follows from one event the batch stored (module docstring)."""
+        """Record what follows from one event the batch stored (module docstring): needs
+        become orders (roles ``all`` and ``needs``), and supplier notices are raised (``all``;
+        the ``notices`` role raises them in ``raise_queued``)."""
+        if self.settings.role in ("all", "needs"):
+            self._needs(event, intake, now)
+        if self.settings.role == "all":
+            self.notices(event, intake, now)
+
+    def _needs(self, event: Any, intake: Intake, now: datetime) -> None:
         if isinstance(event, StockPoint.Decided) and event.decision["type"] == "replenishment_needed":
             sp = self.ledger.streams[event.originator_id]
             assert isinstance(sp, StockPoint)
@@ -283,10 +300,35 @@ class Purchasing:
             e = event.event
             if e["type"] == "usage":
                 self._consigned_use(event, intake, now)
-            elif e["type"] == "receipt":
-                self._rescore(e, intake, now)
             elif e["type"] == "transfer" and e.get("side") == "in":
                 self._transfers_settled(e, intake, now)
+
+    def raise_queued(self, intake: Intake, now: datetime) -> int:
+        """The ``notices`` role: raise what the events followed since the last call call for."""
+        queued, self.queued = self.queued, []
+        for event in queued:
+            self.notices(event, intake, now)
+        return len(queued)
+
+    def notices(self, event: Any, intake: Intake, now: datetime) -> None:
+        """Re-score a supplier after a receipt, inspection, acknowledgement, shipping notice or
+        recall (and raise ``contract_breach``), announce a purchase order procurement issued,
+        and name the suppliers whose certificates kept them out or need a buyer."""
+        if isinstance(event, StockPoint.Recorded):
+            if event.event["type"] == "receipt":
+                self._rescore(event.event, intake, now)
+        elif isinstance(event, PurchaseOrder.Issued):
+            e = event.event
+            if e.get("requisition_id"):
+                self._notice(e["supplier"], c.ALERT_PURCHASE_ORDER, e["event_id"],
+                             f"purchase order {e['po_id']} to {e['supplier']}: {len(e['lines'])} line(s), "
+                             f"value {float(e.get('value') or 0):.2f}", intake, now, dedupe=False,
+                             extra={"po_id": e["po_id"], "requisition_id": e["requisition_id"], "po": e})
+        elif isinstance(event, Requisition.LineAdded):
+            for cand in event.line.get("candidates") or []:
+                if cand.get("excluded") or {"no_certificate", "certificate_expiring"} & set(cand.get("flags") or ()):
+                    self._certificate_notice(cand["supplier"], cand["certificates"], intake, now,
+                                             event.line.get("cause_event_id"))
         elif isinstance(event, PurchaseOrder.Inspected | SupplyTerms.Inspected | PurchaseOrder.Acknowledged
                         | PurchaseOrder.Shipped):
             self._rescore(event.event, intake, now)
@@ -311,9 +353,6 @@ class Purchasing:
             return
         candidates = self.candidates(sp, item, qty, now)
         chosen = choose(candidates)
-        for cand in candidates:
-            if cand.excluded or "no_certificate" in cand.flags or "certificate_expiring" in cand.flags:
-                self._certificate_notice(cand, intake, now, need.get("cause_event_id"))
         cost = chosen.costing if chosen else None
         line = {"sku": sp.sku, "location": sp.location, "need_quantity": qty,
                 "quantity": cost.quantity if cost else qty,
@@ -421,8 +460,8 @@ class Purchasing:
             window_until = req.window_until or iso_utc(now)
         req.add_line(now, line, window_until)
         intake._touch(req)
-        if self.settings.ordering_window <= timedelta(0):
-            self._submit(req, intake, now)
+        if self.settings.ordering_window <= timedelta(0) or self.settings.role == "needs":
+            self._submit(req, intake, now)  # (workers own stock points, not a site's requisitions)
 
     def release_due(self, intake: Intake, now: datetime) -> int:
         """Submit the requisitions whose ordering window has closed; how many."""
@@ -521,12 +560,8 @@ class Purchasing:
             req.reject(now, SYSTEM.name, SYSTEM.role, f"purchase order {po_id} refused: {why}")
             intake._touch(req)
             return
-        req.order(now, po_id)
+        req.order(now, po_id)  # (announced by ``notices``, from the po_issued just recorded)
         intake._touch(req)
-        self._notice(req.supplier, c.ALERT_PURCHASE_ORDER, po_event["event_id"],
-                     f"purchase order {po_id} to {req.supplier}: {len(lines)} line(s), value {req.value:.2f}",
-                     intake, now, dedupe=False, extra={"po_id": po_id, "requisition_id": req.requisition_id,
-                                                       "po": po_event})
 
     def _consigned_use(self, event: StockPoint.Recorded, intake: Intake, now: datetime) -> None:
         """A use of consigned stock: the supplier bills it (a bill-only purchase order line)
@@ -631,13 +666,14 @@ class Purchasing:
                          f"{card['batch_pass_rate']:.0%}: renegotiate or second-source",
                          intake, now, dedupe=True, extra={"score": card["score"], "peak": peak})
 
-    def _certificate_notice(self, cand: Candidate, intake: Intake, now: datetime, cause: str | None) -> None:
+    def _certificate_notice(self, supplier: str, standing: str, intake: Intake, now: datetime,
+                            cause: str | None) -> None:
         why = {"expired": "has an expired certificate and is excluded",
                "none": "has no certificate on record (a buyer must approve its orders)",
                "expiring": f"has a certificate expiring within {self.settings.certificate_warning_days} days"}
-        self._notice(cand.offer.supplier, c.ALERT_SUPPLIER_CERTIFICATE, cause,
-                     f"supplier {cand.offer.supplier} {why.get(cand.certificates, cand.certificates)}",
-                     intake, now, dedupe=True, extra={"certificates": cand.certificates})
+        self._notice(supplier, c.ALERT_SUPPLIER_CERTIFICATE, cause,
+                     f"supplier {supplier} {why.get(standing, standing)}",
+                     intake, now, dedupe=True, extra={"certificates": standing})
 
     def _notice(self, supplier: str, kind: str, cause: str | None, message: str, intake: Intake,
                 now: datetime, dedupe: bool, extra: dict[str, Any] | None = None) -> None:
