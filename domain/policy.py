@@ -28,6 +28,7 @@ Units: quantities in the item's base unit, time in days, rates per day.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, NamedTuple
@@ -184,22 +185,20 @@ def cost_service_level(covered: LeadTimeDemand, unit_cost: float, cycle_days: fl
         z = math.sqrt(-2.0 * math.log(x)) if 0.0 < x < 1.0 else (0.0 if x > 0 else 8.0)
         return NormalDist().cdf(z)
     if var <= mean * (1.0 + 1e-9):  # Poisson
-        pmf = math.exp(-mean)
-        cdf, k = pmf, 0
-        while k < 100_000:
-            nxt = pmf * mean / (k + 1)
-            if k >= mean and nxt < threshold:
-                break
-            k += 1
-            pmf = nxt
-            cdf += pmf
-        return min(cdf, 1.0)
+        return _cdf_until_pmf_below(math.exp(-mean), lambda k: mean / (k + 1), mean, threshold, 100_000)
     r = mean * mean / (var - mean)
     q = mean / var
-    pmf = math.exp(r * math.log(q))
+    return _cdf_until_pmf_below(math.exp(r * math.log(q)), lambda k: (k + r) / (k + 1) * (1.0 - q),
+                                mean, threshold, 1_000_000)
+
+
+def _cdf_until_pmf_below(pmf: float, ratio: Callable[[int], float], mean: float, threshold: float,
+                         limit: int) -> float:
+    """P(X ≤ s) at the first s at or above the mean where P(X = s + 1) falls below
+    ``threshold``, walking a discrete pmf from P(X = 0) = ``pmf`` by P(k+1)/P(k) = ``ratio(k)``."""
     cdf, k = pmf, 0
-    while k < 1_000_000:
-        nxt = pmf * (k + r) / (k + 1) * (1.0 - q)
+    while k < limit:
+        nxt = pmf * ratio(k)
         if k >= mean and nxt < threshold:
             break
         k += 1

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from .distributed_world import Deployment, wait_for
-from .test_profiles_ingest import Api
+from .test_profiles_ingest import _api
 
 SITE, SKU, OR = "H1", "CATH", "OR1"
 
@@ -26,18 +26,6 @@ def deployment(kafka_bootstrap: str, pg_database: str, tmp_path: Path) -> Iterat
         yield d
     finally:
         d.close()
-
-
-def _api(d: Deployment, profile: str) -> Api:
-    env = dict(d.env)
-    if profile == "embedded":
-        env = {k: v for k, v in env.items() if k not in (
-            "REPLENISH_PROFILE", "REPLENISH_KAFKA_BOOTSTRAP", "REPLENISH_POSTGRES_DSN")}
-    else:
-        d.start_worker().wait_assigned()
-    api = Api(env, d.tmp / f"api-{profile}.log")
-    d.processes.append(api)
-    return api.wait_ready()
 
 
 def _post(client: httpx.Client, events: list[dict[str, Any]]) -> None:
