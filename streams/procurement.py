@@ -14,6 +14,11 @@ on the events a batch just stored, and records what follows from them through th
   score falls past the threshold) and a receipt that breaks its contract raises
   ``contract_breach``.
 
+On the distributed profile the work is split by who may write which streams
+(``ProcurementSettings.role``): each worker raises its own stock points' requisitions,
+transfer requests and consignment orders (``needs``); the API process, which follows the store,
+writes the scorecards and supplier notices (``notices``, from ``queued`` events, in ``tick``).
+
 A requisition is submitted when its window closes: auto-approved (and ordered) when every line
 is on a contract with a certified supplier and its value is under the limit, otherwise it waits
 for a buyer; above the higher limit it needs a second approval by another principal.
