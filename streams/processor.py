@@ -82,6 +82,7 @@ class Processor:
         self._recheck: set[str] = set()  # stock points to check against open recalls
         self.posted_by: dict[str, str] = {}  # event id -> the principal who posted it
         self._unfrozen = 0  # events stored or replayed since the model was last frozen
+        self._deferred: dict[str, str | None] | None = None  # stock points to decide after the batch
         self.rebuild()
 
     def _new_intake(self, ledger: Ledger) -> Intake:
@@ -98,7 +99,16 @@ class Processor:
                 mark = len(self.intake.recorded)
                 self.purchasing.release_due(self.intake, now)
                 self._settle(mark, now, None)
+            # Policies are decided once per stock point, after the batch's facts (its last
+            # event the cause): what a batch changes is decided from the state it leaves.
+            self._deferred = {}
             outcomes = [self._handle(raw, principal, now) for raw, principal in items]
+            deferred, self._deferred = self._deferred, None
+            if deferred:
+                mark = len(self.intake.recorded)
+                for sp_id, cause in deferred.items():
+                    self.planner.decide(sp_id, self.intake, now, cause)
+                self._settle(mark, now, None)
             if self._recheck:
                 self._quarantine(now)
                 self._flag_recalled_uses(now)
@@ -111,6 +121,7 @@ class Processor:
             for event in recorded:
                 self._note_poster(event)
         except BaseException:
+            self._deferred = None
             self.rebuild()
             raise
         self._maybe_freeze(len(recorded))
@@ -123,8 +134,9 @@ class Processor:
             self._unfrozen = 0
 
     def _handle(self, raw: Any, principal: Principal, now: datetime) -> Outcome:
-        """Decide one event, let the models learn from what it stored, then decide the
-        policy of each stock point it may have moved (all within the batch's transaction)."""
+        """Decide one event, let the models learn from what it stored, and note the stock
+        points it may have moved (their policy is decided after the batch's facts, within the
+        batch's transaction)."""
         mark = len(self.intake.recorded)
         outcome = self.intake.handle(raw, principal, now)
         self._settle(mark, now, outcome.event_id)
@@ -153,7 +165,12 @@ class Processor:
                 for event in wave:
                     self.purchasing.act(event, self.intake, now, cause)
             for sp_id in affected:
-                if self.owns(sp_id):  # (the API's model on the distributed profile owns none)
+                if not self.owns(sp_id):  # (the API's model on the distributed profile owns none)
+                    continue
+                if self._deferred is not None:  # within ``process``: decided after the batch
+                    self._deferred.pop(sp_id, None)
+                    self._deferred[sp_id] = cause
+                else:
                     self.planner.decide(sp_id, self.intake, now, cause)
         raise RuntimeError(f"event {cause}: decisions kept following each other after "
                            f"{MAX_SETTLE_ROUNDS} rounds")
