@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -70,16 +71,35 @@ class KafkaIngest:
         metadata = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:
             raise IngestUnavailable(f"topic {topic} is missing: start a worker or run `replenish topics`")
-        start = []
-        for p in sorted(metadata.partitions):  # from where each partition stands now
-            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            start.append(TopicPartition(topic, p, high))
+        start = [TopicPartition(topic, p, self._high(TopicPartition(topic, p)))  # where each stands now
+                 for p in sorted(metadata.partitions)]
         self._consumer.assign(start)
         self._stop.clear()
         self._threads = [threading.Thread(target=self._poll_producer, name="ingest-producer", daemon=True),
                          threading.Thread(target=self._poll_outcomes, name="ingest-outcomes", daemon=True)]
         for t in self._threads:
             t.start()
+
+    def _high(self, partition: Any, wait_s: float = 30.0) -> int:
+        """A partition's high watermark. Right after its topic was created the partition may
+        have no leader yet (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE): a retriable state,
+        waited out for up to ``wait_s`` seconds."""
+        from confluent_kafka import KafkaException
+
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                _, high = self._consumer.get_watermark_offsets(partition, timeout=10)
+                return int(high)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                retriable = bool(getattr(error, "retriable", lambda: False)()) or getattr(
+                    error, "name", lambda: "")() in ("NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE",
+                                                     "UNKNOWN_TOPIC_OR_PART")
+                if not retriable or time.monotonic() > deadline:
+                    raise
+                log.warning("partition %s has no leader yet (%s); trying again", partition, error)
+                time.sleep(0.2)
 
     def stop(self) -> None:
         self._stop.set()
