@@ -152,13 +152,26 @@ def pseudonymise(value: Any, key: bytes) -> str:
     return "ps_" + digest[:32]
 
 
+def is_pseudonym(value: Any) -> bool:
+    """A value of the pseudonyms' form (``ps_`` and 32 hex digits)."""
+    return (isinstance(value, str) and len(value) == 35 and value.startswith("ps_")
+            and all(ch in "0123456789abcdef" for ch in value[3:]))
+
+
 def pseudonymise_event(raw: dict[str, Any], key: bytes) -> dict[str, Any]:
-    """A copy of ``raw`` with every identifying field replaced by its pseudonym."""
+    """A copy of ``raw`` with every identifying field replaced by its pseudonym. A value that
+    already is one is kept, so pseudonymising twice (the distributed API before producing to
+    Kafka, then the worker's intake) gives what pseudonymising once does.
+
+    >>> once = pseudonymise_event({"case_id": "OR-2026-0042"}, b"k" * 32)
+    >>> pseudonymise_event(once, b"k" * 32) == once and once["case_id"].startswith("ps_")
+    True
+    """
     if not any(f in raw for f in IDENTIFYING_FIELDS):
         return raw
     safe = dict(raw)
     for f in IDENTIFYING_FIELDS:
-        if f in safe and not is_blank(safe[f]):
+        if f in safe and not is_blank(safe[f]) and not is_pseudonym(safe[f]):
             safe[f] = pseudonymise(safe[f], key)
     return safe
 

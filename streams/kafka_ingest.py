@@ -28,6 +28,7 @@ import orjson
 from eventsourcing.persistence import IntegrityError
 
 from domain import codes as c
+from domain.events import pseudonymise_event
 from domain.intake import Outcome, Principal
 from streams.embedded import EmbeddedRunner
 from streams.processor import Processor
@@ -220,6 +221,10 @@ class DistributedRunner(EmbeddedRunner):
     async def submit(self, events: list[Any], principal: Principal) -> list[Outcome]:
         """Produce the events (reference data to the reference topic, the others keyed by
         stock point) and answer each with its outcome, or ``queued``."""
+        # Case and patient identifiers never reach Kafka in clear: pseudonymised here, with the
+        # key the intake uses (which keeps a pseudonym as it is).
+        key_ = self.processor.case_id_key
+        events = [pseudonymise_event(e, key_) if isinstance(e, dict) else e for e in events]
         routes = self._routes(events)
         messages = [(topic, key, orjson.dumps(e)) for (topic, key), e in zip(routes, events, strict=True)]
         found = await self.ingest.send(messages, principal.name)
