@@ -57,9 +57,7 @@ class EmbeddedRunner:
                     result = await loop.run_in_executor(self._executor, self.processor.daily_check)
                     last_day = today
                     self._notify()
-                    if result.alerts:
-                        for listener in self.listeners:
-                            listener(result.alerts)
+                    self._tell(result.alerts)
                 except Exception:
                     log.exception("daily expiry check failed; trying again later")
             await asyncio.sleep(self.daily_check_seconds)
@@ -104,6 +102,7 @@ class EmbeddedRunner:
         return req
 
     def _tell(self, alerts: list[dict[str, Any]]) -> None:
+        """Hand the alerts raised to each listener (webhooks); one failing stops none."""
         if alerts:
             for listener in self.listeners:
                 try:
@@ -167,9 +166,4 @@ class EmbeddedRunner:
                     future.set_result(result.outcomes[i:i + len(request)])
                 i += len(request)
             self._notify()
-            if result.alerts:
-                for listener in self.listeners:
-                    try:
-                        listener(result.alerts)
-                    except Exception:
-                        log.exception("alert listener failed")
+            self._tell(result.alerts)

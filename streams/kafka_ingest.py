@@ -291,12 +291,7 @@ class DistributedRunner(EmbeddedRunner):
         n, raised = await asyncio.get_running_loop().run_in_executor(self._executor, self._apply)
         if n:
             self._notify()
-        if raised:
-            for listener in self.listeners:
-                try:
-                    listener(raised)
-                except Exception:
-                    log.exception("alert listener failed")
+        self._tell(raised)
 
     def _apply(self) -> tuple[int, list[dict[str, Any]]]:
         feed = self.processor.ledger.alert_feed
