@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -33,10 +33,11 @@ from domain.intake import Intake, Ledger, Outcome, Principal
 from domain.inventory import Moves, fold_balances, inventory_position
 from domain.shelf import expiry_findings, fefo
 from streams.planning import SYSTEM, Planner, PlanningSettings
-from streams.procurement import ProcurementSettings, Purchasing, requisition_view
+from streams.procurement import ApprovalError, ProcurementSettings, Purchasing, requisition_view
 from streams.store import EventStore
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 # The model of a big store is millions of long-lived objects: a full garbage collection walks
 # them all (2.2 s at 1,000,000 stored events, bench/trace.py) for nothing. Once this many events
 # were replayed or stored since the last time, the objects are moved out of the collector's
@@ -325,16 +326,14 @@ class Processor:
         its findings are stored as an ``expiry_checked`` decision when they change, and raise
         (or resolve) ``expired_on_shelf`` and ``expiry_risk`` alerts, so replay sees them."""
         now = now or self.clock()
-        try:
+
+        def check() -> None:
             for sp_id in sorted(self.ledger.streams):
                 sp = self.ledger.streams[sp_id]
                 if isinstance(sp, StockPoint) and self.owns(sp_id):
                     self._expiry_check(sp, now)
-            n = len(self.intake.recorded)
-            alerts = self._commit()
-        except BaseException:
-            self.rebuild()
-            raise
+
+        _, alerts, n = self._store_changes(check)
         return BatchResult([], alerts, n)
 
     def _shelf(self, sp: StockPoint, now: datetime) -> tuple[list[tuple[str, float, str | None, str]], date]:
@@ -430,25 +429,30 @@ class Processor:
                      principal: Principal) -> dict[str, Any] | None:
         """Acknowledge or resolve an alert (stored as an event); None when there is none."""
         now = self.clock()
+        alert, _, _ = self._store_changes(lambda: self.intake.change_alert(alert_id, status, reason, principal, now))
+        return None if alert is None else {k: v for k, v in alert.items() if k != "dedupe_key"}
+
+    def _store_changes(self, work: Callable[[], T]) -> tuple[T, list[dict[str, Any]], int]:
+        """Run ``work``, which records through the intake (outside ``process``: alert changes,
+        daily checks, approvals, ticks), and store what it recorded in one transaction: its
+        result, the alerts raised and the events stored. If anything fails, the model is
+        rebuilt from the store, so nothing is half-done (an ``ApprovalError`` is raised
+        before anything is recorded)."""
         try:
-            alert = self.intake.change_alert(alert_id, status, reason, principal, now)
-            self._commit()
+            result = work()
+            recorded, touched, alerts = self.intake.take_changes()
+            if recorded:
+                self._stored(self.store.save(*recorded))
+            for agg in touched:
+                agg.collect_events()
+            for event in recorded:
+                self._note_poster(event)
+        except ApprovalError:
+            raise
         except BaseException:
             self.rebuild()
             raise
-        return None if alert is None else {k: v for k, v in alert.items() if k != "dedupe_key"}
-
-    def _commit(self) -> list[dict[str, Any]]:
-        """Store what the intake recorded since the last batch in one transaction (outside
-        ``process``: alert changes, daily checks, approvals); the alerts it raised."""
-        recorded, touched, alerts = self.intake.take_changes()
-        if recorded:
-            self._stored(self.store.save(*recorded))
-        for agg in touched:
-            agg.collect_events()
-        for event in recorded:
-            self._note_poster(event)
-        return alerts
+        return result, alerts, len(recorded)
 
     # -- procurement ----------------------------------------------------------------
     def decide_requisition(self, requisition_id: str, approve: bool, reason: str,
@@ -457,15 +461,14 @@ class Processor:
         order an approval completes): the requisition after it, and the alerts raised.
         Raises ``streams.procurement.ApprovalError`` when it may not happen."""
         now = self.clock()
-        mark = len(self.intake.recorded)
-        # An ApprovalError comes before anything is recorded: the model is as it was.
-        req = self.purchasing.decide_approval(requisition_id, approve, principal, reason, self.intake, now)
-        try:
+
+        def decide() -> Any:
+            mark = len(self.intake.recorded)
+            req = self.purchasing.decide_approval(requisition_id, approve, principal, reason, self.intake, now)
             self._settle(mark, now, None)
-            alerts = self._commit()
-        except BaseException:
-            self.rebuild()
-            raise
+            return req
+
+        req, alerts, _ = self._store_changes(decide)
         return requisition_view(req, self.ledger), alerts
 
     def tick(self, now: datetime | None = None) -> BatchResult:
@@ -475,16 +478,14 @@ class Processor:
         now = now or self.clock()
         if not (self.purchasing.enabled and (self.ledger.collecting or self.purchasing.queued)):
             return BatchResult([], [], 0)
-        try:
+
+        def release() -> None:
             mark = len(self.intake.recorded)
             self.purchasing.release_due(self.intake, now)
             self.purchasing.raise_queued(self.intake, now)
             self._settle(mark, now, None)
-            n = len(self.intake.recorded)
-            alerts = self._commit()
-        except BaseException:
-            self.rebuild()
-            raise
+
+        _, alerts, n = self._store_changes(release)
         return BatchResult([], alerts, n)
 
     def requisition(self, requisition_id: str) -> dict[str, Any] | None:
