@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvicorn
@@ -14,6 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from streams.store import EventStore
 
 app = typer.Typer(help="Real-time, event-sourced replenishment for hospital supply chains.",
                   no_args_is_help=True, add_completion=False)
@@ -189,18 +192,23 @@ def backtest(history: Annotated[Path, typer.Option(help="CSV date,sku,location,q
         raise typer.Exit(2) from None
 
 
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Verify the hash chain of every stored stream; exit 1 naming the first broken link."""
+def existing_store(settings: Settings) -> EventStore:
+    """The event store the settings name; exit 2 when the embedded profile's file is not
+    there (a command reading a store must not report on, nor create, an empty one)."""
     from infra.wiring import build_store, sqlite_path
-    from streams.processor import verify_store
-    settings = Settings()
+
     if settings.profile == "embedded" and not sqlite_path(settings).exists():
-        # Verifying a store that is not there must not report "ok" (nor create an empty one).
         console.print(f"[red]error:[/red] no event store at {sqlite_path(settings)} "
                       "(set REPLENISH_DATA_DIR to the service's data directory)")
         raise typer.Exit(2)
-    checked, broken = verify_store(build_store(settings))
+    return build_store(settings)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Verify the hash chain of every stored stream; exit 1 naming the first broken link."""
+    from streams.processor import verify_store
+    checked, broken = verify_store(existing_store(Settings()))
     if broken is None:
         console.print(f"[green]ok[/green]: {checked} events checked, every chain is whole")
         return
@@ -220,7 +228,6 @@ def audit_export(
     "Hashing rule")."""
     from datetime import UTC, datetime
 
-    from infra.wiring import build_store, sqlite_path
     from streams.traceability import export
 
     def instant(name: str, value: str | None) -> datetime | None:
@@ -234,11 +241,7 @@ def audit_export(
         return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
     settings = Settings()
-    if settings.profile == "embedded" and not sqlite_path(settings).exists():
-        console.print(f"[red]error:[/red] no event store at {sqlite_path(settings)} "
-                      "(set REPLENISH_DATA_DIR to the service's data directory)")
-        raise typer.Exit(2)
-    store = build_store(settings)
+    store = existing_store(settings)
     t0, t1 = instant("from", start), instant("to", end)
     if out is None:
         n = export(store, sys.stdout.buffer, t0, t1)
@@ -345,15 +348,10 @@ def _rebuild_in_service(url: str, key: str | None, bar: Any) -> dict[str, Any]:
 def _rebuild_here(bar: Any) -> dict[str, Any]:
     from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
-    from infra.wiring import build_store, sqlite_path
     from projections.client import connect, is_embedded, open_projections
     from projections.follower import rebuild
     settings = Settings()
-    if settings.profile == "embedded" and not sqlite_path(settings).exists():
-        console.print(f"[red]error:[/red] no event store at {sqlite_path(settings)} "
-                      "(set REPLENISH_DATA_DIR to the service's data directory)")
-        raise typer.Exit(2)
-    store = build_store(settings)
+    store = existing_store(settings)
     total = store.recorder.max_notification_id() or 0
     dsn, database = settings.projections_dsn(), settings.clickhouse_database
     try:
