@@ -124,6 +124,26 @@ class ClickHouseDatabases:
             client.close()
 
 
+@pytest.fixture
+def deployment_settings() -> dict[str, str]:
+    """Extra REPLENISH_* settings of a test's deployment (a test module may override it)."""
+    return {}
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap: str, pg_database: str, tmp_path: Path,
+               deployment_settings: dict[str, str]) -> Iterator[Any]:
+    """A distributed deployment of its own (``distributed_world.Deployment``); the processes'
+    logs are in ``tmp_path`` (and in the message of a wait that times out)."""
+    from .distributed_world import Deployment
+
+    d = Deployment(kafka_bootstrap, pg_database, tmp_path, **deployment_settings)
+    try:
+        yield d
+    finally:
+        d.close()
+
+
 @pytest.fixture(scope="session")
 def clickhouse_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
     return os.environ.get("REPLENISH_TEST_CLICKHOUSE_URL") or f"chdb://{tmp_path_factory.mktemp('chdb')}"

@@ -3,11 +3,7 @@ them before producing, and the stored pseudonym is the embedded profile's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from domain.events import pseudonymise
 from domain.intake import Principal
@@ -18,15 +14,6 @@ from .distributed_world import CASE_ID_KEY, Deployment, wait_for
 from .test_profiles_ingest import _api
 
 CASE = "OR-2026-CASE-0042"
-
-
-@pytest.fixture
-def deployment(kafka_bootstrap: str, pg_database: str, tmp_path: Path) -> Iterator[Deployment]:
-    d = Deployment(kafka_bootstrap, pg_database, tmp_path)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def test_a_case_id_posted_to_the_distributed_api_is_a_pseudonym_on_kafka_and_in_the_store(

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
 import pytest
@@ -26,17 +24,6 @@ from .distributed_world import (
     stock,
     wait_for,
 )
-
-
-@pytest.fixture
-def deployment(kafka_bootstrap: str, pg_database: str, tmp_path: Path) -> Iterator[Deployment]:
-    """A deployment of its own; the processes' logs are in ``tmp_path`` (and in the message
-    of a wait that times out)."""
-    d = Deployment(kafka_bootstrap, pg_database, tmp_path)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _stored_ids(d: Deployment) -> set[str]:

@@ -5,7 +5,6 @@ storing in PostgreSQL. The answers must be the same, so the profiles cannot drif
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,15 +36,6 @@ class Api(Process):
 
     def client(self, role: str) -> httpx.Client:
         return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {KEYS[role]}"}, timeout=30)
-
-
-@pytest.fixture
-def deployment(kafka_bootstrap: str, pg_database: str, tmp_path: Path) -> Iterator[Deployment]:
-    d = Deployment(kafka_bootstrap, pg_database, tmp_path)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _api(d: Deployment, profile: str) -> Api:

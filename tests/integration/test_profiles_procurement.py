@@ -5,9 +5,7 @@ stream), the API approves it and writes the scorecards and supplier notices (the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,12 +18,8 @@ SITE, SKU, OR = "H1", "CATH", "OR1"
 
 
 @pytest.fixture
-def deployment(kafka_bootstrap: str, pg_database: str, tmp_path: Path) -> Iterator[Deployment]:
-    d = Deployment(kafka_bootstrap, pg_database, tmp_path, REPLENISH_AUTO_APPROVE_LIMIT="0")
-    try:
-        yield d
-    finally:
-        d.close()
+def deployment_settings() -> dict[str, str]:
+    return {"REPLENISH_AUTO_APPROVE_LIMIT": "0"}  # every requisition waits for a buyer
 
 
 def _post(client: httpx.Client, events: list[dict[str, Any]]) -> None:
