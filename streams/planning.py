@@ -327,7 +327,7 @@ class Planner:
         model = self.models.get(sp.id)
         est = model.estimate() if model is not None else NO_DEMAND
         mean = est.mean
-        default_lt = item.lead_time_days if item.lead_time_days else s.default_lead_time_days
+        default_lt = self.master_lead_time(item)
         lt_mean, lt_var, lt_learned = self.lead_time(item.supplier or "", sp.sku, default_lt)
         known = self._known_demand(sp, now, lt_mean)
         # The daily demand d learned from every use already expects the average case load;
@@ -384,6 +384,10 @@ class Planner:
                                               s.stockout_cost, s.holding_rate), s.service_ceiling)
         floor = s.service_floors.get(item.criticality, 0.0)
         return (floor, "criticality_floor") if alpha < floor else (alpha, "cost")
+
+    def master_lead_time(self, item: Any) -> float:
+        """The lead time an item's master data gives (else the settings' default), days."""
+        return item.lead_time_days if item is not None and item.lead_time_days else self.settings.default_lead_time_days
 
     def lead_time(self, supplier: str, sku: str, default_days: float) -> tuple[float, float, bool]:
         """Mean and variance (days²) of a supplier's lead time for an item, and whether any

@@ -25,7 +25,15 @@ import orjson
 from eventsourcing.persistence import Recording, Tracking
 
 from domain import codes as c
-from domain.aggregates import Lot, Recall, StockPoint, lot_id, stock_point_id
+from domain.aggregates import (
+    Lot,
+    Recall,
+    Requisition,
+    StockPoint,
+    lot_id,
+    requisition_stream,
+    stock_point_id,
+)
 from domain.chain import BrokenLink, ChainVerifier
 from domain.events import iso_utc, parse_date, parse_instant
 from domain.expiry import is_expired
@@ -489,7 +497,6 @@ class Processor:
         return BatchResult([], alerts, n)
 
     def requisition(self, requisition_id: str) -> dict[str, Any] | None:
-        from domain.aggregates import Requisition, requisition_stream
         req = self.ledger.streams.get(requisition_stream(requisition_id))
         return requisition_view(req, self.ledger) if isinstance(req, Requisition) else None
 

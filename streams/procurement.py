@@ -405,7 +405,7 @@ class Purchasing:
     def risk(self, offer: Offer, sku: str, item: Item) -> Risk:
         """Lead time from the one lead-time model (learned from this supplier's deliveries of
         the item, shrunk to the promised lead time), and the expected accepted share."""
-        promised = offer.lead_time_days or item.lead_time_days or self.planner.settings.default_lead_time_days
+        promised = offer.lead_time_days or self.planner.master_lead_time(item)
         mean, var, learned = self.planner.lead_time(offer.supplier, sku, promised)
         rec = self.item_records.get((offer.supplier, sku))
         if rec is None or rec.units == 0:
@@ -719,9 +719,8 @@ class Purchasing:
                 if qty <= 1e-9 or (sku and line_sku != sku) or (location and line_loc != location):
                     continue
                 item = self.ledger.catalog.item(line_sku, now)
-                default = (item.lead_time_days if item and item.lead_time_days
-                           else self.planner.settings.default_lead_time_days)
-                mean, var, learned = self.planner.lead_time(po.supplier or "", line_sku, default)
+                mean, var, learned = self.planner.lead_time(po.supplier or "", line_sku,
+                                                            self.planner.master_lead_time(item))
                 issued = datetime.fromisoformat(po.issued_at)
                 ack = po.acknowledged.get(line_sku) or {}
                 rows.append({"po_id": po_id, "supplier": po.supplier, "sku": line_sku, "location": line_loc,
