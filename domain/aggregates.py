@@ -12,15 +12,21 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, ClassVar, Self
 
 from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate
 from eventsourcing.utils import get_topic
 
-from domain.chain import GENESIS, link_hash
+from domain.chain import GENESIS, chained_state, link_hash
 
 LAST_EVENTS_KEPT = 20
 BOOKKEEPING = frozenset({"lot_not_received", "negative_stock", "late", "out_of_order", "expiry_mismatch"})
+
+
+@cache
+def _topic(cls: type) -> str:
+    return get_topic(cls)
 
 
 def stock_point_id(sku: str, location: str) -> str:
@@ -36,6 +42,9 @@ class ChainedAggregate(BaseAggregate[str]):
 
     @dataclass(frozen=True)
     class Event(CanMutateAggregate[str]):
+        # (topic, stored state bytes) of an event made by ``append``, in a slot so that it is
+        # not among the event's attributes (``vars``), which are what a mapper stores.
+        __slots__ = ("precoded",)
         originator_id: str
         originator_version: int
         timestamp: datetime
@@ -78,12 +87,33 @@ class ChainedAggregate(BaseAggregate[str]):
                            prev_hash=GENESIS, hash=h)
 
     def append(self, event_class: type[Event], at: datetime, **fields: Any) -> None:
-        """Trigger the next event of the stream, chained to the one before it."""
+        """Trigger the next event of the stream, chained to the one before it.
+
+        What ``trigger_event`` does (make the event, mutate this aggregate with it, keep it
+        pending), less its generic checks, and with the event's stored state encoded here
+        once, in the same pass that hashes it (``domain.chain.chained_state``): the store
+        writes those bytes (``Event.precoded``) instead of encoding the event again."""
+        version = self._version + 1
+        topic = _topic(event_class)
+        prev = self.last_hash
         state = dict(fields)
         state["timestamp"] = at.isoformat()
-        state["prev_hash"] = self.last_hash
-        h = link_hash(self.id, self.version + 1, get_topic(event_class), state)
-        self.trigger_event(event_class, timestamp=at, prev_hash=self.last_hash, hash=h, **fields)
+        state["prev_hash"] = prev
+        h, stored = chained_state(self._id, version, topic, state)
+        event = object.__new__(event_class)
+        attrs = event.__dict__
+        attrs["originator_id"] = self._id
+        attrs["originator_version"] = version
+        attrs["timestamp"] = at
+        attrs["prev_hash"] = prev
+        attrs["hash"] = h
+        attrs.update(fields)
+        object.__setattr__(event, "precoded", (topic, stored))
+        event.apply(self)
+        self._version = version
+        self._modified_on = at
+        self.last_hash = h
+        self._pending_events.append(event)
 
 
 class StockPoint(ChainedAggregate):

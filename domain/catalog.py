@@ -75,8 +75,11 @@ class Versions(Generic[T]):
         self._values.insert(i, value)
 
     def at(self, t: datetime) -> T:
+        values = self._values
+        if len(values) == 1:  # (most records are never re-registered)
+            return values[0]
         i = bisect.bisect_right(self._starts, t)
-        return self._values[max(i - 1, 0)]
+        return values[max(i - 1, 0)]
 
     def latest(self) -> T:
         return self._values[-1]

@@ -15,4 +15,11 @@ def is_expired(expiry: date, at: datetime, timezone: str) -> bool:
     >>> is_expired(date(2026, 3, 31), datetime(2026, 3, 31, 22, 0, tzinfo=tz.utc), "Europe/Paris")
     True
     """
+    # A time zone's offset from any other is under two days, so only an expiry within two days
+    # of ``at``'s own date needs the site's calendar.
+    days = expiry.toordinal() - at.toordinal()
+    if days >= 2:
+        return False
+    if days < -2:
+        return True
     return at.astimezone(ZoneInfo(timezone)).date() > expiry

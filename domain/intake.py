@@ -357,6 +357,10 @@ class Ledger:
 
     def recall_started(self, sku: str, lot: str | None, serial: str | None) -> str | None:
         """The earliest ``occurred_at`` of the open recalls covering this lot or serial."""
+        key = (sku, lot or "")
+        if (key not in self.recalled_lots and key not in self.trace.relabelled_from
+                and (sku, serial or "") not in self.recalled_serials):
+            return None  # (the usual case: nothing about this lot or serial is recalled)
         refs = self.recall_refs(sku, lot) | set(self.recalled_serials.get((sku, serial or ""), ()))
         starts = [r.issued_at for ref in refs
                   if isinstance(r := self.streams.get(f"recall:{ref}"), Recall) and r.issued_at]

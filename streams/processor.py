@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import orjson
-from eventsourcing.persistence import Recording, Tracking
+from eventsourcing.persistence import Tracking
 
 from domain import codes as c
 from domain.aggregates import (
@@ -123,7 +123,7 @@ class Processor:
                 self._flag_recalled_uses(now)
             recorded, touched, alerts = self.intake.take_changes()
             if recorded or tracking:
-                self._stored(self.store.save(*recorded, tracking=tracking))
+                self._stored(self.store.append(recorded, tracking))
             for agg in touched:
                 agg.collect_events()  # saved above, in the order they were decided
             self._recheck.clear()
@@ -232,9 +232,9 @@ class Processor:
             self.position = notification.id
         return n
 
-    def _stored(self, recordings: list[Recording[str]]) -> None:
-        """Keep ``position`` at the end of the log when nobody else stored in between."""
-        ids = [r.notification.id for r in recordings]
+    def _stored(self, ids: list[int]) -> None:
+        """Keep ``position`` at the end of the log when nobody else stored in between
+        (``ids``: the notification ids of what was just stored)."""
         if not ids:
             return
         if ids[0] == self.position + 1 and ids[-1] - ids[0] == len(ids) - 1 and not self._own:
@@ -450,7 +450,7 @@ class Processor:
             result = work()
             recorded, touched, alerts = self.intake.take_changes()
             if recorded:
-                self._stored(self.store.save(*recorded))
+                self._stored(self.store.append(recorded))
             for agg in touched:
                 agg.collect_events()
             for event in recorded:

@@ -6,14 +6,22 @@ hash chain of ``domain.chain`` covers. Aggregate ids are text (``sp:...``, ``lot
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
 from eventsourcing.application import Application
 from eventsourcing.domain import CanMutateAggregate
-from eventsourcing.persistence import Notification, Recording, TrackingRecorder, Transcoder
+from eventsourcing.persistence import (
+    Mapper,
+    Notification,
+    Recording,
+    StoredEvent,
+    Tracking,
+    TrackingRecorder,
+    Transcoder,
+)
 
 
 class OrjsonTranscoder(Transcoder):
@@ -36,6 +44,20 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in an event")
 
 
+class PrecodedMapper(Mapper[str]):
+    """A mapper that stores an event made by ``ChainedAggregate.append`` as the bytes that
+    were hashed when it was made (the same state the transcoder would give, keys sorted),
+    so each event is encoded once; any other event is encoded by the transcoder."""
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        precoded = getattr(domain_event, "precoded", None)
+        if precoded is None or self.compressor is not None or self.cipher is not None:
+            return super().to_stored_event(domain_event)
+        return StoredEvent(originator_id=domain_event.originator_id,
+                           originator_version=domain_event.originator_version,
+                           topic=precoded[0], state=precoded[1])
+
+
 class EventStore(Application[str]):
     """The one store of every fact and decision."""
 
@@ -43,6 +65,10 @@ class EventStore(Application[str]):
 
     def construct_transcoder(self) -> Transcoder:
         return OrjsonTranscoder()
+
+    def construct_mapper(self) -> Mapper[str]:
+        made = super().construct_mapper()  # (the environment's compressor and cipher, if any)
+        return PrecodedMapper(made.transcoder, made.compressor, made.cipher)
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[str]]:
         """``Application.save``; domain events alone (what the processor saves, a batch at a
@@ -67,6 +93,19 @@ class EventStore(Application[str]):
         if objs and not kwargs and all(isinstance(o, CanMutateAggregate) for o in objs):
             return self.events.put(objs)
         return super().save(*objs, **kwargs)
+
+    def append(self, events: Sequence[Any], tracking: Sequence[Tracking] = ()) -> list[int]:
+        """Store domain events in one transaction, in the order given, with ``tracking`` (as
+        ``save`` does); returns their notification ids. What the processor stores a batch
+        with: ``save`` less the ``Recording`` objects it makes for each event."""
+        if tracking and not isinstance(self.recorder, TrackingRecorder):
+            raise TypeError(f"{type(self).__name__} keeps no tracking records; "
+                            "use streams.tracked_store.TrackedEventStore")
+        to_stored = self.mapper.to_stored_event
+        stored = [to_stored(e) for e in events]
+        ids = (self.recorder.insert_events(stored, trackings=list(tracking)) if tracking
+               else self.recorder.insert_events(stored))
+        return list(ids or ())
 
     def notifications(self, start: int = 1, batch: int = 10_000) -> Iterator[Notification]:
         """Every stored event in recording order (the notification log), from ``start``."""

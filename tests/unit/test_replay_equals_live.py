@@ -106,10 +106,10 @@ def test_failed_store_write_leaves_nothing_half_done(world: World, monkeypatch) 
     digest, stored = w.p.state_digest(), len(w.stored())
     batch = [w.usage(2), w.usage(1, lot="NEW"), w.usage(1, sku="NOPE")]
 
-    def broken_save(*aggregates, **kw):
+    def broken_append(*events, **kw):
         raise OSError("disk full")
 
-    monkeypatch.setattr(w.store, "save", broken_save)
+    monkeypatch.setattr(w.store, "append", broken_append)
     try:
         w.post(*batch)
     except OSError:
