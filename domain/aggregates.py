@@ -168,24 +168,27 @@ class StockPoint(ChainedAggregate):
                     negative.discard(lot)
             event = self.event
             occurred_at = event["occurred_at"]
-            if event["type"] == "stock_count":
+            etype = event["type"]
+            flags = sp.flags
+            if etype == "stock_count":
                 lot = event.get("lot") or ""
                 if occurred_at > sp.last_count_at.get(lot, ""):
                     sp.last_count_at[lot] = occurred_at
+                # A count reconciles the books: bookkeeping flags raised before it are settled.
+                flags.difference_update(BOOKKEEPING)
             if sp.latest_occurred_at is None or occurred_at > sp.latest_occurred_at:
                 sp.latest_occurred_at = occurred_at
+            lot_latest = sp.lot_latest
             for _, lot, _ in self.moves:
-                if occurred_at > sp.lot_latest.get(lot, ""):
-                    sp.lot_latest[lot] = occurred_at
-            if event["type"] == "stock_count":
-                # A count reconciles the books: bookkeeping flags raised before it are settled.
-                sp.flags.difference_update(BOOKKEEPING)
+                if occurred_at > lot_latest.get(lot, ""):
+                    lot_latest[lot] = occurred_at
             if negative:  # some lot is below zero (kept up to date above, not re-scanned)
-                sp.flags.add("negative_stock")
+                flags.add("negative_stock")
             else:
-                sp.flags.discard("negative_stock")
-            sp.flags.update(f for f in self.flags if f != "negative_stock")
-            sp.last_events.append({"event_id": event["event_id"], "type": event["type"],
+                flags.discard("negative_stock")
+            if self.flags:
+                flags.update(f for f in self.flags if f != "negative_stock")
+            sp.last_events.append({"event_id": event["event_id"], "type": etype,
                                    "occurred_at": occurred_at, "recorded_at": self.recorded_at,
                                    "status": "accepted", "flags": self.flags})
 

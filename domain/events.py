@@ -259,7 +259,10 @@ def check_envelope(
         else:
             _text(event, name, errors, required=True)
     for name in ("site", "location", "lot", "serial", "supplier", "po_id", "unit"):
-        if name not in spec.required and event.get(name) is not None:
+        given = event.get(name)
+        if given is None or given.__class__ is str:  # absent, or text already (the usual case)
+            continue
+        if name not in spec.required:
             value = _text(event, name, errors, required=False)
             if value is not None:
                 event[name] = value
@@ -308,8 +311,13 @@ def check_envelope(
         if event.get(name) is not None and parse_date(event[name]) is None:
             errors.append(FieldError(name, c.MALFORMED, f"'{name}' must be a date, YYYY-MM-DD"))
 
-    _check_type_specific(spec.type, event, errors)
+    if spec.type not in _NO_SPECIFIC_CHECKS:
+        _check_type_specific(spec.type, event, errors)
     return (None, errors) if errors else (event, errors)
+
+
+_NO_SPECIFIC_CHECKS = frozenset({"usage", "receipt", "return", "waste", "stock_count", "recall_closed",
+                                 "surgery_cancelled", "surgery_completed"})
 
 
 def _normalise_instant(event: dict[str, Any], name: str, errors: list[FieldError]) -> None:
