@@ -35,6 +35,7 @@ import orjson
 
 from bench.workload import Workload
 from domain.intake import Principal
+from streams.processor import Processor
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNER_KEY = "bench-scanner-key"
@@ -314,13 +315,28 @@ def latency_phase(svc: Service, wl: Workload, rate: float, seconds: float, warmu
 
 # -- in-process -----------------------------------------------------------------------------
 
+def serve_processor(data_dir: Path) -> Processor:
+    """A processor built as ``replenish serve`` builds its own (the same settings, procurement
+    included), over a store in ``data_dir``: so in-process and HTTP do the same work."""
+    from infra.settings import Settings
+    from infra.wiring import build_processor
+
+    settings = Settings(data_dir=data_dir, case_id_key=CASE_ID_KEY,  # type: ignore[arg-type]
+                        api_keys=f"{SCANNER_KEY}:scanner:bench-scanner").prepared()
+    return build_processor(settings)
+
+
+def processor_db(data_dir: Path) -> Path:
+    from infra.settings import Settings
+    from infra.wiring import sqlite_path
+
+    return sqlite_path(Settings(data_dir=data_dir))  # type: ignore[call-arg]
+
+
 def inprocess_phases(tmp: Path, run: str, counts: dict[int, int], items: int, locations: int,
                      ) -> list[Phase]:
-    from streams.processor import Processor
-    from streams.store import EventStore, sqlite_env
-
-    db = tmp / "inprocess.sqlite"
-    processor = Processor(EventStore(env=sqlite_env(str(db))), CASE_ID_KEY.encode())
+    processor = serve_processor(tmp / "inprocess")
+    db = processor_db(tmp / "inprocess")
     wl = Workload(run, items=items, locations=locations)
     processor.process([(e, ADMIN) for e in wl.master_data(datetime.now(UTC))])
     phases = []

@@ -39,11 +39,9 @@ def report(profile: cProfile.Profile, title: str, top: int) -> None:
 
 
 def profile_processor(events: int, batch: int, top: int) -> None:
-    from streams.processor import Processor
-    from streams.store import EventStore, sqlite_env
+    from bench.ingest import serve_processor
 
-    tmp = Path(tempfile.mkdtemp(prefix="replenish-profile-"))
-    processor = Processor(EventStore(env=sqlite_env(str(tmp / "events.sqlite"))), CASE_ID_KEY.encode())
+    processor = serve_processor(Path(tempfile.mkdtemp(prefix="replenish-profile-")))
     wl = Workload("prof", items=3, locations=4)
     processor.process([(e, ADMIN) for e in wl.master_data(datetime.now(UTC))])
     items = [(e, SCANNER) for _, e in wl.events(events)]
