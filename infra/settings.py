@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.codes import ROLES
@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     clickhouse_http_port: int = 8123
     bi_user: str = ""
     bi_password: SecretStr = SecretStr("")
+    # How much lower than ingest the read side's CPU priority is (nice steps, 0-19; 0: the same).
+    projections_niceness: int = Field(default=10, ge=0, le=19)
     # Distributed profile (infra/up prints the first two): Kafka brokers, comma-separated, and
     # the PostgreSQL event store.
     kafka_bootstrap: str = ""

@@ -54,6 +54,6 @@ def build_projections(settings: Settings, store: EventStore) -> ProjectionServic
                   Credentials(settings.bi_user or "bi", password)) if password else None
     return ProjectionService(
         settings.projections_dsn(), settings.clickhouse_database, store.notifications,
-        lambda: store.recorder.max_notification_id() or 0, bi=bi,
+        lambda: store.recorder.max_notification_id() or 0, bi=bi, niceness=settings.projections_niceness,
         bi_off="REPLENISH_BI_PASSWORD is not set (give REPLENISH_BI_USER and REPLENISH_BI_PASSWORD "
                "to let BI tools query the ClickHouse HTTP interface)")

@@ -19,6 +19,8 @@ the store by one to two seconds, and the follower takes well under one core.
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -51,11 +53,12 @@ class ProjectionService:
 
     def __init__(self, dsn: str, database: str, read: Reader, last_id: Callable[[], int],
                  bi: BiAccess | None = None, bi_off: str = "", batch_size: int = 20_000,
-                 interval: float = 1.0, poll: float = 5.0) -> None:
+                 interval: float = 1.0, poll: float = 5.0, niceness: int = 10) -> None:
         self.dsn, self.database = dsn, database
         self.read, self.last_id = read, last_id
         self.bi, self.bi_off = bi, bi_off
         self.batch_size, self.interval, self.poll = batch_size, interval, poll
+        self.niceness = niceness
         self.client: Any = None  # the follower's
         self.reader: Any = None  # the KPI routes'
         self._helper: Any = None
@@ -72,17 +75,39 @@ class ProjectionService:
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
-        """Open the engine, migrate the schema, start following (and serving BI tools)."""
-        self.client = open_projections(self.dsn, self.database)
-        self.reader = connect(self.dsn, self.database, create=False)
-        self._helper = connect(self.dsn, self.database, create=False)
-        self._follower = Follower(self.client, batch_size=self.batch_size,
-                                  writer=Writer(self.client, [self._helper]))
+        """Open the engine, migrate the schema, start following (and serving BI tools); returns
+        once they are open, raising what stopped them.
+
+        All of it is opened on the follower's thread after it lowered its CPU priority by
+        ``niceness`` (``lower_priority``): the engine's own threads (inserts, merges, queries)
+        and the BI interface's start from it and inherit that priority. On a machine whose cores
+        are busy, ingest then comes first and the read side takes what is left, so a catch-up
+        or a BI query does not hold up the answers to scanners (README, "Performance")."""
         self._stop.clear()
-        self._thread = threading.Thread(target=self._follow, name="projection-follower", daemon=True)
+        opened: queue.Queue[BaseException | None] = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._run, args=(opened,), name="projection-follower",
+                                        daemon=True)
         self._thread.start()
+        failure = opened.get()
+        if failure is not None:
+            self._thread.join(timeout=60)
+            raise failure
         self.wake()
-        self._start_bi()
+
+    def _run(self, opened: queue.Queue[BaseException | None]) -> None:
+        lower_priority(self.niceness)
+        try:
+            self.client = open_projections(self.dsn, self.database)
+            self.reader = connect(self.dsn, self.database, create=False)
+            self._helper = connect(self.dsn, self.database, create=False)
+            self._follower = Follower(self.client, batch_size=self.batch_size,
+                                      writer=Writer(self.client, [self._helper]))
+            self._start_bi()
+        except BaseException as exc:
+            opened.put(exc)
+            return
+        opened.put(None)
+        self._follow()
 
     def stop(self) -> None:
         self._stop.set()
@@ -178,6 +203,19 @@ class ProjectionService:
     def bi_serving(self) -> bool:
         return bool(self._bi_server is not None and self._bi_server.started
                     and self._bi_thread is not None and self._bi_thread.is_alive())
+
+
+def lower_priority(niceness: int) -> None:
+    """Lower the calling thread's CPU priority by ``niceness`` (at most to 19). On Linux the
+    nice value belongs to each thread and the threads it starts inherit it; elsewhere, or when
+    the system refuses, nothing changes."""
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+    except OSError:  # pragma: no cover - a system that does not allow it: run at the usual priority
+        log.debug("could not lower the projections' CPU priority", exc_info=True)
 
 
 def _redacted(dsn: str) -> str:

@@ -366,3 +366,28 @@ def test_replay_projections_works_on_the_data_directory_when_the_service_is_stop
         assert r.status_code == 200 and [row["on_hand"] for row in r.json()["rows"]] == [10.0]
     finally:
         again.stop()
+
+
+def _thread_niceness(pid: int) -> dict[int, tuple[str, int]]:
+    """Thread id -> (thread name, nice value), from /proc (Linux)."""
+    found: dict[int, tuple[str, int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        found[int(task.name)] = (name, int(stat[stat.rindex(")") + 2:].split()[16]))  # stat field 19
+    return found
+
+
+def test_the_read_side_runs_below_ingest_in_cpu_priority(world: World) -> None:
+    """The engine's threads (inserts, merges, queries) start from the projection follower after it
+    lowered its priority, so they run at nice 10 (REPLENISH_PROJECTIONS_NICENESS); the threads
+    that take events in (the process's main thread, the processor) stay at 0."""
+    assert world.service.proc is not None
+    pid = world.service.proc.pid
+    threads = _thread_niceness(pid)
+    engine = {nice for name, nice in threads.values() if name in ("MergeMutate", "BgSchPool", "ThreadPool")}
+    assert engine == {10}, threads
+    assert threads[pid][1] == 0, threads  # the main thread: the event loop that takes requests in
