@@ -16,9 +16,9 @@ from functools import cache
 from typing import Any, ClassVar, Self
 
 from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import get_topic, resolve_topic
 
-from domain.chain import GENESIS, chained_state, link_hash
+from domain.chain import GENESIS, chained_state
 
 LAST_EVENTS_KEPT = 20
 BOOKKEEPING = frozenset({"lot_not_received", "negative_stock", "late", "out_of_order", "expiry_mismatch"})
@@ -74,17 +74,42 @@ class ChainedAggregate(BaseAggregate[str]):
         originator_topic: str
         key: dict[str, Any]
 
+        def mutate(self, aggregate: Any) -> Any:
+            """Make the aggregate (what ``CanInitAggregate.mutate`` does, without matching the
+            event's attributes to each ``__init__`` by inspecting its signature: every chained
+            aggregate is made from its ``key``)."""
+            if aggregate is not None:  # pragma: no cover - an aggregate is opened once
+                return super().mutate(aggregate)
+            cls = resolve_topic(self.originator_topic)
+            agg = cls.__new__(cls)
+            agg.__base_init__(self.originator_id, self.originator_version, self.timestamp)
+            agg.__init__(self.key)
+            self.apply(agg)
+            agg.last_hash = self.hash
+            return agg
+
     def __init__(self, key: dict[str, Any]) -> None:
         self.key = key
         self.last_hash = GENESIS
 
     @classmethod
     def open(cls, aggregate_id: str, key: dict[str, Any], at: datetime) -> Self:
-        state = {"key": key, "originator_topic": get_topic(cls), "timestamp": at.isoformat(),
+        """A new stream: its first event, chained to the genesis hash, made and encoded as
+        ``append`` makes the others."""
+        event_class = cls.Opened
+        topic = _topic(event_class)
+        version = cls.INITIAL_VERSION
+        state = {"key": key, "originator_topic": _topic(cls), "timestamp": at.isoformat(),
                  "prev_hash": GENESIS}
-        h = link_hash(aggregate_id, cls.INITIAL_VERSION, get_topic(cls.Opened), state)
-        return cls._create(cls.Opened, id=aggregate_id, key=key, timestamp=at,
-                           prev_hash=GENESIS, hash=h)
+        h, stored = chained_state(aggregate_id, version, topic, state)
+        event = object.__new__(event_class)
+        event.__dict__.update(originator_id=aggregate_id, originator_version=version, timestamp=at,
+                              prev_hash=GENESIS, hash=h, originator_topic=state["originator_topic"],
+                              key=key)
+        object.__setattr__(event, "precoded", (topic, stored))
+        agg: Self = event.mutate(None)
+        agg._pending_events.append(event)
+        return agg
 
     def append(self, event_class: type[Event], at: datetime, **fields: Any) -> None:
         """Trigger the next event of the stream, chained to the one before it.
