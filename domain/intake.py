@@ -745,8 +745,8 @@ class Intake:
     def _record(self, sp: StockPoint, event: dict[str, Any], moves: Moves, flags: list[str],
                 fp: str, principal: Principal, now: datetime) -> None:
         effects = self._effects(sp, event["occurred_at"], moves)
-        after = {lot: sp.lots.get(lot, 0.0) + d for lot, d in effects}
-        if any(v < 0 for v in after.values()) and c.NEGATIVE_STOCK not in flags:
+        lots = sp.lots
+        if c.NEGATIVE_STOCK not in flags and any(lots.get(lot, 0.0) + d < 0 for lot, d in effects):
             flags.append(c.NEGATIVE_STOCK)
         sp.record(now, event=event, moves=moves, effects=effects, flags=flags, fingerprint=fp,
                   recorded_at=iso_utc(now), recorded_by=principal.name)

@@ -40,8 +40,10 @@ class TraceIndex:
 
     def _lot(self, sku: str, lot: Any, ref: Ref) -> None:
         if isinstance(lot, str) and lot:
-            refs = self.lot_events.setdefault((sku, lot), [])
-            if not refs or refs[-1] != ref:
+            refs = self.lot_events.get((sku, lot))
+            if refs is None:
+                self.lot_events[(sku, lot)] = [ref]
+            elif refs[-1] != ref:
                 refs.append(ref)
 
     def _serial(self, sku: str, serial: Any, ref: Ref) -> None:
@@ -60,7 +62,10 @@ class TraceIndex:
             for _, lot, _ in event.moves:
                 self._lot(sku, lot, ref)
                 if lot:
-                    self.points.setdefault((sku, lot), set()).add(event.originator_id)
+                    holders = self.points.get((sku, lot))
+                    if holders is None:
+                        holders = self.points[(sku, lot)] = set()
+                    holders.add(event.originator_id)
             lot = e.get("lot")
             self._lot(sku, lot, ref)
             if e["type"] == "usage" and e.get("case_id") and lot:
