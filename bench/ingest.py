@@ -322,7 +322,8 @@ def serve_processor(data_dir: Path) -> Processor:
     from infra.wiring import build_processor
 
     settings = Settings(data_dir=data_dir, case_id_key=CASE_ID_KEY,  # type: ignore[arg-type]
-                        api_keys=f"{SCANNER_KEY}:scanner:bench-scanner").prepared()
+                        api_keys=f"{SCANNER_KEY}:scanner:bench-scanner",  # type: ignore[arg-type]
+                        ).prepared()
     return build_processor(settings)
 
 

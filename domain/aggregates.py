@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from functools import cache
 from typing import Any, ClassVar, Self
@@ -27,6 +28,16 @@ BOOKKEEPING = frozenset({"lot_not_received", "negative_stock", "late", "out_of_o
 @cache
 def _topic(cls: type) -> str:
     return get_topic(cls)
+
+
+_ENVELOPE_FIELDS = frozenset({"originator_id", "originator_version", "timestamp", "prev_hash", "hash"})
+
+
+@cache
+def _own_fields(cls: type) -> frozenset[str]:
+    """The fields an event of ``cls`` is appended with: all of its dataclass fields but those
+    ``ChainedAggregate.append`` sets itself."""
+    return frozenset(f.name for f in dataclass_fields(cls)) - _ENVELOPE_FIELDS
 
 
 def stock_point_id(sku: str, location: str) -> str:
@@ -118,6 +129,10 @@ class ChainedAggregate(BaseAggregate[str]):
         pending), less its generic checks, and with the event's stored state encoded here
         once, in the same pass that hashes it (``domain.chain.chained_state``): the store
         writes those bytes (``Event.precoded``) instead of encoding the event again."""
+        expected = _own_fields(event_class)
+        if fields.keys() != expected:  # what the dataclass's __init__ refused (its stored form too)
+            raise TypeError(f"{event_class.__qualname__} takes the fields {sorted(expected)}, "
+                            f"not {sorted(fields)}")
         version = self._version + 1
         topic = _topic(event_class)
         prev = self.last_hash

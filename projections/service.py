@@ -104,6 +104,7 @@ class ProjectionService:
                                       writer=Writer(self.client, [self._helper]))
             self._start_bi()
         except BaseException as exc:
+            self._close_clients()  # (the engine's data directory stays locked while one is open)
             opened.put(exc)
             return
         opened.put(None)
@@ -120,6 +121,9 @@ class ProjectionService:
             self._bi_thread.join(timeout=15)
         if self._follower is not None:
             self._follower.writer.close()
+        self._close_clients()
+
+    def _close_clients(self) -> None:
         # The first client last: closing the engine's last handle shuts the engine down.
         for c in (self._bi_client, self.reader, self._helper, self.client):
             if c is not None:
@@ -127,6 +131,7 @@ class ProjectionService:
                     c.close()
                 except Exception:  # pragma: no cover - closing is best effort at shutdown
                     log.debug("closing a projection client failed", exc_info=True)
+        self._bi_client = self.reader = self._helper = self.client = None
 
     def wake(self) -> None:
         """New events are stored: catch up soon (never on the caller's thread)."""

@@ -45,13 +45,15 @@ def _default(obj: Any) -> Any:
 
 
 class PrecodedMapper(Mapper[str]):
-    """A mapper that stores an event made by ``ChainedAggregate.append`` as the bytes that
-    were hashed when it was made (the same state the transcoder would give, keys sorted),
-    so each event is encoded once; any other event is encoded by the transcoder."""
+    """A mapper that stores an event made by ``ChainedAggregate.append`` (or ``open``) as the
+    bytes encoded when it was made and hashed (the state the transcoder would give, in the
+    state's own key order), so each event is encoded once; any other event, or any event when
+    the store compresses or encrypts or the event class is versioned, is encoded as usual."""
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         precoded = getattr(domain_event, "precoded", None)
-        if precoded is None or self.compressor is not None or self.cipher is not None:
+        if (precoded is None or self.compressor is not None or self.cipher is not None
+                or getattr(type(domain_event), "class_version", 1) > 1):
             return super().to_stored_event(domain_event)
         return StoredEvent(originator_id=domain_event.originator_id,
                            originator_version=domain_event.originator_version,
@@ -71,8 +73,9 @@ class EventStore(Application[str]):
         return PrecodedMapper(made.transcoder, made.compressor, made.cipher)
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[str]]:
-        """``Application.save``; domain events alone (what the processor saves, a batch at a
-        time) go straight to the event store, in one transaction, in the order given.
+        """``Application.save``; domain events alone go straight to the event store, in one
+        transaction, in the order given (``append`` does that too, and is what the processor
+        stores its batches with).
 
         That is all the base class does with them in this application (no snapshotting, no
         aggregate cache, no ``notify`` hook), less its check of each object against a runtime

@@ -383,11 +383,11 @@ def _thread_niceness(pid: int) -> dict[int, tuple[str, int]]:
 
 def test_the_read_side_runs_below_ingest_in_cpu_priority(world: World) -> None:
     """The engine's threads (inserts, merges, queries) start from the projection follower after it
-    lowered its priority, so they run at nice 10 (REPLENISH_PROJECTIONS_NICENESS); the threads
-    that take events in (the process's main thread, the processor) stay at 0."""
+    lowered its priority, so they run 10 nice steps (REPLENISH_PROJECTIONS_NICENESS) below the
+    threads that take events in (the process's main thread, the processor)."""
     assert world.service.proc is not None
     pid = world.service.proc.pid
     threads = _thread_niceness(pid)
+    main = threads[pid][1]  # the main thread's: the event loop that takes requests in
     engine = {nice for name, nice in threads.values() if name in ("MergeMutate", "BgSchPool", "ThreadPool")}
-    assert engine == {10}, threads
-    assert threads[pid][1] == 0, threads  # the main thread: the event loop that takes requests in
+    assert engine == {min(19, main + 10)}, threads

@@ -121,3 +121,47 @@ def test_failed_store_write_leaves_nothing_half_done(world: World, monkeypatch) 
     # nothing was remembered as seen: the re-send is processed for real
     assert [o.status for o in w.post(*batch).outcomes] == ["accepted", "accepted", "rejected"]
     assert w.lots() == {"L1": 8.0}
+
+
+def test_each_event_is_stored_as_the_transcoder_would_store_it(world: World, monkeypatch) -> None:
+    """Events are encoded once, when made (``ChainedAggregate.append``): at save time the bytes
+    kept then still say what the event's attributes say, as the library's mapper would encode
+    them (so nothing shared was changed in between), and they chain."""
+    from domain.chain import ChainVerifier
+    from streams.store import PrecodedMapper
+
+    checked: list[str] = []
+    plain = world.store.mapper.transcoder
+    to_stored = PrecodedMapper.to_stored_event
+
+    def checking(self: PrecodedMapper, event: object):  # type: ignore[no-untyped-def]
+        stored = to_stored(self, event)
+        state = {k: v for k, v in vars(event).items() if k not in ("originator_id", "originator_version")}
+        assert plain.decode(stored.state) == plain.decode(plain.encode(state)), type(event).__qualname__
+        checked.append(type(event).__qualname__)
+        return stored
+
+    before = len(world.stored())  # (the world's master data)
+    monkeypatch.setattr(PrecodedMapper, "to_stored_event", checking)
+    eventful(world)
+    assert len(checked) == len(world.stored()) - before > 50
+    assert {"StockPoint.Recorded", "StockPoint.Refused", "StockPoint.Decided", "StockPoint.AlertRaised",
+            "Recall.Issued", "Lot.Changed"} <= set(checked)
+    verifier = ChainVerifier()
+    for n in world.store.notifications():
+        assert verifier.feed(n.originator_id, n.originator_version, n.topic, n.state, n.id) is None
+
+
+def test_an_event_with_a_field_missing_or_unknown_is_not_made(world: World) -> None:
+    import pytest
+
+    from domain.aggregates import StockPoint
+
+    eventful(world)
+    sp = next(a for a in world.p.ledger.streams.values() if isinstance(a, StockPoint))
+    version = sp.version
+    with pytest.raises(TypeError, match="Decided"):
+        sp.append(StockPoint.Decided, world.now)  # no decision
+    with pytest.raises(TypeError, match="Decided"):
+        sp.append(StockPoint.Decided, world.now, decision={}, hash="forged")
+    assert sp.version == version
