@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ from api.routes import (
 )
 from domain.intake import Principal
 from streams.embedded import EmbeddedRunner
+from streams.processor import tune_collector
 from streams.webhooks import WebhookDispatcher
 
 
@@ -47,11 +47,7 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
             await asyncio.to_thread(projections.start)
             app.state.projections = projections.reader
             waking = asyncio.create_task(_wake_after_batches(runner, projections), name="projections-wake")
-        # What start-up made (modules, the rebuilt model, the engines' clients) lives as long as
-        # the process: out of the collector's reach, so that a full collection walks only what
-        # was made since (it walked all of it, pausing answers by about 90 ms; ``gc.freeze``).
-        gc.collect()
-        gc.freeze()
+        tune_collector()  # start-up is done: what it made lives as long as the process
         try:
             yield
         finally:

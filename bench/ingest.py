@@ -35,7 +35,7 @@ import orjson
 
 from bench.workload import Workload
 from domain.intake import Principal
-from streams.processor import Processor
+from streams.processor import Processor, tune_collector
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNER_KEY = "bench-scanner-key"
@@ -338,6 +338,7 @@ def inprocess_phases(tmp: Path, run: str, counts: dict[int, int], items: int, lo
                      ) -> list[Phase]:
     processor = serve_processor(tmp / "inprocess")
     db = processor_db(tmp / "inprocess")
+    tune_collector()  # as the service does once started (and so for the raw append after it)
     wl = Workload(run, items=items, locations=locations)
     processor.process([(e, ADMIN) for e in wl.master_data(datetime.now(UTC))])
     phases = []

@@ -40,8 +40,10 @@ def report(profile: cProfile.Profile, title: str, top: int) -> None:
 
 def profile_processor(events: int, batch: int, top: int) -> None:
     from bench.ingest import serve_processor
+    from streams.processor import tune_collector
 
     processor = serve_processor(Path(tempfile.mkdtemp(prefix="replenish-profile-")))
+    tune_collector()
     wl = Workload("prof", items=3, locations=4)
     processor.process([(e, ADMIN) for e in wl.master_data(datetime.now(UTC))])
     items = [(e, SCANNER) for _, e in wl.events(events)]

@@ -15,7 +15,7 @@ from api.app import create_app
 from infra.settings import Settings, SettingsError
 from streams.kafka_app import WorkerConfig, create_worker_app
 from streams.kafka_ingest import DistributedRunner, KafkaIngest
-from streams.processor import Processor
+from streams.processor import Processor, tune_collector
 from streams.relay import Relay
 from streams.store import EventStore, postgres_env
 from streams.topics import Topics, ensure_topics
@@ -101,6 +101,7 @@ def run_worker(settings: Settings, relay: bool = True, loglevel: str = "INFO") -
     config.datadir.mkdir(parents=True, exist_ok=True)
     log.info("worker %s: %d events rebuilt from the store", name, processor.position)
     app = create_worker_app(processor, config)
+    tune_collector()
     relayer = Relay(TrackedEventStore(postgres_env(dsn)), dsn, settings.kafka_bootstrap, topics).start() \
         if relay else None
     try:
