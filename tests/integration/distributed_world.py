@@ -135,6 +135,7 @@ class Deployment:
         self.processes: list[Process] = []
         self._producer: Producer | None = None
         self._n = 0
+        self._stores: list[EventStore] = []  # opened for the test's reads; closed with the deployment
 
     # -- processes ----------------------------------------------------------------------
     def start_worker(self, relay: bool = True) -> Worker:
@@ -148,6 +149,9 @@ class Deployment:
         """Kill the processes and delete the deployment's topics (the broker outlives tests)."""
         for p in self.processes:
             p.kill()
+        for store in self._stores:  # (left to the collector, a pool may be closed from its own thread)
+            store.close()
+        self._stores.clear()
         if self._producer is not None:
             self._producer.flush(10)
         delete_topics(self.bootstrap, self.topics.prefix)
@@ -206,14 +210,30 @@ class Deployment:
             consumer.close()
 
     def store(self) -> EventStore:
-        return EventStore(env=postgres_env(self.dsn))
+        """A store over the deployment's database, closed with the deployment."""
+        store = EventStore(env=postgres_env(self.dsn))
+        self._stores.append(store)
+        return store
 
     def processor(self) -> Processor:
         """A model rebuilt from the store now."""
         return Processor(self.store(), CASE_ID_KEY.encode())
 
+    def stored_position(self) -> int:
+        """The id of the last stored event now (what ``processor().position`` is, without
+        rebuilding a model; for polling)."""
+        store = EventStore(env=postgres_env(self.dsn))
+        try:
+            return int(store.recorder.max_notification_id() or 0)
+        finally:
+            store.close()
+
     def positions(self, names: list[str]) -> dict[str, int]:
-        return TrackedEventStore(postgres_env(self.dsn)).positions(names)
+        store = TrackedEventStore(postgres_env(self.dsn))
+        try:
+            return store.positions(names)
+        finally:
+            store.close()
 
     def committed(self, topic: str) -> dict[int, int | None]:
         """The workers' group's offsets committed to Kafka (the next offset to read)."""

@@ -27,7 +27,11 @@ from .distributed_world import (
 
 
 def _stored_ids(d: Deployment) -> set[str]:
-    return set(d.processor().ledger.seen)
+    p = d.processor()
+    try:
+        return set(p.ledger.seen)
+    finally:
+        p.store.close()
 
 
 def _wait_stored(d: Deployment, ids: set[str], timeout: float = 60) -> None:
@@ -149,8 +153,8 @@ def test_a_worker_killed_mid_stream_and_started_again_counts_every_event_once(on
     first = d.processes[0]
     events, expected = _mixed_stream(3000)
     streaming = _stream(d, events, per_second=1500)
-    base = d.processor().position
-    wait_for(lambda: d.processor().position > base + 600, 30, "the worker to store part of the stream")
+    base = d.stored_position()
+    wait_for(lambda: d.stored_position() > base + 600, 30, "the worker to store part of the stream")
     first.kill()  # SIGKILL, mid-stream: batches in flight, offsets not committed to Kafka
     at_kill = len(set(recorded_counts(d.store())) & {e["event_id"] for e in events})
     assert 0 < at_kill < len(events)
@@ -178,8 +182,8 @@ def test_stopping_one_of_two_workers_moves_its_partitions_to_the_other_with_the_
              30, "the partitions to be shared")
     events, expected = _mixed_stream(3000)
     streaming = _stream(d, events, per_second=1500)
-    base = d.processor().position
-    wait_for(lambda: d.processor().position > base + 600, 30, "the workers to store part of the stream")
+    base = d.stored_position()
+    wait_for(lambda: d.stored_position() > base + 600, 30, "the workers to store part of the stream")
     first.stop()  # SIGTERM: it leaves the group, its partitions move to the other worker
     second.wait_assigned(partitions=6)
     streaming.join(60)
