@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any, ClassVar, Self
 
 from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import get_topic
 
 from domain.chain import GENESIS, chained_state
 
@@ -85,75 +85,55 @@ class ChainedAggregate(BaseAggregate[str]):
         originator_topic: str
         key: dict[str, Any]
 
-        def mutate(self, aggregate: Any) -> Any:
-            """Make the aggregate (what ``CanInitAggregate.mutate`` does, without matching the
-            event's attributes to each ``__init__`` by inspecting its signature: every chained
-            aggregate is made from its ``key``)."""
-            if aggregate is not None:  # pragma: no cover - an aggregate is opened once
-                return super().mutate(aggregate)
-            cls = resolve_topic(self.originator_topic)
-            agg = cls.__new__(cls)
-            agg.__base_init__(self.originator_id, self.originator_version, self.timestamp)
-            agg.__init__(self.key)
-            self.apply(agg)
-            agg.last_hash = self.hash
-            return agg
-
     def __init__(self, key: dict[str, Any]) -> None:
         self.key = key
         self.last_hash = GENESIS
 
     @classmethod
     def open(cls, aggregate_id: str, key: dict[str, Any], at: datetime) -> Self:
-        """A new stream: its first event, chained to the genesis hash, made and encoded as
-        ``append`` makes the others."""
-        event_class = cls.Opened
-        topic = _topic(event_class)
-        version = cls.INITIAL_VERSION
-        state = {"key": key, "originator_topic": _topic(cls), "timestamp": at.isoformat(),
-                 "prev_hash": GENESIS}
-        h, stored = chained_state(aggregate_id, version, topic, state)
-        event = object.__new__(event_class)
-        event.__dict__.update(originator_id=aggregate_id, originator_version=version, timestamp=at,
-                              prev_hash=GENESIS, hash=h, originator_topic=state["originator_topic"],
-                              key=key)
-        object.__setattr__(event, "precoded", (topic, stored))
+        """A new stream: its first event, chained to the genesis hash."""
+        event = _chained_event(cls.Opened, aggregate_id, cls.INITIAL_VERSION, at, GENESIS,
+                               {"key": key, "originator_topic": _topic(cls)})
         agg: Self = event.mutate(None)
         agg._pending_events.append(event)
         return agg
 
     def append(self, event_class: type[Event], at: datetime, **fields: Any) -> None:
-        """Trigger the next event of the stream, chained to the one before it.
-
-        What ``trigger_event`` does (make the event, mutate this aggregate with it, keep it
-        pending), less its generic checks, and with the event's stored state encoded here
-        once, in the same pass that hashes it (``domain.chain.chained_state``): the store
-        writes those bytes (``Event.precoded``) instead of encoding the event again."""
+        """Trigger the next event of the stream, chained to the one before it: what
+        ``trigger_event`` does (make the event, mutate this aggregate with it, keep it pending),
+        with the event made by ``_chained_event``."""
         expected = _own_fields(event_class)
         if fields.keys() != expected:  # what the dataclass's __init__ refused (its stored form too)
             raise TypeError(f"{event_class.__qualname__} takes the fields {sorted(expected)}, "
                             f"not {sorted(fields)}")
-        version = self._version + 1
-        topic = _topic(event_class)
-        prev = self.last_hash
-        state = dict(fields)
-        state["timestamp"] = at.isoformat()
-        state["prev_hash"] = prev
-        h, stored = chained_state(self._id, version, topic, state)
-        event = object.__new__(event_class)
-        attrs = event.__dict__
-        attrs["originator_id"] = self._id
-        attrs["originator_version"] = version
-        attrs["timestamp"] = at
-        attrs["prev_hash"] = prev
-        attrs["hash"] = h
-        attrs.update(fields)
-        object.__setattr__(event, "precoded", (topic, stored))
+        event = _chained_event(event_class, self._id, self._version + 1, at, self.last_hash, fields)
         event.apply(self)
-        self._version = version
+        self._version = event.originator_version
         self._modified_on = at
-        self.last_hash = h
+        self.last_hash = event.hash
         self._pending_events.append(event)
+
+
+def _chained_event(event_class: type[Any], stream: str, version: int, at: datetime, prev_hash: str,
+                   fields: dict[str, Any]) -> Any:
+    """An event of a chained stream, made as the dataclass would make it, with its stored state
+    encoded once, in the same pass that hashes it (``domain.chain.chained_state``): the store
+    writes those bytes (``Event.precoded``) instead of encoding the event again."""
+    topic = _topic(event_class)
+    state = dict(fields)
+    state["timestamp"] = at.isoformat()
+    state["prev_hash"] = prev_hash
+    h, stored = chained_state(stream, version, topic, state)
+    event = object.__new__(event_class)
+    attrs = event.__dict__
+    attrs["originator_id"] = stream
+    attrs["originator_version"] = version
+    attrs["timestamp"] = at
+    attrs["prev_hash"] = prev_hash
+    attrs["hash"] = h
+    attrs.update(fields)
+    object.__setattr__(event, "precoded", (topic, stored))
+    return event
 
 
 class StockPoint(ChainedAggregate):
