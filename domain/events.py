@@ -311,13 +311,8 @@ def check_envelope(
         if event.get(name) is not None and parse_date(event[name]) is None:
             errors.append(FieldError(name, c.MALFORMED, f"'{name}' must be a date, YYYY-MM-DD"))
 
-    if spec.type not in _NO_SPECIFIC_CHECKS:
-        _check_type_specific(spec.type, event, errors)
+    _check_type_specific(spec.type, event, errors)
     return (None, errors) if errors else (event, errors)
-
-
-_NO_SPECIFIC_CHECKS = frozenset({"usage", "receipt", "return", "waste", "stock_count", "recall_closed",
-                                 "surgery_cancelled", "surgery_completed"})
 
 
 def _normalise_instant(event: dict[str, Any], name: str, errors: list[FieldError]) -> None:
