@@ -29,18 +29,23 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import orjson
 
 from bench.workload import Workload
 from domain.intake import Principal
-from streams.processor import Processor, tune_collector
+from streams.processor import tune_collector
+
+if TYPE_CHECKING:
+    from infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANNER_KEY = "bench-scanner-key"
 ADMIN_KEY = "bench-admin-key"
 CASE_ID_KEY = "bench-case-id-key-not-a-secret"
+API_KEYS = f"{SCANNER_KEY}:scanner:bench-scanner,{ADMIN_KEY}:admin:bench-admin"
 SCANNER = Principal("bench-scanner", "scanner")
 ADMIN = Principal("bench-admin", "admin")
 
@@ -115,8 +120,7 @@ class Service:
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "infra.cli"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("REPLENISH_")}
         env.update(REPLENISH_DATA_DIR=str(self.data_dir), REPLENISH_CASE_ID_KEY=CASE_ID_KEY,
-                   REPLENISH_API_KEYS=f"{SCANNER_KEY}:scanner:bench-scanner,"
-                                      f"{ADMIN_KEY}:admin:bench-admin")
+                   REPLENISH_API_KEYS=API_KEYS)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [*cmd, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -315,29 +319,23 @@ def latency_phase(svc: Service, wl: Workload, rate: float, seconds: float, warmu
 
 # -- in-process -----------------------------------------------------------------------------
 
-def serve_processor(data_dir: Path) -> Processor:
-    """A processor built as ``replenish serve`` builds its own (the same settings, procurement
-    included), over a store in ``data_dir``: so in-process and HTTP do the same work."""
+def serve_settings(data_dir: Path) -> Settings:
+    """The settings ``Service`` runs ``replenish serve`` with, over ``data_dir``: a processor
+    built from them (procurement included) does the work the service does."""
     from infra.settings import Settings
-    from infra.wiring import build_processor
 
-    settings = Settings(data_dir=data_dir, case_id_key=CASE_ID_KEY,  # type: ignore[arg-type]
-                        api_keys=f"{SCANNER_KEY}:scanner:bench-scanner",  # type: ignore[arg-type]
-                        ).prepared()
-    return build_processor(settings)
-
-
-def processor_db(data_dir: Path) -> Path:
-    from infra.settings import Settings
-    from infra.wiring import sqlite_path
-
-    return sqlite_path(Settings(data_dir=data_dir))  # type: ignore[call-arg]
+    return Settings(data_dir=data_dir, case_id_key=CASE_ID_KEY,  # type: ignore[arg-type]
+                    api_keys=API_KEYS,  # type: ignore[arg-type]
+                    ).prepared()
 
 
 def inprocess_phases(tmp: Path, run: str, counts: dict[int, int], items: int, locations: int,
                      ) -> list[Phase]:
-    processor = serve_processor(tmp / "inprocess")
-    db = processor_db(tmp / "inprocess")
+    from infra.wiring import build_processor, sqlite_path
+
+    settings = serve_settings(tmp / "inprocess")
+    processor = build_processor(settings)
+    db = sqlite_path(settings)
     tune_collector()  # as the service does once started (and so for the raw append after it)
     wl = Workload(run, items=items, locations=locations)
     processor.process([(e, ADMIN) for e in wl.master_data(datetime.now(UTC))])

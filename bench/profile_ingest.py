@@ -24,7 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.ingest import ADMIN, ADMIN_KEY, CASE_ID_KEY, SCANNER, SCANNER_KEY
+from bench.ingest import ADMIN, ADMIN_KEY, SCANNER
 from bench.workload import Workload
 
 
@@ -39,10 +39,11 @@ def report(profile: cProfile.Profile, title: str, top: int) -> None:
 
 
 def profile_processor(events: int, batch: int, top: int) -> None:
-    from bench.ingest import serve_processor
+    from bench.ingest import serve_settings
+    from infra.wiring import build_processor
     from streams.processor import tune_collector
 
-    processor = serve_processor(Path(tempfile.mkdtemp(prefix="replenish-profile-")))
+    processor = build_processor(serve_settings(Path(tempfile.mkdtemp(prefix="replenish-profile-"))))
     tune_collector()
     wl = Workload("prof", items=3, locations=4)
     processor.process([(e, ADMIN) for e in wl.master_data(datetime.now(UTC))])
@@ -61,13 +62,11 @@ def profile_processor(events: int, batch: int, top: int) -> None:
 def profile_http(events: int, batch: int, top: int) -> None:
     import uvicorn
 
-    from bench.ingest import free_port
-    from infra.settings import Settings
+    from bench.ingest import free_port, serve_settings
     from infra.wiring import build_app
 
     tmp = Path(tempfile.mkdtemp(prefix="replenish-profile-"))
-    settings = Settings(data_dir=tmp / "data", case_id_key=CASE_ID_KEY,  # type: ignore[arg-type]
-                        api_keys=f"{SCANNER_KEY}:scanner,{ADMIN_KEY}:admin").prepared()
+    settings = serve_settings(tmp / "data")
     app = build_app(settings)
     runner = app.state.runner
     worker_profile = cProfile.Profile()
