@@ -74,33 +74,22 @@ class EventStore(Application[str]):
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[str]]:
         """``Application.save``; domain events alone go straight to the event store, in one
-        transaction, in the order given (``append`` does that too, and is what the processor
-        stores its batches with).
-
-        That is all the base class does with them in this application (no snapshotting, no
-        aggregate cache, no ``notify`` hook), less its check of each object against a runtime
-        ``Protocol``, which costs about 10 µs an event: more than inserting the event.
-
-        ``tracking``: positions in other logs (a Kafka topic-partition's last consumed offset)
-        recorded in the same transaction, so what was consumed and what it produced are stored
-        together or not at all; only a store with a tracking recorder keeps them
-        (``streams.tracked_store.TrackedEventStore``)."""
-        tracking = kwargs.pop("tracking", ())
-        if tracking:
-            if not isinstance(self.recorder, TrackingRecorder):
-                raise TypeError(f"{type(self).__name__} keeps no tracking records; "
-                                "use streams.tracked_store.TrackedEventStore")
-            if kwargs or not all(isinstance(o, CanMutateAggregate) for o in objs):
-                raise TypeError("tracking is saved with domain events only")
-            return self.events.put(objs, trackings=list(tracking))
+        transaction, in the order given. That is all the base class does with them in this
+        application (no snapshotting, no aggregate cache, no ``notify`` hook), less its check of
+        each object against a runtime ``Protocol``, which costs about 10 µs an event: more than
+        inserting the event. (The processor stores its batches with ``append``.)"""
         if objs and not kwargs and all(isinstance(o, CanMutateAggregate) for o in objs):
             return self.events.put(objs)
         return super().save(*objs, **kwargs)
 
     def append(self, events: Sequence[Any], tracking: Sequence[Tracking] = ()) -> list[int]:
-        """Store domain events in one transaction, in the order given, with ``tracking`` (as
-        ``save`` does); returns their notification ids. What the processor stores a batch
-        with: ``save`` less the ``Recording`` objects it makes for each event."""
+        """Store domain events in one transaction, in the order given; returns their
+        notification ids (``save`` less the ``Recording`` objects it makes for each event).
+
+        ``tracking``: positions in other logs (a Kafka topic-partition's last consumed offset)
+        recorded in the same transaction, so what was consumed and what it produced are stored
+        together or not at all; only a store with a tracking recorder keeps them
+        (``streams.tracked_store.TrackedEventStore``)."""
         if tracking and not isinstance(self.recorder, TrackingRecorder):
             raise TypeError(f"{type(self).__name__} keeps no tracking records; "
                             "use streams.tracked_store.TrackedEventStore")
