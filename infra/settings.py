@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     worker_group: str = "replenish-worker"
     worker_batch: int = 1000
     worker_batch_within_ms: float = 20.0
+    # A partition a worker holds with messages waiting and nothing stored for this long is a
+    # stall: the worker rejoins its group, and exits (code 75) if that does not help.
+    worker_stall_seconds: float = Field(default=30.0, gt=0)
     # Procurement (README, "Procurement"): needs become requisitions and approved ones orders.
     procurement: bool = True
     ordering_window_minutes: float = 0.0  # needs of one supplier and site within it share a requisition

@@ -19,6 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
+import threading
+import time
+import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +38,7 @@ from faust.types import TP, EventT
 
 from domain import codes as c
 from domain.intake import Outcome, Principal
+from streams.liveness import StallWatch
 from streams.processor import BatchResult, Processor
 from streams.topics import PRINCIPAL, REASON, REPLY_TO, Topics, partition_of, stock_point_key
 from streams.tracked_store import TrackedEventStore, Tracking
@@ -54,6 +60,7 @@ class WorkerConfig:
     batch_within_s: float = 0.02
     session_timeout_s: float = 10.0
     idle_follow_s: float = 0.25
+    stall_s: float = 30.0  # a partition with lag and nothing stored for this long is stalled
     datadir: Path = field(default_factory=lambda: Path("data") / "faust")
 
 
@@ -122,6 +129,7 @@ class PartitionWorker:
         self.assigned: set[TopicPartition] = set()
         self.next_offset: dict[TopicPartition, int] = {}
         self.stored_batches = 0
+        self.store_failing_since: float | None = None  # monotonic time the store last began failing
         self._checked_day: Any = None  # the last day the expiry check ran (once assigned)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         self._lock = asyncio.Lock()
@@ -195,8 +203,11 @@ class PartitionWorker:
         while True:
             try:
                 await self._handle(messages, poison)
+                self.store_failing_since = None
                 return
             except PersistenceError:
+                if self.store_failing_since is None:
+                    self.store_failing_since = time.monotonic()
                 log.exception("batch of %d messages not stored; retrying in %.2f s", len(messages), delay)
             except Exception as exc:
                 failures += 1
@@ -345,6 +356,126 @@ def _event_id(value: bytes | None) -> str | None:
     return str(eid) if isinstance(eid, str | int) and not isinstance(eid, bool) else None
 
 
+# -- liveness ---------------------------------------------------------------------------
+STALL_EXIT_CODE = 75  # EX_TEMPFAIL: a supervisor (systemd, Kubernetes) starts the worker again
+
+
+class StallWatchdog:
+    """A thread that checks, every ``every_s``, that each partition the worker holds stores
+    what waits on it (``streams.liveness.StallWatch``, with the partitions' high watermarks
+    read by a consumer of its own, outside Faust). On a stall it logs the partitions, their
+    lag and every thread's stack, counts it, and asks the consumer to leave and rejoin the
+    group (a fresh rebalance and recovery); stalled again within ``stall_s`` of that, it exits
+    with ``STALL_EXIT_CODE`` for its supervisor to start it again. A store that is down is
+    not a stall (the batch waits it out, and says so).
+
+    The thread is outside the event loop on purpose: a stall may be a loop or a processor
+    thread that never returns."""
+
+    def __init__(self, worker: PartitionWorker, stall_s: float, every_s: float = 1.0, *,
+                 watermarks: Callable[[TopicPartition], tuple[int, int]] | None = None,
+                 rejoin: Callable[[], None] | None = None,
+                 exit: Callable[[int], None] = os._exit,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.worker = worker
+        self.watch = StallWatch(stall_s, clock)
+        self.every_s = every_s
+        self.stalls = 0
+        self.rejoins = 0
+        self._clock = clock
+        self._exit = exit
+        self._rejoin = rejoin or (lambda: request_rejoin(worker.app))
+        self._rejoined_at: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stall-watchdog", daemon=True)
+        self._consumer: Any = None
+        self._watermarks = watermarks or self._kafka_watermarks
+
+    def _kafka_watermarks(self, tp: TopicPartition) -> tuple[int, int]:
+        from confluent_kafka import Consumer
+        from confluent_kafka import TopicPartition as KafkaTP
+        if self._consumer is None:
+            self._consumer = Consumer({"bootstrap.servers": self.worker.config.bootstrap,
+                                       "group.id": f"{self.worker.config.group_id}-watchdog",
+                                       "enable.auto.commit": False})
+        low, high = self._consumer.get_watermark_offsets(KafkaTP(tp[0], tp[1]), timeout=5, cached=False)
+        return int(low), int(high)
+
+    def start(self) -> StallWatchdog:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        if self._consumer is not None:
+            self._consumer.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.check()
+            except Exception:
+                log.exception("the stall check failed; trying again")
+
+    def check(self) -> list[TopicPartition]:
+        """One round: observe every assigned partition, act on the stalled ones."""
+        worker = self.worker
+        assigned = set(worker.assigned)
+        positions = dict(worker.next_offset)
+        self.watch.keep_only(assigned)
+        for tp in sorted(assigned):
+            low, high = self._watermarks(tp)
+            self.watch.observe(tp, positions.get(tp, low), high)
+        stalled: list[TopicPartition] = self.watch.stalled()  # type: ignore[assignment]
+        now = self._clock()
+        if not stalled:
+            if self._rejoined_at is not None and now - self._rejoined_at > 2 * self.watch.stall_s:
+                self._rejoined_at = None  # healthy again: a later stall gets a rejoin first
+            return stalled
+        if worker.store_failing_since is not None:
+            log.warning("partitions %s wait while the store fails (since %.0f s); not a stall",
+                        [tracking_name(tp) for tp in stalled], now - worker.store_failing_since)
+            self.watch.restart()
+            return stalled
+        self.stalls += 1
+        lags = {tracking_name(tp): self.watch.lag(tp) for tp in stalled}
+        log.error("STALL %d: partitions with lag and nothing stored for %.0f s: %s; every thread's "
+                  "stack follows", self.stalls, self.watch.stall_s, lags)
+        _dump_stacks()
+        if self._rejoined_at is None:
+            self.rejoins += 1
+            self._rejoined_at = now
+            log.error("STALL %d: leaving and rejoining the consumer group (rejoin %d)", self.stalls, self.rejoins)
+            self._rejoin()
+            self.watch.restart()
+        else:
+            log.critical("STALL %d: still stalled after rejoining; exiting with code %d for the "
+                         "supervisor to start the worker again", self.stalls, STALL_EXIT_CODE)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            self._exit(STALL_EXIT_CODE)
+        return stalled
+
+
+def request_rejoin(app: faust.App) -> None:
+    """Ask the group coordinator of ``app``'s consumer to rejoin (a new rebalance: every member's
+    partitions are revoked and assigned again, and Faust's recovery runs afresh). The aiokafka
+    consumer lives on Faust's consumer thread, so the request is made on that thread's loop."""
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    coordinator = thread._ensure_consumer()._coordinator
+    thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)
+
+
+def _dump_stacks() -> None:
+    """Every thread's stack, through the log (Faust's workers replace ``sys.stderr``)."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        stack = "".join(traceback.format_stack(frame))
+        log.error("Thread 0x%x (%s):\n%s", ident, names.get(ident, "?"), stack)
+
+
 # -- the Faust app ----------------------------------------------------------------------
 class _TrackedConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, resuming from the store's tracking records: after each
@@ -370,6 +501,7 @@ class _TrackedTransport(faust_aiokafka.Transport):
 
 class WorkerApp(faust.App):
     partition_worker: PartitionWorker | None = None
+    watchdog: StallWatchdog | None = None
 
     def _new_transport(self) -> Any:
         return _TrackedTransport(self.conf.broker_consumer, self)
@@ -396,12 +528,18 @@ def create_worker_app(processor: Processor, config: WorkerConfig) -> WorkerApp:
     )
     worker = PartitionWorker(processor, config, app, OutcomeSink(config.bootstrap))
     app.partition_worker = worker
+    app.watchdog = StallWatchdog(worker, config.stall_s)
     consumed = app.topic(*config.topics.consumed, key_serializer="raw", value_serializer="raw")
 
     @app.agent(consumed, name="replenish.ingest")
     async def ingest(stream: Any) -> None:
         async for events in stream.take_events(config.batch_max, within=config.batch_within_s):
             await worker.handle(events)
+
+    @app.task
+    async def watch() -> None:  # once the worker runs
+        assert app.watchdog is not None
+        app.watchdog.start()
 
     @app.timer(config.idle_follow_s, name="replenish.follow")
     async def follow() -> None:
@@ -418,4 +556,5 @@ def create_worker_app(processor: Processor, config: WorkerConfig) -> WorkerApp:
     return app
 
 
-__all__ = ["PartitionWorker", "WorkerApp", "WorkerConfig", "c", "create_worker_app"]
+__all__ = ["STALL_EXIT_CODE", "PartitionWorker", "StallWatchdog", "WorkerApp", "WorkerConfig", "c",
+           "create_worker_app", "request_rejoin"]

@@ -131,6 +131,7 @@ class Deployment:
             "REPLENISH_CASE_ID_KEY": CASE_ID_KEY, "REPLENISH_KAFKA_SESSION_TIMEOUT_SECONDS": "6",
             "REPLENISH_WORKER_BATCH": "500", "REPLENISH_DATA_DIR": str(tmp / "data"),
             "REPLENISH_WORKER_GROUP": f"{self.topics.prefix}replenish-worker",
+            "REPLENISH_WORKER_STALL_SECONDS": "15",
             **settings})
         self.processes: list[Process] = []
         self._producer: Producer | None = None
