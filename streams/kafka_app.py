@@ -479,20 +479,40 @@ def _dump_stacks() -> None:
 # -- the Faust app ----------------------------------------------------------------------
 class _TrackedConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, resuming from the store's tracking records: after each
-    assignment Faust seeks to the committed offsets; this seeks on to the tracked ones."""
+    assignment Faust seeks to the committed offsets; this seeks on to the tracked ones.
+
+    The aiokafka consumer belongs to Faust's consumer thread and its event loop: both seeks
+    run there, in one call, and only for partitions still assigned when it runs (a seek from
+    this thread would set that loop's futures from outside it, and a partition revoked in the
+    meantime would raise and leave Faust's recovery without resuming the flow)."""
 
     async def seek_to_committed(self) -> Mapping[Any, int]:
-        committed = dict(await super().seek_to_committed())
         worker = getattr(self.app, "partition_worker", None)
-        if worker is not None:
-            tracked = await worker.resume_offsets(set(self.assignment()))
-            for tp, offset in tracked.items():
-                await self.seek(tp, offset)
-                committed[tp] = offset
-            if tracked:
-                log.info("resuming from tracking records: %s",
-                         {f"{tp.topic}-{tp.partition}": o for tp, o in sorted(tracked.items())})
+        if worker is None:
+            return await super().seek_to_committed()
+        tracked = await worker.resume_offsets(set(self.assignment()))
+        thread = self._thread
+        committed: dict[Any, int] = await thread.call_thread(_seek_committed_then_tracked, thread, tracked)
+        moved = {tp: o for tp, o in tracked.items() if committed.get(tp) == o}
+        if moved:
+            log.info("resuming from tracking records: %s",
+                     {f"{tp.topic}-{tp.partition}": o for tp, o in sorted(moved.items())})
         return committed
+
+
+async def _seek_committed_then_tracked(thread: Any, tracked: Mapping[Any, int]) -> dict[Any, int]:
+    """On the consumer thread: aiokafka's seek to the committed offsets, then to the tracked
+    ones of the partitions still assigned."""
+    consumer = thread._ensure_consumer()
+    if not consumer.assignment():  # revoked meanwhile (aiokafka asserts on an empty one)
+        return {}
+    committed = dict(await consumer.seek_to_committed())
+    assigned = consumer.assignment()
+    for tp, offset in tracked.items():
+        if tp in assigned:
+            consumer.seek(tp, offset)
+            committed[tp] = offset
+    return committed
 
 
 class _TrackedTransport(faust_aiokafka.Transport):
