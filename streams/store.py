@@ -6,22 +6,28 @@ hash chain of ``domain.chain`` covers. Aggregate ids are text (``sp:...``, ``lot
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from eventsourcing.application import Application
 from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.persistence import (
+    IntegrityError,
+    InternalError,
     Mapper,
     Notification,
+    ProgrammingError,
     Recording,
     StoredEvent,
     Tracking,
     TrackingRecorder,
     Transcoder,
 )
+
+T = TypeVar("T")
 
 
 class OrjsonTranscoder(Transcoder):
@@ -68,6 +74,9 @@ class EventStore(Application[str]):
     def construct_transcoder(self) -> Transcoder:
         return OrjsonTranscoder()
 
+    def construct_recorder(self) -> Any:
+        return created_concurrently(super().construct_recorder)
+
     def construct_mapper(self) -> Mapper[str]:
         made = super().construct_mapper()  # (the environment's compressor and cipher, if any)
         return PrecodedMapper(made.transcoder, made.compressor, made.cipher)
@@ -112,6 +121,26 @@ class EventStore(Application[str]):
     def stream(self, stream_id: str) -> list[Any]:
         """One stream's events, decoded, in version order."""
         return [self.mapper.to_domain_event(s) for s in self.recorder.select_events(stream_id)]
+
+
+_CREATED_CONCURRENTLY = ("concurrently updated", "pg_type", "already exists", "__migration__")
+
+
+def created_concurrently(make: Callable[[], T]) -> T:
+    """``make()`` (a recorder, which creates its tables when the environment says so), tried
+    again when another process created the same tables at the same moment: PostgreSQL's
+    ``CREATE ... IF NOT EXISTS`` run by two sessions at once can fail in one of them ("tuple
+    concurrently updated", a duplicate key in its catalog), and so can the library's first
+    tracking record (``__migration__``), as when two workers start together."""
+    for attempt in range(5):
+        try:
+            return make()
+        except (InternalError, IntegrityError, ProgrammingError) as exc:
+            text = str(exc)
+            if attempt == 4 or not any(sign in text for sign in _CREATED_CONCURRENTLY):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def sqlite_env(path: str) -> dict[str, str]:

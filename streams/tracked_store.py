@@ -19,7 +19,7 @@ from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteProcessRecorder
 from eventsourcing.utils import get_topic
 
-from streams.store import EventStore
+from streams.store import EventStore, created_concurrently
 
 
 class PostgresPartitionRecorder(PostgresProcessRecorder):
@@ -62,7 +62,7 @@ class TrackedEventStore(EventStore):
         super().__init__(env={**env, "PROCESS_RECORDER_TOPIC": get_topic(recorder)})
 
     def construct_recorder(self) -> ProcessRecorder:  # type: ignore[override]
-        return self.factory.process_recorder()
+        return created_concurrently(self.factory.process_recorder)
 
     @property
     def tracking(self) -> ProcessRecorder:

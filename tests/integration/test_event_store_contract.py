@@ -97,3 +97,39 @@ def test_postgres_env_takes_a_dsn_or_parameters() -> None:
     assert from_dsn["ORIGINATOR_ID_TYPE"] == "text" and from_dsn["CREATE_TABLE"] == "y"
     with pytest.raises(ValueError, match="password"):
         postgres_env("postgresql://replenish@127.0.0.1/replenish")
+
+
+def test_stores_opened_at_the_same_moment_on_an_empty_postgres_database_all_open(postgres_dsn: str) -> None:
+    """Workers started together each create the tables (``CREATE ... IF NOT EXISTS``) and the
+    library's first tracking record at once; PostgreSQL fails all but one of such sessions now
+    and then, and the store tries again rather than stopping the worker."""
+    import threading
+    import uuid
+
+    from psycopg.conninfo import make_conninfo
+
+    from streams.tracked_store import TrackedEventStore
+
+    failures: list[str] = []
+    for _ in range(8):
+        name = f"test_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            env = postgres_env(make_conninfo(postgres_dsn, dbname=name))
+
+            def open_and_close(tracked: bool, env: dict[str, str] = env) -> None:
+                try:
+                    (TrackedEventStore(env) if tracked else EventStore(env=env)).close()
+                except Exception as exc:
+                    failures.append(repr(exc))
+
+            threads = [threading.Thread(target=open_and_close, args=(i % 2 == 1,)) for i in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    assert failures == []

@@ -105,13 +105,13 @@ def torture(d: Deployment, rounds: int, seed: int, per_second: float = 300.0,
     finally:
         stream.stop()
     ids = {e["event_id"] for e in stream.events}
-    deadline = time.monotonic() + 90
+    store, deadline = d.store(), time.monotonic() + 90
     while time.monotonic() < deadline:
-        counts = recorded_counts(d.store())
+        counts = recorded_counts(store)
         if ids <= set(counts):
             break
         time.sleep(1)
-    counts = recorded_counts(d.store())
+    counts = recorded_counts(store)
     assert [i for i in ids if counts.get(i) != 1] == [], f"every event recorded exactly once (seed {seed})"
     p = d.processor()
     assert {loc: on_hand(p, loc) for loc in LOCATIONS} == stream.expected
