@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from api import errors
 from api.responses import JSON
 from api.routes import (
     admin,
@@ -66,6 +67,7 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
         lifespan=lifespan,
         default_response_class=JSON,
     )
+    errors.install(app)
     app.state.runner = runner
     app.state.principals = principals
     app.state.webhooks = dispatcher

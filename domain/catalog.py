@@ -17,6 +17,13 @@ from domain.gtin import normalise_gtin
 T = TypeVar("T")
 
 CRITICALITIES = ("critical", "high", "normal")
+# Base units that measure rather than count: an item in one of them may move in fractions
+# (``divisible`` defaults to true); any other base unit counts whole pieces.
+MEASURE_UNITS = frozenset({"ml", "l", "cl", "dl", "ul", "g", "kg", "mg", "m", "cm", "mm"})
+
+
+def divisible_by_default(base_unit: str) -> bool:
+    return base_unit.strip().lower() in MEASURE_UNITS
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class Item:
     unit_cost: float | None
     currency: str | None
     extra: dict[str, Any] = field(default_factory=dict)
+    divisible: bool = False  # moves in fractions of its base unit (``ml``, ``g``...)
 
     def factor(self, unit: str | None) -> float | None:
         """Base units in one ``unit`` (None when the item has no such unit)."""

@@ -16,11 +16,12 @@ EVENT_ID_REUSED = "event_id_reused"
 FORBIDDEN_TYPE = "forbidden_type"
 EXPIRED_LOT = "expired_lot"
 RECALLED_LOT = "recalled_lot"
+STALE_TIMESTAMP = "stale_timestamp"  # a stock event older than REPLENISH_MAX_EVENT_AGE_DAYS
 
 REFUSAL_CODES = (
     MALFORMED, MISSING_FIELD, UNKNOWN_ITEM, UNKNOWN_LOCATION, UNKNOWN_UNIT,
     INVALID_QUANTITY, FUTURE_TIMESTAMP, INVALID_GTIN, EVENT_ID_REUSED, FORBIDDEN_TYPE,
-    EXPIRED_LOT, RECALLED_LOT,
+    EXPIRED_LOT, RECALLED_LOT, STALE_TIMESTAMP,
 )
 
 # Flags on an accepted event (``flags``) and on its stock point.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -33,6 +34,18 @@ SUPPLY = "supply"
 IDENTIFYING_FIELDS = ("case_id", "patient_id", "mrn", "patient")
 
 FUTURE_TOLERANCE = timedelta(minutes=10)
+# A stock event older than this is refused (``stale_timestamp``): a clock reset to 0001 or a
+# replayed archive would otherwise move the stock of days long closed. Master data are
+# effective-dated and exempt. (REPLENISH_MAX_EVENT_AGE_DAYS sets it for a service.)
+MAX_EVENT_AGE = timedelta(days=400)
+# Identifiers (event ids, SKUs, lots, serials, locations, case ids, references...): at most
+# this many characters, none of them a control or surrogate character (categories Cc, Cs).
+MAX_IDENTIFIER_LENGTH = 128
+IDENTIFIER_FIELDS = ("event_id", "sku", "gtin", "lot", "new_lot", "serial", "site", "location",
+                     "from_location", "to_location", "restocked_from", "supplier", "po_id",
+                     "case_id", "reference", "procedure")
+IDENTIFIER_LISTS = ("lots", "serials", "substitutes")
+LINE_IDENTIFIERS = ("sku", "location")
 # No single stock fact moves more than this many base units. Beyond it a quantity is a typo,
 # and balances could overflow to infinity, which JSON (and so the store) cannot hold.
 MAX_QUANTITY = 1e9
@@ -153,6 +166,16 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def is_whole(quantity: float) -> bool:
+    """Whether ``quantity`` is a whole number of units, up to floating-point error (0.1 box of
+    10 is 1.0000000000000002 each: whole).
+
+    >>> is_whole(3.0), is_whole(0.1 * 10), is_whole(0.5)
+    (True, True, False)
+    """
+    return abs(quantity - round(quantity)) <= 1e-9 * max(1.0, abs(quantity))
+
+
 def pseudonymise(value: Any, key: bytes) -> str:
     """Keyed hash (HMAC-SHA-256) of an identifier: the same case always maps to the same
     pseudonym, and it cannot be reversed or recomputed without the key."""
@@ -189,6 +212,80 @@ def is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+def identifier_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an identifier, or None when it can."""
+    if len(value) > MAX_IDENTIFIER_LENGTH:
+        return f"is {len(value):,} characters long; at most {MAX_IDENTIFIER_LENGTH} are allowed"
+    if value.isascii() and value.isprintable():  # (the usual case, first)
+        return None
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            return f"holds the control or surrogate character U+{ord(ch):04X}"
+    return None
+
+
+def check_identifiers(raw: dict[str, Any]) -> list[FieldError]:
+    """Identifier fields that are too long or hold control or surrogate characters
+    (``malformed``); values that are not text are left to ``check_envelope``."""
+    errors = []
+    for name in IDENTIFIER_FIELDS:
+        value = raw.get(name)
+        if value.__class__ is str and (problem := identifier_problem(value)) is not None:
+            errors.append(FieldError(name, c.MALFORMED, f"'{name}' {problem}"))
+    for name in IDENTIFIER_LISTS:
+        values = raw.get(name)
+        if isinstance(values, list):
+            for i, value in enumerate(values):
+                if isinstance(value, str) and (problem := identifier_problem(value)) is not None:
+                    errors.append(FieldError(f"{name}[{i}]", c.MALFORMED, f"'{name}[{i}]' {problem}"))
+    lines = raw.get("lines")
+    if isinstance(lines, list):
+        for i, line in enumerate(lines):
+            for name in LINE_IDENTIFIERS:
+                value = line.get(name) if isinstance(line, dict) else None
+                if isinstance(value, str) and (problem := identifier_problem(value)) is not None:
+                    errors.append(FieldError(f"lines[{i}].{name}", c.MALFORMED,
+                                             f"'lines[{i}].{name}' {problem}"))
+    return errors
+
+
+def redacted_identifier(value: str, keep: int = 32) -> str:
+    r"""What is stored of an identifier refused as malformed: its first ``keep`` characters,
+    control and surrogate characters escaped, and the hash of the whole (never the whole: it
+    may be a megabyte, or hold characters no store takes).
+
+    >>> redacted_identifier("A" * 1000, keep=4)
+    'AAAA…sha256:c2e686823489ced2'
+    >>> redacted_identifier("ab\x00c", keep=8)
+    'ab\\x00c…sha256:6c032e631d39a14d'
+    """
+    head = value[:keep].encode("unicode_escape", "backslashreplace").decode("ascii")[:keep]
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{head}…sha256:{digest}"
+
+
+def redact_identifiers(raw: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
+    """A copy of ``raw`` with each identifier named in ``errors`` replaced by its redacted
+    form (a case id by its hash alone: no part of it is kept in clear)."""
+    safe = dict(raw)
+    for err in errors:
+        field_name = err.field or ""
+        if field_name in IDENTIFIER_FIELDS:
+            value = safe[field_name]
+            safe[field_name] = redacted_identifier(value, keep=0 if field_name in IDENTIFYING_FIELDS else 32)
+        elif "[" in field_name:
+            name, _, rest = field_name.partition("[")
+            index = int(rest.split("]")[0])
+            if name == "lines":
+                key = field_name.rsplit(".", 1)[1]
+                lines = safe["lines"] = list(safe["lines"])
+                lines[index] = dict(lines[index], **{key: redacted_identifier(lines[index][key])})
+            else:
+                values = safe[name] = list(safe[name])
+                values[index] = redacted_identifier(values[index])
+    return safe
+
+
 def fingerprint(event: Any) -> str:
     """Content identity of an event as sent (key order aside), for de-duplication."""
     return hashlib.sha256(canonical_json(event)).hexdigest()[:32]
@@ -209,13 +306,14 @@ def _text(event: dict[str, Any], name: str, errors: list[FieldError], required: 
 
 
 def check_envelope(
-    raw: dict[str, Any], role: str, now: datetime
+    raw: dict[str, Any], role: str, now: datetime, max_age: timedelta = MAX_EVENT_AGE,
 ) -> tuple[dict[str, Any] | None, list[FieldError]]:
     """Stateless checks of one (already pseudonymised) event.
 
     Returns the normalised event (``occurred_at`` in UTC, ``sku``/``gtin`` as text, dates
     checked) or the list of errors. The role check comes first: a caller that may not post a
-    type learns nothing else about it.
+    type learns nothing else about it. A stock event older than ``max_age`` is refused
+    (``stale_timestamp``).
     """
     errors: list[FieldError] = []
     event_id = _text(raw, "event_id", errors, required=True)
@@ -245,6 +343,10 @@ def check_envelope(
         errors.append(FieldError("occurred_at", c.FUTURE_TIMESTAMP,
                                  f"'occurred_at' is {occurred - now} ahead of the server clock "
                                  f"(more than {FUTURE_TOLERANCE} is refused)"))
+    elif spec.category == STOCK and occurred < now - max_age:
+        errors.append(FieldError("occurred_at", c.STALE_TIMESTAMP,
+                                 f"'occurred_at' is {(now - occurred).days:,} days before the server "
+                                 f"clock; stock events older than {max_age.days} days are refused"))
 
     event = dict(raw)
     if event_id is not None:
@@ -352,8 +454,9 @@ def _check_type_specific(etype: str, event: dict[str, Any], errors: list[FieldEr
             v = event.get(name)
             if v is not None and not (is_number(v) and v >= 0):
                 errors.append(FieldError(name, c.MALFORMED, f"'{name}' must be a non-negative number"))
-        if "consignment" in event and not isinstance(event["consignment"], bool):
-            errors.append(FieldError("consignment", c.MALFORMED, "'consignment' must be true or false"))
+        for flag in ("consignment", "divisible"):
+            if flag in event and not isinstance(event[flag], bool):
+                errors.append(FieldError(flag, c.MALFORMED, f"'{flag}' must be true or false"))
         subs = event.get("substitutes")
         if subs is not None and not (isinstance(subs, list) and all(isinstance(x, str) and x for x in subs)):
             errors.append(FieldError("substitutes", c.MALFORMED, "'substitutes' must be a list of SKUs"))

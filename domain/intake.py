@@ -30,11 +30,12 @@ from domain.aggregates import (
     lot_id,
     stock_point_id,
 )
-from domain.catalog import Catalog, Item, Location, Supplier
+from domain.catalog import Catalog, Item, Location, Supplier, divisible_by_default
 from domain.events import (
     EVENT_TYPES,
     LOT,
     MASTER,
+    MAX_EVENT_AGE,
     MAX_QUANTITY,
     PLAN,
     PURCHASE,
@@ -43,11 +44,14 @@ from domain.events import (
     SUPPLY,
     FieldError,
     check_envelope,
+    check_identifiers,
     fingerprint,
     is_blank,
+    is_whole,
     iso_utc,
     parse_date,
     pseudonymise_event,
+    redact_identifiers,
 )
 from domain.expiry import is_expired
 from domain.inventory import Moves, fold_balances
@@ -94,7 +98,7 @@ class Prior:
 
 def item_from_event(e: dict[str, Any]) -> Item:
     known = {"sku", "gtin", "gtins", "description", "base_unit", "units", "pack_size",
-             "criticality", "lead_time_days", "supplier", "unit_cost", "currency"}
+             "criticality", "lead_time_days", "supplier", "unit_cost", "currency", "divisible"}
     return Item(
         sku=e["sku"], gtin=e.get("gtin"), gtins=dict(e.get("gtins") or {}),
         description=e.get("description") or "", base_unit=e["base_unit"],
@@ -103,6 +107,8 @@ def item_from_event(e: dict[str, Any]) -> Item:
         lead_time_days=e.get("lead_time_days"), supplier=e.get("supplier"),
         unit_cost=e.get("unit_cost"), currency=e.get("currency"),
         extra={k: v for k, v in e.items() if k not in known},
+        divisible=bool(e["divisible"]) if e.get("divisible") is not None
+        else divisible_by_default(e["base_unit"]),
     )
 
 
@@ -396,11 +402,12 @@ class Intake:
     """
 
     def __init__(self, ledger: Ledger, case_id_key: bytes, late_after: timedelta,
-                 history: HistoryReader) -> None:
+                 history: HistoryReader, max_event_age: timedelta = MAX_EVENT_AGE) -> None:
         self.ledger = ledger
         self.case_id_key = case_id_key
         self.late_after = late_after
         self.history = history
+        self.max_event_age = max_event_age
         self.touched: dict[str, ChainedAggregate] = {}
         self.recorded: list[Any] = []
         self.raised: list[dict[str, Any]] = []
@@ -420,6 +427,10 @@ class Intake:
         if not isinstance(raw, dict):
             err = FieldError(None, c.MALFORMED, "an event must be a JSON object")
             return self._refuse(raw, fingerprint(raw), None, [err], principal, now)
+        bad_ids = check_identifiers(raw)
+        if bad_ids:  # stored redacted, before anything uses them as keys
+            safe = pseudonymise_event(redact_identifiers(raw, bad_ids), self.case_id_key)
+            return self._refuse(safe, fingerprint(safe), None, bad_ids, principal, now)
         safe = pseudonymise_event(raw, self.case_id_key)
         fp = fingerprint(safe)
         eid = safe.get("event_id")
@@ -435,7 +446,7 @@ class Intake:
                 err = FieldError("event_id", c.EVENT_ID_REUSED,
                                  f"event_id {eid!r} was already used for an event with different content")
                 return self._refuse(safe, fp, None, [err], principal, now)
-        event, errors = check_envelope(safe, principal.role, now)
+        event, errors = check_envelope(safe, principal.role, now, self.max_event_age)
         if event is None:
             return self._refuse(safe, fp, None, errors, principal, now)
         category = EVENT_TYPES[event["type"]].category
@@ -606,6 +617,10 @@ class Intake:
             elif float(event["quantity"]) * factor > MAX_QUANTITY:
                 errors.append(FieldError("quantity", c.INVALID_QUANTITY,
                                          f"{event['quantity']} {unit} is more than {MAX_QUANTITY:,.0f} {item.base_unit}"))
+            elif not item.divisible and not is_whole(float(event["quantity"]) * factor):
+                errors.append(FieldError("quantity", c.INVALID_QUANTITY,
+                                         f"{event['quantity']} {unit} is {float(event['quantity']) * factor:g} "
+                                         f"{item.base_unit}: item {item.sku} counts whole {item.base_unit}"))
         sp = (self._open_stock_point(item, here, now)
               if item is not None and here is not None else None)
         if errors or item is None or here is None or factor is None or sp is None:

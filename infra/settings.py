@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     case_id_key: SecretStr = SecretStr("")
     dev: bool = False
     late_after_minutes: float = 60.0
+    # A stock event whose occurred_at is older than this is refused (stale_timestamp).
+    max_event_age_days: float = Field(default=400.0, gt=0)
     max_batch: int = 10_000
     host: str = "127.0.0.1"
     port: int = 8000

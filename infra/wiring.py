@@ -32,7 +32,8 @@ def build_store(settings: Settings) -> EventStore:
 def build_processor(settings: Settings) -> Processor:
     return Processor(build_store(settings), settings.case_id_key.get_secret_value().encode(),
                      late_after=timedelta(minutes=settings.late_after_minutes),
-                     procurement=settings.procurement_settings())
+                     procurement=settings.procurement_settings(),
+                     max_event_age=timedelta(days=settings.max_event_age_days))
 
 
 def build_app(settings: Settings) -> FastAPI:

@@ -45,7 +45,8 @@ def _processor(store: EventStore, settings: Settings, role: str) -> Processor:
     API's (``notices``: the scorecards and supplier notices, one writer of those streams)."""
     procurement = dataclasses.replace(settings.procurement_settings(), role=role)
     return Processor(store, settings.case_id_key.get_secret_value().encode(),
-                     late_after=timedelta(minutes=settings.late_after_minutes), procurement=procurement)
+                     late_after=timedelta(minutes=settings.late_after_minutes), procurement=procurement,
+                     max_event_age=timedelta(days=settings.max_event_age_days))
 
 
 def build_distributed_app(settings: Settings) -> FastAPI:

@@ -35,7 +35,7 @@ from domain.aggregates import (
     stock_point_id,
 )
 from domain.chain import BrokenLink, ChainVerifier
-from domain.events import iso_utc, parse_date, parse_instant
+from domain.events import MAX_EVENT_AGE, iso_utc, parse_date, parse_instant
 from domain.expiry import is_expired
 from domain.intake import Intake, Ledger, Outcome, Principal
 from domain.inventory import Moves, fold_balances, inventory_position
@@ -91,10 +91,12 @@ class Processor:
     def __init__(self, store: EventStore, case_id_key: bytes,
                  late_after: timedelta = timedelta(hours=1), clock: Clock = utc_now,
                  planning: PlanningSettings | None = None,
-                 procurement: ProcurementSettings | None = None) -> None:
+                 procurement: ProcurementSettings | None = None,
+                 max_event_age: timedelta = MAX_EVENT_AGE) -> None:
         self.store = store
         self.case_id_key = case_id_key
         self.late_after = late_after
+        self.max_event_age = max_event_age
         self.clock = clock
         self.planning = planning or PlanningSettings()
         self.procurement = procurement or ProcurementSettings()
@@ -113,7 +115,7 @@ class Processor:
         self.rebuild()
 
     def _new_intake(self, ledger: Ledger) -> Intake:
-        return Intake(ledger, self.case_id_key, self.late_after, self._history)
+        return Intake(ledger, self.case_id_key, self.late_after, self._history, self.max_event_age)
 
     # -- write side -------------------------------------------------------------------
     def process(self, items: Iterable[tuple[Any, Principal]],

@@ -98,6 +98,17 @@ def trace(p: Processor, sku: str, lot: str | None = None, serial: str | None = N
             "events": rows}
 
 
+def traced_units(p: Processor, sku: str) -> dict[str, Any] | None:
+    """The lots and serials of ``sku`` that something is recorded of (what ``trace`` can be
+    asked about); None when there are none."""
+    index = p.ledger.trace
+    lots = sorted({str(lot) for s, lot in index.lot_events if s == sku})
+    serials = sorted({str(serial) for s, serial in index.serial_events if s == sku})
+    if not lots and not serials:
+        return None
+    return {"sku": sku, "lots": lots, "serials": serials}
+
+
 def trace_csv(result: dict[str, Any]) -> str:
     """A trace's events as CSV (``TRACE_COLUMNS``), one row per stored event."""
     out = io.StringIO()

@@ -9,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 
+from api.bodies import Reason
 from api.deps import ACTORS, READERS, Runner, require
 from api.responses import JSON
 from domain.intake import Principal
@@ -64,12 +65,9 @@ async def stream_alerts(request: Request, runner: Runner,
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _change(alert_id: str, status_: str, body: dict[str, Any], runner: Runner,
+async def _change(alert_id: str, status_: str, body: Reason, runner: Runner,
                   principal: Principal) -> JSON:
-    reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "a 'reason' is required")
-    alert = await runner.change_alert(alert_id, status_, reason.strip(), principal)
+    alert = await runner.change_alert(alert_id, status_, body.reason.strip(), principal)
     if alert is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert {alert_id}")
     return JSON(alert)
@@ -78,7 +76,7 @@ async def _change(alert_id: str, status_: str, body: dict[str, Any], runner: Run
 @router.post("/{alert_id}/acknowledge", response_class=JSON)
 async def acknowledge(alert_id: str, runner: Runner,
                       principal: Annotated[Principal, Depends(require(*ACTORS))],
-                      body: Annotated[dict[str, Any], Body(examples=[{"reason": "transfer requested from CS"}])]) -> JSON:
+                      body: Annotated[Reason, Body(examples=[{"reason": "transfer requested from CS"}])]) -> JSON:
     """Acknowledge an alert (buyers and admins), with a reason; stored as an event."""
     return await _change(alert_id, "acknowledged", body, runner, principal)
 
@@ -86,6 +84,6 @@ async def acknowledge(alert_id: str, runner: Runner,
 @router.post("/{alert_id}/resolve", response_class=JSON)
 async def resolve(alert_id: str, runner: Runner,
                   principal: Annotated[Principal, Depends(require(*ACTORS))],
-                  body: Annotated[dict[str, Any], Body(examples=[{"reason": "stock counted and corrected"}])]) -> JSON:
+                  body: Annotated[Reason, Body(examples=[{"reason": "stock counted and corrected"}])]) -> JSON:
     """Resolve an alert (buyers and admins), with a reason; stored as an event."""
     return await _change(alert_id, "resolved", body, runner, principal)

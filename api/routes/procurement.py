@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, HTTPException, status
 from fastapi.responses import Response
 
+from api.bodies import Reason
 from api.deps import ACTORS, READERS, Runner, require
 from api.responses import JSON
 from domain.codes import ADMIN, AUDITOR, BUYER, SCANNER
@@ -63,13 +64,10 @@ async def get_requisition(requisition_id: str, runner: Runner,
     return JSON(found)
 
 
-async def _decide(requisition_id: str, approve: bool, body: dict[str, Any], runner: Runner,
+async def _decide(requisition_id: str, approve: bool, body: Reason, runner: Runner,
                   principal: Principal) -> JSON:
-    reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "a 'reason' is required")
     try:
-        req = await runner.decide_requisition(requisition_id, approve, reason.strip(), principal)
+        req = await runner.decide_requisition(requisition_id, approve, body.reason.strip(), principal)
     except ApprovalError as exc:
         raise HTTPException(exc.status, str(exc)) from None
     return JSON(req)
@@ -78,7 +76,7 @@ async def _decide(requisition_id: str, approve: bool, body: dict[str, Any], runn
 @router.post("/v1/requisitions/{requisition_id}/approve", response_class=JSON)
 async def approve(requisition_id: str, runner: Runner,
                   principal: Annotated[Principal, Depends(require(*ACTORS))],
-                  body: Annotated[dict[str, Any], Body(examples=[{"reason": "price checked against contract"}])]) -> JSON:
+                  body: Annotated[Reason, Body(examples=[{"reason": "price checked against contract"}])]) -> JSON:
     """Approve a requisition waiting for a buyer (buyers and admins), with a reason. Above the
     second-approval limit a second approval by another principal is needed (409 for the same
     one). The approval that completes it issues the purchase order."""
@@ -88,7 +86,7 @@ async def approve(requisition_id: str, runner: Runner,
 @router.post("/v1/requisitions/{requisition_id}/reject", response_class=JSON)
 async def reject(requisition_id: str, runner: Runner,
                  principal: Annotated[Principal, Depends(require(*ACTORS))],
-                 body: Annotated[dict[str, Any], Body(examples=[{"reason": "stock borrowed from H2"}])]) -> JSON:
+                 body: Annotated[Reason, Body(examples=[{"reason": "stock borrowed from H2"}])]) -> JSON:
     """Reject a requisition waiting for a buyer (buyers and admins), with a reason; its
     quantity no longer counts as on order."""
     return await _decide(requisition_id, False, body, runner, principal)

@@ -22,9 +22,13 @@ async def trace(request: Request, runner: Runner, _: Annotated[Principal, Depend
     """Every stored event about a lot (``lot=``) or a serialised unit (``serial=``) of ``sku``:
     received from which supplier on which purchase order, moved where, used in which cases,
     refused at which scans, quarantined, returned or destroyed. ``format=csv`` or
-    ``Accept: text/csv`` gives the events as CSV."""
+    ``Accept: text/csv`` gives the events as CSV. With neither ``lot`` nor ``serial``: the
+    lots and serials of ``sku`` that can be traced."""
     if not lot and not serial:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "give 'lot' or 'serial'")
+        units = await runner.read(traceability.traced_units, runner.processor, sku)
+        if units is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"nothing is recorded of any lot or serial of {sku}")
+        return JSON(units)
     result = await runner.read(traceability.trace, runner.processor, sku, lot, serial)
     if result is None:
         what = f"serial {serial}" if serial else f"lot {lot}"

@@ -18,7 +18,11 @@ def _dispatcher(request: Request) -> WebhookDispatcher:
     return request.app.state.webhooks
 
 
-@router.post("", response_class=JSON, status_code=201)
+@router.post("", response_class=JSON, status_code=201, openapi_extra={
+    "responses": {"201": {"description": "The webhook, with its secret (shown once)", "links": {
+        "RemoveWebhook": {"operationId": "remove_v1_webhooks__hook_id__delete",
+                          "parameters": {"hook_id": "$response.body#/id"},
+                          "description": "Remove the webhook just registered"}}}}})
 async def register(request: Request, runner: Runner,
                    principal: Annotated[Principal, Depends(require(*ADMINS))],
                    body: Annotated[dict[str, Any], Body(examples=[{"url": "https://alerts.example.org/hook",

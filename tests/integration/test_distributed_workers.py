@@ -244,3 +244,24 @@ def test_a_recall_posted_while_scans_stream_in_on_other_partitions_leaves_no_lat
     alerts = [orjson.loads(m.value()) for m in d.read_topic(d.topics.alerts, 60)]
     used = {a["alert"]["event_id"] for a in alerts if a.get("alert", {}).get("kind") == c.ALERT_RECALLED_LOT_USED}
     assert {s["event_id"] for s in early} <= used
+
+
+def test_hostile_messages_produced_straight_to_kafka_end_as_refusals_and_never_stop_a_partition(
+        one_worker: Deployment) -> None:
+    d = one_worker
+    d.produce([stock("r-W1", "receipt", "W1", 10)])
+    _wait_stored(d, {"r-W1"})
+    long_id = "X" * 200_000  # (a megabyte is past the broker's message size)
+    bad = [stock(long_id, "usage", "W1", 1), stock("nul\u0000id", "usage", "W1", 1),
+           stock("u-lot", "usage", "W1", 1, lot="L\u0007"),
+           stock("u-old", "usage", "W1", 1, at=datetime(2001, 1, 1, tzinfo=UTC)),
+           stock("u-half", "usage", "W1", 0.5)]
+    d.produce(bad + [stock("after", "usage", "W1", 2)])
+    _wait_stored(d, {"after"})
+    outcomes = {o["event_id"]: o for o in (orjson.loads(m.value()) for m in d.read_topic(d.topics.outcomes, 7))}
+    codes = {eid: (o["status"], o["errors"][0]["code"]) for eid, o in outcomes.items() if o["errors"]}
+    assert sorted(codes.values()) == sorted([("rejected", c.MALFORMED)] * 3 + [
+        ("rejected", c.STALE_TIMESTAMP), ("rejected", c.INVALID_QUANTITY)])
+    assert all(len(eid) < 100 for eid in codes)
+    p = d.processor()
+    assert on_hand(p, "W1") == 8
