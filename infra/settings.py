@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # A partition a worker holds with messages waiting and nothing stored for this long is a
     # stall: the worker rejoins its group, and exits (code 75) if that does not help.
     worker_stall_seconds: float = Field(default=30.0, gt=0)
+    # How long a worker holds events back for the reference data sent before them (causal order).
+    reference_wait_seconds: float = Field(default=10.0, ge=0)
     # Procurement (README, "Procurement"): needs become requisitions and approved ones orders.
     procurement: bool = True
     ordering_window_minutes: float = 0.0  # needs of one supplier and site within it share a requisition

@@ -40,7 +40,15 @@ from domain import codes as c
 from domain.intake import Outcome, Principal
 from streams.liveness import StallWatch
 from streams.processor import BatchResult, Processor
-from streams.topics import PRINCIPAL, REASON, REPLY_TO, Topics, partition_of, stock_point_key
+from streams.topics import (
+    PRINCIPAL,
+    REASON,
+    REFERENCE_OFFSET,
+    REPLY_TO,
+    Topics,
+    partition_of,
+    stock_point_key,
+)
 from streams.tracked_store import TrackedEventStore, Tracking
 
 log = logging.getLogger(__name__)
@@ -61,6 +69,7 @@ class WorkerConfig:
     session_timeout_s: float = 10.0
     idle_follow_s: float = 0.25
     stall_s: float = 30.0  # a partition with lag and nothing stored for this long is stalled
+    reference_wait_s: float = 10.0  # how long events wait for the reference data sent before them
     datadir: Path = field(default_factory=lambda: Path("data") / "faust")
 
 
@@ -130,6 +139,8 @@ class PartitionWorker:
         self.next_offset: dict[TopicPartition, int] = {}
         self.stored_batches = 0
         self.store_failing_since: float | None = None  # monotonic time the store last began failing
+        self.reference_stored = -1  # the last offset of the reference topic known stored
+        self.reference_waits_expired = 0  # batches judged before their reference data were stored
         self._checked_day: Any = None  # the last day the expiry check ran (once assigned)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         self._lock = asyncio.Lock()
@@ -191,8 +202,37 @@ class PartitionWorker:
         messages = [Consumed((e.message.topic, e.message.partition), e.message.offset,
                              e.message.key, e.message.value, _header_list(e.message.headers))
                     for e in events]
+        await self.wait_for_reference(messages)
         async with self._lock:
             await self._store_batch(messages)
+
+    async def wait_for_reference(self, messages: Sequence[Consumed]) -> bool:
+        """Until the store holds the reference topic up to the offset each message names
+        (``REFERENCE_OFFSET``: the reference data sent before it), for at most
+        ``reference_wait_s``; True when it does. The lock is not held meanwhile, so the
+        reference data can be stored by this worker's other agent as well as by another
+        worker. A message without the header (a gateway's that does not send it) waits for
+        nothing. Past the wait the batch is judged as it is, and the log says so."""
+        needed = max((_offset(m.header(REFERENCE_OFFSET)) for m in messages), default=0)
+        if needed - 1 <= self.reference_stored:
+            return True
+        name = tracking_name((self.config.topics.reference, 0))
+        store = self.processor.store
+        assert isinstance(store, TrackedEventStore)
+        deadline = time.monotonic() + self.config.reference_wait_s
+        while True:
+            found = await self._run(store.positions, [name])
+            self.reference_stored = max(self.reference_stored, found.get(name, -1))
+            if needed - 1 <= self.reference_stored:
+                return True
+            if time.monotonic() >= deadline:
+                self.reference_waits_expired += 1
+                log.warning("a batch of %d events waited %.0f s for the reference data up to offset %d "
+                            "(stored up to %d); judging it now: an event may be refused for a reference "
+                            "not yet stored", len(messages), self.config.reference_wait_s, needed - 1,
+                            self.reference_stored)
+                return False
+            await asyncio.sleep(0.05)
 
     async def _store_batch(self, messages: list[Consumed]) -> None:
         """The store failing (down, or a conflict with another worker's write) is waited out,
@@ -247,6 +287,8 @@ class PartitionWorker:
         result, replies = await self._run(self._store, items, tracking, again)
         for tp, offset in last.items():
             self.next_offset[tp] = offset + 1
+            if tp[0] == self.config.topics.reference:
+                self.reference_stored = max(self.reference_stored, offset)
         self.stored_batches += 1
         self._publish_outcomes(items, result.outcomes, replies)
 
@@ -345,6 +387,10 @@ def _header_list(headers: Any) -> list[tuple[str, bytes]]:
     if not headers:
         return []
     return list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+
+
+def _offset(text: str | None) -> int:
+    return int(text) if text is not None and text.isdigit() else 0
 
 
 def _event_id(value: bytes | None) -> str | None:
@@ -549,12 +595,20 @@ def create_worker_app(processor: Processor, config: WorkerConfig) -> WorkerApp:
     worker = PartitionWorker(processor, config, app, OutcomeSink(config.bootstrap))
     app.partition_worker = worker
     app.watchdog = StallWatchdog(worker, config.stall_s)
-    consumed = app.topic(*config.topics.consumed, key_serializer="raw", value_serializer="raw")
+    # Two agents, so that events waiting for reference data (``wait_for_reference``) never
+    # hold up the reference data they wait for.
+    reference = app.topic(config.topics.reference, key_serializer="raw", value_serializer="raw")
+    events = app.topic(config.topics.events, key_serializer="raw", value_serializer="raw")
 
-    @app.agent(consumed, name="replenish.ingest")
+    @app.agent(reference, name="replenish.reference")
+    async def store_reference(stream: Any) -> None:
+        async for batch in stream.take_events(config.batch_max, within=config.batch_within_s):
+            await worker.handle(batch)
+
+    @app.agent(events, name="replenish.ingest")
     async def ingest(stream: Any) -> None:
-        async for events in stream.take_events(config.batch_max, within=config.batch_within_s):
-            await worker.handle(events)
+        async for batch in stream.take_events(config.batch_max, within=config.batch_within_s):
+            await worker.handle(batch)
 
     @app.task
     async def watch() -> None:  # once the worker runs

@@ -32,7 +32,7 @@ from domain.events import pseudonymise_event
 from domain.intake import Outcome, Principal
 from streams.embedded import EmbeddedRunner
 from streams.processor import Processor
-from streams.topics import PRINCIPAL, REPLY_TO, Topics, route
+from streams.topics import PRINCIPAL, REFERENCE_OFFSET, REPLY_TO, Topics, route
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,9 @@ class KafkaIngest:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: Any = None
         self._consumer: Any = None
+        self._reference_end = 0  # the reference topic's end offset after the last reference data we sent
+        self._offsets: Any = None  # a consumer of its own for the reference topic's end offset
+        self._offsets_lock = threading.Lock()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         from confluent_kafka import Consumer, Producer, TopicPartition
@@ -110,38 +113,78 @@ class KafkaIngest:
             self._producer.flush(10)
         if self._consumer is not None:
             self._consumer.close()
+        if self._offsets is not None:
+            self._offsets.close()
 
     async def send(self, messages: list[tuple[str, str | None, bytes]], principal: str) -> list[dict[str, Any] | None]:
         """Produce ``(topic, key, value)`` messages; the outcome of each (None when it did not
-        come in time). Raises ``IngestUnavailable`` when Kafka did not acknowledge them all."""
+        come in time). Raises ``IngestUnavailable`` when Kafka did not acknowledge them all.
+
+        Reference data go first, and are acknowledged before anything else is produced; every
+        other message carries the reference topic's end offset then (``REFERENCE_OFFSET``), so
+        a worker judges it only once the store holds the reference data sent before it, in the
+        same request or earlier, whichever worker stores them."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_s
-        replies, deliveries = [], []
+        replies: list[tuple[int, str, asyncio.Future[dict[str, Any]]]] = []
         try:
-            for topic, key, value in messages:
-                reply = f"{self.instance}:{next(self._seq)}"
-                outcome: asyncio.Future[dict[str, Any]] = loop.create_future()
-                self._waiting[reply] = outcome
-                replies.append((reply, outcome))
-                delivered: asyncio.Future[None] = loop.create_future()
-                deliveries.append(delivered)
-                self._produce(topic, key, value, [(PRINCIPAL, principal.encode()), (REPLY_TO, reply.encode())],
-                              self._on_delivery(loop, delivered))
-            results = await asyncio.gather(*deliveries, return_exceptions=True)
-            failed = [r for r in results if isinstance(r, BaseException)]
-            if failed:
-                raise IngestUnavailable(f"Kafka did not take {len(failed)} of {len(messages)} events "
-                                        f"({failed[0]}); nothing is lost by sending them again") from failed[0]
-            pending = [f for _, f in replies if not f.done()]
+            reference = [(i, m) for i, m in enumerate(messages) if m[0] == self.topics.reference]
+            others = [(i, m) for i, m in enumerate(messages) if m[0] != self.topics.reference]
+            headers = [(PRINCIPAL, principal.encode())]
+            await self._produce_all(reference, headers, replies, loop)
+            if others:
+                end = max(self._reference_end, await asyncio.to_thread(self._reference_high))
+                await self._produce_all(others, [*headers, (REFERENCE_OFFSET, str(end).encode())], replies, loop)
+            by_index = {i: f for i, _, f in replies}
+            pending = [f for f in by_index.values() if not f.done()]
             remaining = deadline - loop.time()
             if pending and remaining > 0:
                 await asyncio.wait(pending, timeout=remaining)
-            return [f.result() if f.done() and not f.cancelled() else None for _, f in replies]
+            return [by_index[i].result() if by_index[i].done() and not by_index[i].cancelled() else None
+                    for i in range(len(messages))]
         finally:
-            for reply, f in replies:
+            for _, reply, f in replies:
                 self._waiting.pop(reply, None)
                 if not f.done():
                     f.cancel()
+
+    async def _produce_all(self, messages: list[tuple[int, tuple[str, str | None, bytes]]],
+                           headers: list[tuple[str, bytes]],
+                           replies: list[tuple[int, str, asyncio.Future[dict[str, Any]]]],
+                           loop: asyncio.AbstractEventLoop) -> None:
+        """Produce and wait until Kafka acknowledged each (``IngestUnavailable`` otherwise);
+        the reference topic's end offset follows what was delivered to it."""
+        deliveries = []
+        for i, (topic, key, value) in messages:
+            reply = f"{self.instance}:{next(self._seq)}"
+            outcome: asyncio.Future[dict[str, Any]] = loop.create_future()
+            self._waiting[reply] = outcome
+            replies.append((i, reply, outcome))
+            delivered: asyncio.Future[int] = loop.create_future()
+            deliveries.append(delivered)
+            self._produce(topic, key, value, [*headers, (REPLY_TO, reply.encode())],
+                          self._on_delivery(loop, delivered))
+        results = await asyncio.gather(*deliveries, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise IngestUnavailable(f"Kafka did not take {len(failed)} of {len(messages)} events "
+                                    f"({failed[0]}); nothing is lost by sending them again") from failed[0]
+        for (_, (topic, _, _)), offset in zip(messages, results, strict=True):
+            if topic == self.topics.reference and isinstance(offset, int):
+                self._reference_end = max(self._reference_end, offset + 1)
+
+    def _reference_high(self) -> int:
+        """The reference topic's end offset now (what every API instance sent before). On a
+        consumer of its own: the outcomes consumer's handle is busy polling in its thread (a
+        query through it waits for that poll to give way, which it may never do)."""
+        from confluent_kafka import Consumer, TopicPartition
+        with self._offsets_lock:
+            if self._offsets is None:
+                self._offsets = Consumer({"bootstrap.servers": self.bootstrap,
+                                          "group.id": f"replenish-api-{self.instance}-offsets",
+                                          "enable.auto.commit": False})
+            _, high = self._offsets.get_watermark_offsets(TopicPartition(self.topics.reference, 0), timeout=5)
+            return int(high)
 
     def _produce(self, topic: str, key: str | None, value: bytes, headers: list[tuple[str, bytes]],
                  on_delivery: Callable[[Any, Any], None]) -> None:
@@ -154,13 +197,16 @@ class KafkaIngest:
                 self._producer.poll(0.05)
 
     @staticmethod
-    def _on_delivery(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Callable[[Any, Any], None]:
-        def done(err: Any, _msg: Any) -> None:
+    def _on_delivery(loop: asyncio.AbstractEventLoop, future: asyncio.Future[int]) -> Callable[[Any, Any], None]:
+        """Settles ``future`` with the message's offset once Kafka acknowledged it."""
+        def done(err: Any, msg: Any) -> None:
+            offset = msg.offset() if err is None and msg is not None else None
+
             def settle() -> None:
                 if future.done():
                     return
                 if err is None:
-                    future.set_result(None)
+                    future.set_result(offset if isinstance(offset, int) else -1)
                 else:
                     future.set_exception(IngestUnavailable(str(err)))
             loop.call_soon_threadsafe(settle)

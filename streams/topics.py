@@ -39,6 +39,10 @@ OUTCOMES = "replenish.outcomes.v1"
 PRINCIPAL = "principal"  # who sent the event: a gateway's or an API caller's principal name
 REPLY_TO = "reply_to"  # the producer's id for the outcome it waits for
 REASON = "dead_letter_reason"
+# On an event of the events topic: the end offset of the reference topic (one partition) when
+# it was produced, after the reference data sent before it. A worker validates the event only
+# once the store holds the reference partition up to there (causal order across topics).
+REFERENCE_OFFSET = "reference_offset"
 
 DAY_MS = 86_400_000
 REFERENCE_CATEGORIES = frozenset({MASTER, LOT, RECALL})

@@ -87,10 +87,12 @@ def _history(t0: datetime, supplier: str, sku: str, days: tuple[float, ...], pro
     return out
 
 
-def _demand(t: datetime, sku: str, location: str, days: int = 20, per_day: float = 2) -> list[dict[str, Any]]:
+def _demand(t: datetime, sku: str, location: str, days: int = 20, per_day: float = 2,
+            every: int = 1) -> list[dict[str, Any]]:
+    """Uses of ``per_day`` a day on average, one every ``every`` days (whole pieces)."""
     return [{"event_id": f"use-{sku}-{location}-{d}", "type": "usage", "occurred_at": iso(t - timedelta(days=d)),
-             "site": SITE, "location": location, "sku": sku, "lot": "LH", "quantity": per_day}
-            for d in range(days, 0, -1)]
+             "site": SITE, "location": location, "sku": sku, "lot": "LH", "quantity": per_day * every}
+            for d in range(days, 0, -every)]
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +239,7 @@ def test_second_approval_must_come_from_another_principal(svc: Service):
                      "supplier": "RELY", "unit_cost": 40_000},
                     {"event_id": "big-in", "type": "receipt", "occurred_at": iso(t - timedelta(days=21)), "site": SITE,
                      "location": OR, "sku": "IMPLANT", "lot": "I1", "expiry": "2030-01-01", "quantity": 12},
-                    *_demand(t, "IMPLANT", OR, days=20, per_day=0.5)])
+                    *_demand(t, "IMPLANT", OR, days=20, per_day=0.5, every=2)])
     with svc.client("buyer") as buyer:
         req = _requisition_for(buyer, "IMPLANT", OR)
         assert req["value"] > 100_000 and req["approvals_needed"] == 2, req
