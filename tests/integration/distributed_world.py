@@ -220,6 +220,14 @@ class Deployment:
         """A model rebuilt from the store now."""
         return Processor(self.store(), CASE_ID_KEY.encode())
 
+    def stored_ids(self) -> set[str]:
+        """The ids of every event stored now (a model rebuilt and closed again: for polling)."""
+        store = EventStore(env=postgres_env(self.dsn))
+        try:
+            return set(Processor(store, CASE_ID_KEY.encode()).ledger.seen)
+        finally:
+            store.close()
+
     def stored_position(self) -> int:
         """The id of the last stored event now (what ``processor().position`` is, without
         rebuilding a model; for polling)."""

@@ -67,9 +67,9 @@ def run_rounds(d: Deployment, rounds: int) -> list[dict[str, Any]]:
         workers = [d.start_worker(), d.start_worker()]
         for w in workers:
             w.wait_assigned()
-        p = wait_for(lambda ids=frozenset(e["event_id"] for e in body):
-                     (q := d.processor()) and ids <= set(q.ledger.seen) and q, 120,
-                     f"round {n}'s events to be stored\n{d.logs()}", every=1.0)
+        wait_for(lambda ids=frozenset(e["event_id"] for e in body): ids <= d.stored_ids(), 120,
+                 f"round {n}'s events to be stored\n{d.logs()}", every=1.0)
+        p = d.processor()
         refused = [(e["event_id"], p.event_outcome(e["event_id"])) for e in body]
         unknown = [eid for eid, o in refused if o["status"] == "rejected"
                    and {err["code"] for err in o["errors"]} & UNKNOWN]

@@ -123,7 +123,7 @@ def test_workers_started_stopped_and_killed_at_random_resume_every_partition_and
     d = deployment
     d.start_worker().wait_assigned()
     d.produce(master_data(), principal="gw-erp")
-    wait_for(lambda: {e["event_id"] for e in master_data()} <= set(d.processor().ledger.seen), 60,
+    wait_for(lambda: {e["event_id"] for e in master_data()} <= d.stored_ids(), 60,
              "the master data to be stored", every=0.5)
     reports = torture(d, ROUNDS, SEED)
     print("\n".join(f"round {r['round']}: {r['action']}, all partitions resumed in {r['seconds']} s"

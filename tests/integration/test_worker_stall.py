@@ -20,17 +20,13 @@ def deployment_settings() -> dict[str, str]:
     return {"REPLENISH_WORKER_STALL_SECONDS": str(STALL_S)}
 
 
-def _ids_stored(d: Deployment, ids: set[str]) -> bool:
-    return ids <= set(recorded_counts(d.store())) | set(d.processor().ledger.seen)
-
-
 def test_a_stalled_worker_rejoins_then_exits_for_its_supervisor_and_nothing_is_lost(
         deployment: Deployment) -> None:
     d = deployment
     first = d.start_worker()
     first.wait_assigned()
     d.produce(master_data(), principal="gw-erp")
-    wait_for(lambda: _ids_stored(d, {e["event_id"] for e in master_data()}), 60, "the master data")
+    wait_for(lambda: {e["event_id"] for e in master_data()} <= d.stored_ids(), 60, "the master data")
 
     with psycopg.connect(d.dsn) as blocker:
         table = blocker.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE '%events' "
@@ -51,6 +47,6 @@ def test_a_stalled_worker_rejoins_then_exits_for_its_supervisor_and_nothing_is_l
 
     d.start_worker().wait_assigned()
     ids = {e["event_id"] for e in events}
-    wait_for(lambda: ids <= set(recorded_counts(d.store())), 60, f"the events to be stored\n{d.logs()}")
+    wait_for(lambda: ids <= d.stored_ids(), 60, f"the events to be stored\n{d.logs()}")
     counts = recorded_counts(d.store())
     assert all(counts[i] == 1 for i in ids)
