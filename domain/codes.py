@@ -68,6 +68,7 @@ ALERT_SUPPLIER_REVIEW_NEEDED = "supplier_review_needed"  # its score fell past t
 ALERT_CONTRACT_BREACH = "contract_breach"  # a receipt broke the contract's price or lead time
 ALERT_PURCHASE_ORDER = "purchase_order"  # a purchase order was issued (for ERP webhooks)
 ALERT_SUPPLIER_CERTIFICATE = "supplier_certificate"  # a candidate's certificate expired or is missing
+ALERT_ORDER_OVERDUE = "order_overdue"  # an open purchase order later than its supplier's lead time allows
 
 SEVERITY_INFO = "info"
 SEVERITY_WARNING = "warning"
@@ -90,6 +91,7 @@ ALERT_SEVERITY = {
     ALERT_CONTRACT_BREACH: SEVERITY_WARNING,
     ALERT_PURCHASE_ORDER: SEVERITY_INFO,
     ALERT_SUPPLIER_CERTIFICATE: SEVERITY_WARNING,
+    ALERT_ORDER_OVERDUE: SEVERITY_WARNING,
 }
 
 # Roles.

@@ -140,6 +140,7 @@ class Ledger:
         # transfer requests not yet ordered or delivered; po_id -> (sku, location) -> still to receive
         self.on_order: dict[tuple[str, str], float] = {}
         self.po_open: dict[str, dict[tuple[str, str], float]] = {}
+        self.po_at: dict[tuple[str, str], set[str]] = {}  # (sku, location) -> ids of POs with lines open there
         self.po_received: dict[str, dict[tuple[str, str], float]] = {}  # po_id -> (sku, location) -> received
         # requisition id -> (sku, location) -> quantity counted on order until it is ordered
         self.req_open: dict[str, dict[tuple[str, str], float]] = {}
@@ -179,6 +180,8 @@ class Ledger:
                     received = self.po_received.setdefault(e["po_id"], {})
                     received[key] = received.get(key, 0.0) + got
                     self.on_order[key] = self.on_order.get(key, 0.0) - got
+                    if remaining[key] <= 1e-9:
+                        self.po_at.get(key, set()).discard(e["po_id"])
             elif e["type"] == "transfer" and e.get("side") == "in":
                 self._transfer_arrived((e["sku"], e["location"]), e["quantity"])
         elif isinstance(event, PurchaseOrder.Issued):
@@ -199,6 +202,10 @@ class Ledger:
                     change = open_lines.get(key, 0.0) - before.get(key, 0.0)
                     if change:
                         self.on_order[key] = self.on_order.get(key, 0.0) + change
+                    if open_lines.get(key, 0.0) > 1e-9:
+                        self.po_at.setdefault(key, set()).add(e["po_id"])
+                    else:
+                        self.po_at.get(key, set()).discard(e["po_id"])
         elif isinstance(event, PurchaseOrder.Acknowledged | PurchaseOrder.Shipped | PurchaseOrder.Inspected
                         | SupplyTerms.Contracted | SupplyTerms.Quoted | SupplyTerms.Inspected):
             self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
@@ -524,15 +531,16 @@ class Intake:
 
     def _alert(self, sp: StockPoint | SupplierScorecard, kind: str, event: dict[str, Any], now: datetime,
                message: str, lot: str | None, flag: str | None = None,
-               dedupe: bool = False, extra: dict[str, Any] | None = None) -> str | None:
+               dedupe: bool = False, extra: dict[str, Any] | None = None, subject: str = "") -> str | None:
         """Raise an alert; a bookkeeping ``flag`` alert is raised once per stock point and
         flag while it is open (and one event with two flags raises two alerts), and so is a
-        ``dedupe`` alert once per stock point and kind."""
+        ``dedupe`` alert once per stock point and kind (and ``subject``: an order, say)."""
         dedupe = dedupe or flag is not None
-        key = (sp.id, kind, flag if flag is not None else (lot or ""))
+        key = (sp.id, kind, flag if flag is not None else (lot or subject))
         if dedupe and key in self.ledger.open_alert_keys:
             return None
-        alert_id = "al_" + fingerprint([sp.id, event.get("event_id"), kind, *([flag] if dedupe else [])])[:20]
+        alert_id = "al_" + fingerprint([sp.id, event.get("event_id"), kind, *([flag] if dedupe else []),
+                                        *([subject] if subject else [])])[:20]
         alert = {"id": alert_id, "kind": kind, "severity": c.ALERT_SEVERITY[kind],
                  "sku": getattr(sp, "sku", None), "location": getattr(sp, "location", None),
                  "site": getattr(sp, "site", None), "lot": lot,
@@ -1071,12 +1079,14 @@ class Intake:
         self._touch(sp)
 
     def raise_alert(self, sp: StockPoint, kind: str, cause_event_id: str | None, message: str,
-                    now: datetime, extra: dict[str, Any] | None = None) -> None:
-        """Raise an alert of ``kind`` on the stock point unless one is already open."""
-        self._alert(sp, kind, {"event_id": cause_event_id}, now, message, None, dedupe=True, extra=extra)
+                    now: datetime, extra: dict[str, Any] | None = None, subject: str = "") -> None:
+        """Raise an alert of ``kind`` (about ``subject``) on the stock point unless one is
+        already open."""
+        self._alert(sp, kind, {"event_id": cause_event_id}, now, message, None, dedupe=True, extra=extra,
+                    subject=subject)
 
-    def open_alert(self, sp: StockPoint, kind: str) -> str | None:
-        return self.ledger.open_alert_keys.get((sp.id, kind, ""))
+    def open_alert(self, sp: StockPoint, kind: str, subject: str = "") -> str | None:
+        return self.ledger.open_alert_keys.get((sp.id, kind, subject))
 
     # -- alerts ----------------------------------------------------------------------
     def change_alert(self, alert_id: str, status: str, reason: str, principal: Principal,

@@ -228,6 +228,48 @@ def reorder_policy(ltd: LeadTimeDemand, alpha: float,
                          ltd=ltd, covered=covered)
 
 
+def censored_lead_time(mean: float, var: float, at_least: list[float],
+                       weight: float) -> tuple[float, float]:
+    """Lead-time mean and variance (days, days²) after learning from open orders known to take
+    at least ``at_least`` days each (their age, or a later arrival the supplier announced):
+    right-censored observations, which say the supplier is slower than the model believes
+    before any of those orders arrives.
+
+    Each bound ``a`` above the mean is learned as an observation of E[L | L ≥ a] under the
+    normal model, μ + σ·φ(z)/(1−Φ(z)) with z = (a−μ)/σ (the inverse Mills ratio: the E-step of
+    expectation-maximisation for right-censored data, as in Tobit regression), with the
+    exponentially weighted update the lead-time model itself uses (``weight``: its weight for
+    its next observation). One late order moves the estimate a little; several, or one that
+    keeps ageing, move it further; when they arrive, their real lead times replace them.
+
+    >>> censored_lead_time(5.0, 1.0, [], 0.1)
+    (5.0, 1.0)
+    >>> censored_lead_time(5.0, 1.0, [4.0], 0.1)         # not yet late: nothing learned
+    (5.0, 1.0)
+    >>> m, v = censored_lead_time(5.0, 1.0, [9.0], 0.1)  # four days late
+    >>> round(m, 2), round(v, 2)
+    (5.42, 2.51)
+    >>> m, v = censored_lead_time(5.0, 1.0, [9.0, 9.5, 10.0], 0.1)
+    >>> round(m, 2)
+    6.37
+    """
+    new_mean, new_var = mean, var
+    for a in sorted(at_least):
+        if a <= new_mean:
+            continue
+        sd = math.sqrt(max(new_var, 1e-12))
+        z = (a - new_mean) / sd
+        tail = 0.5 * math.erfc(z / math.sqrt(2.0))
+        if tail > 1e-300:
+            conditional = new_mean + sd * math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi) / tail
+        else:  # far in the tail: E[L | L ≥ a] ≈ a + σ/z
+            conditional = a + sd / z
+        d = max(conditional, a) - new_mean
+        new_mean += weight * d
+        new_var = (1.0 - weight) * (new_var + weight * d * d)
+    return new_mean, new_var
+
+
 def eoq_days(demand_per_day: float, unit_cost: float, order_line_cost: float,
              holding_rate: float, max_days: float = 28.0) -> float:
     """The cycle of the economic order quantity in days of use, Q*/d with

@@ -41,6 +41,11 @@ class LeadTime(Slotted):
         if on_time is not None:
             self.on_time += a * ((1.0 if on_time else 0.0) - self.on_time)
 
+    def next_weight(self, prior_weight: float = 2.0) -> float:
+        """The weight the next observation gets (as ``learn_one`` and ``predict`` give it):
+        1/(1 + prior_weight) before any receipt."""
+        return max(self.alpha, 1.0 / (self.n + 1)) if self.n else 1.0 / (1.0 + prior_weight)
+
     @staticmethod
     def prior_var(default_days: float) -> float:
         """The variance (days²) assumed of a lead time before any receipt: a 20 % spread."""

@@ -111,18 +111,20 @@ class EmbeddedRunner:
                     log.exception("alert listener failed")
 
     async def _ticks(self) -> None:
-        """Submit requisitions whose ordering window closed while no event arrived."""
+        """Submit requisitions whose ordering window closed while no event arrived, and decide
+        again the stock points that wait on open orders (``Processor.check_overdue``)."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.tick_seconds)
-            try:
-                result = await loop.run_in_executor(self._executor, self.processor.tick)
-            except Exception:
-                log.exception("procurement tick failed; trying again later")
-                continue
-            if result.stored:
-                self._notify()
-                self._tell(result.alerts)
+            for work in (self.processor.tick, self.processor.check_overdue):
+                try:
+                    result = await loop.run_in_executor(self._executor, work)
+                except Exception:
+                    log.exception("%s failed; trying again later", work.__name__)
+                    continue
+                if result.stored:
+                    self._notify()
+                    self._tell(result.alerts)
 
     async def wait_changed(self, timeout: float) -> bool:
         """Wait until a batch has been stored (True) or ``timeout`` seconds passed (False)."""

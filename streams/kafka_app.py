@@ -57,6 +57,9 @@ TopicPartition = tuple[str, int]
 Headers = list[tuple[str, str | bytes | None]]
 
 
+OVERDUE_CHECK_SECONDS = 30.0  # how often a worker decides again the stock points waiting on orders
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     bootstrap: str
@@ -142,6 +145,7 @@ class PartitionWorker:
         self.reference_stored = -1  # the last offset of the reference topic known stored
         self.reference_waits_expired = 0  # batches judged before their reference data were stored
         self._checked_day: Any = None  # the last day the expiry check ran (once assigned)
+        self._checked_overdue = 0.0  # when the stock points waiting on orders were last decided again
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         self._lock = asyncio.Lock()
 
@@ -376,6 +380,9 @@ class PartitionWorker:
         if self.assigned and today != self._checked_day:
             processor.daily_check()
             self._checked_day = today
+        if self.assigned and time.monotonic() - self._checked_overdue >= OVERDUE_CHECK_SECONDS:
+            processor.check_overdue()
+            self._checked_overdue = time.monotonic()
         return alerts
 
     def close(self) -> None:

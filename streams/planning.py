@@ -30,6 +30,7 @@ from domain.policy import (
     FORMULA,
     LeadTimeDemand,
     ReorderPolicy,
+    censored_lead_time,
     changed_enough,
     cost_service_level,
     eoq_days,
@@ -193,6 +194,7 @@ class Policy(NamedTuple):
     service_source: str = "criticality"
     trade_off: tuple[float, float] | None = None  # stockout cost and holding rate (by cost)
     order_line_cost: float | None = None  # the cycle is the EOQ's at this cost per order line
+    overdue: tuple[dict[str, Any], ...] = ()  # open orders older than the lead time expected
 
     @property
     def cycle_source(self) -> str:
@@ -213,7 +215,8 @@ class Policy(NamedTuple):
                 "intermittent": est.intermittent,
                 "lead_time_days": self.lead_time_days,
                 "lead_time_sd_days": math.sqrt(max(self.lead_time_var, 0.0)),
-                "lead_time_source": "learned" if self.lead_time_learned else "master_data",
+                "lead_time_source": ("overdue_orders" if self.overdue else
+                                     "learned" if self.lead_time_learned else "master_data"),
                 "known_demand": self.known_demand, "lead_time_demand_mean": ltd.mean,
                 "lead_time_demand_sd": ltd.spread, "undershoot_mean": est.undershoot.mean,
                 "undershoot_sd": est.undershoot.spread, "service_level": self.service_level,
@@ -223,8 +226,14 @@ class Policy(NamedTuple):
                 "cycle_days": self.cycle_days, "cycle_source": self.cycle_source,
                 "order_line_cost": self.order_line_cost, "pack_size": self.pack_size,
                 "formula": FORMULA, "model_version": MODEL_VERSION,
+                **({"overdue_orders": list(self.overdue)} if self.overdue else {}),
             },
         }
+
+
+# An open order is overdue, and evidence that the supplier got slower, once it is older than the
+# lead time's mean plus this many spreads (the in-transit view's late arrival, too).
+OVERDUE_SDS = 2.0
 
 
 def epoch_days(iso: str) -> float:
@@ -329,6 +338,11 @@ class Planner:
         mean = est.mean
         default_lt = self.master_lead_time(item)
         lt_mean, lt_var, lt_learned = self.lead_time(item.supplier or "", sp.sku, default_lt)
+        overdue = self.overdue_orders(sp, now, lt_mean + OVERDUE_SDS * math.sqrt(max(lt_var, 0.0)), lt_mean)
+        if overdue:  # censored observations: the supplier is slower than the model believes
+            lt_model = self.lead_times.get((item.supplier or "", sp.sku)) or LeadTime()
+            lt_mean, lt_var = censored_lead_time(lt_mean, lt_var, [o["at_least_days"] for o in overdue],
+                                                 lt_model.next_weight())
         known = self._known_demand(sp, now, lt_mean)
         # The daily demand d learned from every use already expects the average case load;
         # of the lead time's d·L the schedule already shows the share k = (share of this
@@ -370,7 +384,7 @@ class Planner:
                       pol.safety_stock, model_rop, model_out, override, est, lt_mean, lt_var,
                       lt_learned, known, ltd, alpha, cycle_days, pack, source,
                       None if source == "criticality" else (s.stockout_cost, s.holding_rate),
-                      s.order_line_cost if eoq else None)
+                      s.order_line_cost if eoq else None, tuple(overdue))
 
     def _service_level(self, item: Any, covered: LeadTimeDemand, mean: float,
                        order_qty: float) -> tuple[float, str]:
@@ -398,6 +412,35 @@ class Planner:
             return default_days, LeadTime.prior_var(default_days), False
         mean, var = model.predict(default_days)
         return mean, var, bool(model.n)
+
+    def overdue_orders(self, sp: StockPoint, now: datetime, late_days: float,
+                       expected_days: float) -> list[dict[str, Any]]:
+        """The open purchase orders for this stock point that have taken longer than
+        ``late_days`` (the lead time's mean plus ``OVERDUE_SDS`` spreads: later than all but a
+        few orders of a supplier as the model knows it; or that the supplier announced for
+        later): each a lower bound on its own lead time (``at_least_days``: its age, or the
+        announced arrival if later). A line partly delivered counts no more: its lead time was
+        observed with the first delivery, and the rest is a backorder. ``days_late``: past the
+        promised date, or else past ``expected_days``."""
+        found = []
+        today = epoch_days(iso_utc(now))
+        for po_id in sorted(self.ledger.po_at.get((sp.sku, sp.location), ())):
+            po = self.ledger.streams.get(f"po:{po_id}")
+            if not isinstance(po, PurchaseOrder) or po.issued_at is None or po.bill_only:
+                continue
+            if self.ledger.po_received.get(po_id, {}).get((sp.sku, sp.location)):
+                continue  # partly delivered: its lead time was seen; the rest is a backorder
+            issued = epoch_days(po.issued_at)
+            age = today - issued
+            announced = epoch_days(po.shipped_expected_at) - issued if po.shipped_expected_at else 0.0
+            at_least = max(age, announced)
+            if at_least > late_days:
+                promised = epoch_days(po.expected_at) - issued if po.expected_at else None
+                expected = promised if promised is not None else expected_days
+                found.append({"po_id": po_id, "supplier": po.supplier, "age_days": round(age, 3),
+                              "at_least_days": round(at_least, 3),
+                              "days_late": round(max(age - expected, 0.0), 3)})
+        return found
 
     def supplier_lead_time(self, supplier: str) -> tuple[float | None, float | None, int]:
         """A supplier's lead time over its items (the raw learned figures, weighted by the
@@ -538,3 +581,24 @@ class Planner:
                 intake.raise_alert(sp, kind, cause, text, now, extra)
             elif not on and open_id is not None:
                 intake.change_alert(open_id, "resolved", "condition cleared", SYSTEM, now)
+        self._overdue_alerts(sp, intake, now, cause, on_hand, policy)
+
+    def _overdue_alerts(self, sp: StockPoint, intake: Intake, now: datetime, cause: str | None,
+                        on_hand: float, policy: Policy) -> None:
+        """``order_overdue``: one per late order at this stock point while it is late, resolved
+        once it is received (or no longer open)."""
+        late = {o["po_id"]: o for o in policy.overdue}
+        for po_id, o in late.items():
+            if intake.open_alert(sp, c.ALERT_ORDER_OVERDUE, po_id) is None:
+                at_risk = on_hand < policy.ltd.mean
+                intake.raise_alert(
+                    sp, c.ALERT_ORDER_OVERDUE, cause,
+                    f"purchase order {po_id} from {o['supplier']} is {o['days_late']:.1f} days late for "
+                    f"{sp.sku} at {sp.location}" + ("; the stock point may run out before it arrives"
+                                                    if at_risk else ""),
+                    now, {"po_id": po_id, "order_supplier": o["supplier"], "days_late": o["days_late"],
+                          "stock_points_at_risk": [sp.id] if at_risk else []}, subject=po_id)
+        for alert_id in sorted(sp.open_alerts):
+            alert = self.ledger.alerts.get(alert_id) or {}
+            if alert.get("kind") == c.ALERT_ORDER_OVERDUE and alert.get("po_id") not in late:
+                intake.change_alert(alert_id, "resolved", "the order arrived or is no longer open", SYSTEM, now)

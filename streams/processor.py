@@ -516,6 +516,23 @@ class Processor:
         _, alerts, n = self._store_changes(release)
         return BatchResult([], alerts, n)
 
+    def check_overdue(self, now: datetime | None = None) -> BatchResult:
+        """Decide again, now, the stock points this processor owns that wait on open purchase
+        orders (the runner calls this now and then): an order growing late raises the reorder
+        point and an ``order_overdue`` alert while nothing else happens there."""
+        now = now or self.clock()
+
+        def check() -> None:
+            mark = len(self.intake.recorded)
+            for (sku, location), orders in sorted(self.ledger.po_at.items()):
+                sp_id = stock_point_id(sku, location)
+                if orders and self.owns(sp_id):
+                    self.planner.decide(sp_id, self.intake, now, None)
+            self._settle(mark, now, None)
+
+        _, alerts, n = self._store_changes(check)
+        return BatchResult([], alerts, n)
+
     def requisition(self, requisition_id: str) -> dict[str, Any] | None:
         req = self.ledger.streams.get(requisition_stream(requisition_id))
         return requisition_view(req, self.ledger) if isinstance(req, Requisition) else None

@@ -1,0 +1,105 @@
+"""Open orders are evidence: an order older than its supplier's lead time allows is a
+right-censored lead-time observation, so the reorder point rises while it is late, not after
+it arrives; ``order_overdue`` is raised once per late order and resolved on its receipt."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from unit_world import KEY, SCANNER, SKU, WARD, World, iso
+
+from domain import codes as c
+from domain.policy import censored_lead_time
+from streams.processor import Processor
+
+
+def _with_demand_and_order(w: World) -> None:
+    """Two weeks of 4 uses a day at the ward, stock received, and an order issued now for a
+    supplier whose lead time (master data) is 3 days."""
+    w.post(w.receipt(200, at=w.now - timedelta(days=15)))
+    for day in range(14, 0, -1):
+        for k in range(4):
+            w.post(w.usage(1, at=w.now - timedelta(days=day, hours=k * 3)))
+    po = {"event_id": "po-1", "type": "po_issued", "occurred_at": iso(w.now), "po_id": "PO-1",
+          "supplier": "ACME", "location": WARD, "site": "H1", "lines": [{"sku": SKU, "quantity": 40}],
+          "expected_at": iso(w.now + timedelta(days=3))}
+    assert w.one(po, by=SCANNER).status == c.ACCEPTED
+
+
+def _overdue_alerts(w: World) -> list[dict[str, Any]]:
+    return [a for a in w.p.ledger.alerts.values() if a["kind"] == c.ALERT_ORDER_OVERDUE]
+
+
+def test_an_order_growing_late_raises_the_reorder_point_before_it_arrives(world: World) -> None:
+    w = world
+    _with_demand_and_order(w)
+    w.p.check_overdue()
+    before = w.view()["reorder_point"]
+    lead_time_before = w.view()["lead_time_demand"]["lead_time_days"]
+    rops = []
+    for _ in range(6):  # three days after the promise, then day by day
+        w.now += timedelta(days=1 if rops else 5)
+        w.p.check_overdue()
+        rops.append(w.view()["reorder_point"])
+    assert rops[0] > before  # late: the reorder point rose with no other event
+    assert rops == sorted(rops) and rops[-1] > rops[0]  # and keeps rising while it stays late
+    decision = w.view()["last_decisions"][0]
+    inputs = decision["policy"]["inputs"]
+    assert inputs["lead_time_source"] == "overdue_orders"
+    assert [o["po_id"] for o in inputs["overdue_orders"]] == ["PO-1"]
+    assert inputs["lead_time_days"] > lead_time_before
+
+
+def test_order_overdue_is_raised_once_and_resolved_when_the_order_arrives(world: World) -> None:
+    w = world
+    _with_demand_and_order(w)
+    w.now += timedelta(days=6)
+    for _ in range(3):
+        w.p.check_overdue()
+        w.now += timedelta(hours=6)
+    (alert,) = _overdue_alerts(w)
+    assert alert["status"] == "open" and alert["po_id"] == "PO-1" and alert["order_supplier"] == "ACME"
+    assert alert["days_late"] >= 3
+    assert w.one(w.receipt(40, po_id="PO-1", at=w.now - timedelta(minutes=1))).status == c.ACCEPTED
+    (alert,) = _overdue_alerts(w)
+    assert alert["status"] == "resolved"
+    assert "overdue_orders" not in w.view()["last_decisions"][0]["policy"]["inputs"]
+
+
+def test_an_order_within_its_lead_time_says_nothing(world: World) -> None:
+    w = world
+    _with_demand_and_order(w)
+    w.p.check_overdue()
+    before = w.view()["reorder_point"]
+    w.now += timedelta(days=2)
+    w.p.check_overdue()
+    assert w.view()["reorder_point"] == before
+    assert _overdue_alerts(w) == []
+
+
+def test_replay_of_overdue_decisions_equals_live(world: World) -> None:
+    w = world
+    _with_demand_and_order(w)
+    w.now += timedelta(days=7)
+    w.p.check_overdue()
+    w.post(w.receipt(40, po_id="PO-1", at=w.now - timedelta(minutes=1)))
+    again = Processor(w.store, KEY, clock=lambda: w.now)
+    assert again.state_digest() == w.p.state_digest()
+    checked, differences = again.check_decisions()
+    assert checked > 0 and differences == []
+
+
+@given(mean=st.floats(0.5, 60), sd=st.floats(0.05, 20),
+       bounds=st.lists(st.floats(0, 200), max_size=5), weight=st.floats(0.01, 1.0))
+def test_censored_orders_never_lower_the_mean_and_later_bounds_raise_it_more(
+        mean: float, sd: float, bounds: list[float], weight: float) -> None:
+    m, v = censored_lead_time(mean, sd * sd, bounds, weight)
+    assert m >= mean and v >= 0
+    if bounds:
+        later, _ = censored_lead_time(mean, sd * sd, [b + 1.0 for b in bounds], weight)
+        assert later >= m - 1e-9
+    if all(b <= mean for b in bounds):
+        assert (m, v) == (mean, sd * sd)
