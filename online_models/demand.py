@@ -6,7 +6,8 @@ import math
 
 from online_models.slotted import Slotted
 
-_SLOTS = ("alpha", "gamma", "day", "today", "n_days", "p", "size", "size_var", "level", "var", "season", "w2")
+_SLOTS = ("alpha", "gamma", "day", "today", "n_days", "p", "size", "size_var", "level", "var", "season", "w2",
+          "out", "out_today", "censored_days")
 
 
 class DailyDemand(Slotted):
@@ -23,6 +24,13 @@ class DailyDemand(Slotted):
 
     ``learn_one(day, weekday, qty)`` adds use to day number ``day`` (e.g. days since the
     epoch in the site's time zone); a later day closes the earlier ones, zeros included.
+
+    Censored days: ``stocked_out(True)`` says the stock point has nothing left to use. A day on
+    which it was empty at some time shows at most what was there to use: a lower bound on its
+    demand, not an observation (lost sales; Nahmias, *Operations Research* 1994). Such a day is
+    learned only when its use is above the forecast (then the bound says demand is higher);
+    otherwise the last uncensored estimate is kept through the stockout
+    (``censored_days`` counts those skipped).
     ``predict_one()`` gives (mean, variance) of use per day; ``forecast(weekday)`` the mean
     for one weekday; ``mean_error_var()`` how uncertain the estimated mean itself is.
 
@@ -50,6 +58,9 @@ class DailyDemand(Slotted):
         self.var = 0.0
         self.season = [1.0] * 7
         self.w2 = 0.0  # sum of the squared weights of the smoothed mean's observations
+        self.out = False  # the stock point has nothing to use now
+        self.out_today = False  # ... or had nothing at some time on the open day
+        self.censored_days = 0  # days skipped as censored (use below the forecast while empty)
 
     def learn_one(self, day: int, weekday: int, qty: float) -> None:
         if self.day is None:
@@ -59,6 +70,13 @@ class DailyDemand(Slotted):
         # Use dated before the open day (late events) counts in the open day: the clock
         # never goes back, so replay in recording order gives the same state.
         self.today += qty
+
+    def stocked_out(self, out: bool, day: int) -> None:
+        """Whether the stock point has nothing left to use from day number ``day`` on (its
+        days are then censored: see the class); the days before it close as they were."""
+        self.advance(day)
+        self.out = out
+        self.out_today = self.out_today or out
 
     def advance(self, day: int) -> None:
         """Let the clock reach ``day`` without use (a quiet stretch)."""
@@ -71,8 +89,14 @@ class DailyDemand(Slotted):
         # Close the open day, then the empty days between it and ``day`` (bounded: a year of
         # silence is the same as a few hundred zero days).
         for d in range(closing, min(day, closing + 400)):
-            self._close_one(d % 7, total if d == closing else 0.0)
+            q = total if d == closing else 0.0
+            censored = self.out_today if d == closing else self.out
+            if censored and self.n_days > 0 and q < self.forecast(d % 7):
+                self.censored_days += 1  # a lower bound below the forecast: nothing learned
+                continue
+            self._close_one(d % 7, q)
         self.day, self.today = day, 0.0
+        self.out_today = self.out
 
     def _close_one(self, weekday: int, q: float) -> None:
         self.n_days += 1

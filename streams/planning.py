@@ -97,6 +97,7 @@ class DemandEstimate(NamedTuple):
     mean_error_var: float
     undershoot: LeadTimeDemand
     intermittent: bool
+    censored_days: int = 0  # days of stockout skipped by the demand model (use below forecast)
 
 
 NO_DEMAND = DemandEstimate(0.0, 0.0, 0.0, False, 0.0, LeadTimeDemand(0.0, 0.0), True)
@@ -149,7 +150,8 @@ class StockPointModel:
             if recent > mean:
                 mean, var = recent, max(var, recent)
         return DemandEstimate(mean, var, base_mean, spike_on, demand.mean_error_var(),
-                              LeadTimeDemand(*self.undershoot), demand.is_intermittent())
+                              LeadTimeDemand(*self.undershoot), demand.is_intermittent(),
+                              demand.censored_days)
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.demand, self.spike, self.sizes, self.undershoot, self.undershoot_day)
@@ -227,6 +229,7 @@ class Policy(NamedTuple):
                 "order_line_cost": self.order_line_cost, "pack_size": self.pack_size,
                 "formula": FORMULA, "model_version": MODEL_VERSION,
                 **({"overdue_orders": list(self.overdue)} if self.overdue else {}),
+                **({"demand_censored_days": est.censored_days} if est.censored_days else {}),
             },
         }
 
@@ -302,7 +305,18 @@ class Planner:
                     lt = self.lead_times[(po.supplier, e["sku"])] = LeadTime()
                     self.supplier_items.setdefault(po.supplier, []).append(lt)
                 lt.learn_one(max(days, 0.0), on_time)
+        model = self.models.get(sp_id)
+        sp = self.ledger.streams.get(sp_id)
+        if model is not None and isinstance(sp, StockPoint):
+            # Nothing left to use: the days until stock returns are censored demand.
+            model.demand.stocked_out(sum(sp.lots.values()) <= 1e-9, self._local_day(e))
         return [sp_id]
+
+    def _local_day(self, e: dict[str, Any]) -> int:
+        """The day number of a stock fact in its location's time zone (the demand clock's)."""
+        at = datetime.fromisoformat(e["occurred_at"])
+        loc = self.ledger.catalog.location(e["location"], at)
+        return (at.astimezone(ZoneInfo(loc.timezone)) if loc else at).toordinal()
 
     def _learn_case(self, event: SurgicalCase.Changed) -> list[str]:
         case = self.ledger.streams[event.originator_id]

@@ -1,0 +1,62 @@
+"""While a stock point is empty, its use is a lower bound on demand, not an observation: a
+stockout must not pull the demand estimate down (it is when the policy should be raising
+stock). A quiet stretch with stock on the shelf still lowers it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from unit_world import SKU, WARD, World
+
+from domain.aggregates import stock_point_id
+from online_models.demand import DailyDemand
+
+
+def _estimate(w: World) -> float:
+    model = w.p.planner.models[stock_point_id(SKU, WARD)]
+    return model.estimate().mean
+
+
+def _history(w: World, stock: float) -> None:
+    """21 days of 6 uses a day, with ``stock`` received first."""
+    start = w.now - timedelta(days=30)
+    w.post(w.receipt(stock, at=start))
+    for day in range(21):
+        for k in range(6):
+            w.post(w.usage(1, at=start + timedelta(days=day, hours=8 + k)))
+
+
+def test_days_without_stock_do_not_lower_the_demand_estimate(world: World) -> None:
+    w = world
+    _history(w, stock=126)  # exactly used up on day 21: then five empty days
+    before = _estimate(w)
+    assert w.lots() == {}
+    restock = w.now - timedelta(days=3, hours=12)
+    w.post(w.receipt(100, at=restock), w.usage(1, at=restock + timedelta(hours=1)))
+    after = _estimate(w)
+    model = w.p.planner.models[stock_point_id(SKU, WARD)]
+    assert model.demand.censored_days >= 5
+    assert after >= 0.98 * before
+    decision = w.view()["last_decisions"][0]
+    assert decision["policy"]["inputs"]["demand_censored_days"] >= 5
+
+
+def test_the_same_quiet_days_with_stock_on_the_shelf_do_lower_it(world: World) -> None:
+    w = world
+    _history(w, stock=500)
+    before = _estimate(w)
+    later = w.now - timedelta(days=3, hours=11)
+    w.post(w.usage(1, at=later))
+    assert _estimate(w) < 0.9 * before
+    assert w.p.planner.models[stock_point_id(SKU, WARD)].demand.censored_days == 0
+
+
+def test_a_day_empty_but_busier_than_the_forecast_is_still_learned() -> None:
+    m = DailyDemand(alpha=0.1)
+    for day in range(30):
+        m.learn_one(day, day % 7, 4.0)
+    m.stocked_out(True, 30)  # ran out late on a day with 9 uses: the bound says demand is higher
+    m.learn_one(30, 30 % 7, 9.0)
+    m.stocked_out(False, 30)
+    m.learn_one(31, 31 % 7, 4.0)
+    assert m.censored_days == 0 and m.predict_one()[0] > 4.0
