@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 from domain.policy import LeadTimeDemand, ltd_quantile
 from online_models.slotted import Slotted
 
 _SLOTS = ("tau_days", "false_alarm", "warning", "min_ratio", "level", "t_last", "active",
-          "reference", "warn", "limit")
+          "reference", "warn", "limit", "seen_mean", "seen_var", "seen_t", "seen_days")
+# The sum as seen at each use, averaged over about this many days (while no spike is on).
+SEEN_MEMORY_DAYS = 28.0
+SEEN_MIN_DAYS = 14.0  # ... and trusted once it spans this many
+
+
+NORMAL = NormalDist()
 
 
 class SpikeDetector(Slotted):
@@ -29,6 +36,15 @@ class SpikeDetector(Slotted):
     baseline's mean): a step up in demand takes more than a day to show in S, and meanwhile
     the baseline learns the first high days, mostly as variance, which would lift a limit
     computed afresh out of reach. Once the baseline has caught up, the reference follows.
+
+    The limit assumes uses spread through the day. Where they are not (a cabinet's or an ERP's
+    daily feed posts the day's use as one quantity at a fixed hour), S right after each post is
+    about μ/(1−e^(−1/τ)), 1.58 μ for τ = 1 day, far above μτ, and every post would look like
+    a spike. So the detector also keeps the mean and variance of S as it was seen at each use
+    while no spike was on (exponentially weighted over ``SEEN_MEMORY_DAYS``), and once they
+    span ``SEEN_MIN_DAYS`` the limit is at least their mean plus as many standard deviations
+    as the false-alarm rate asks of a normal tail: the stock point's own rhythm of posting
+    is the reference, not the model's.
 
     >>> d = SpikeDetector(tau_days=1.0)
     >>> for h in range(48):                       # two days at the baseline: 1 use per hour
@@ -57,6 +73,10 @@ class SpikeDetector(Slotted):
         self.reference: tuple[float, float] | None = None
         self.warn = 0.0
         self.limit = 0.0
+        self.seen_mean = 0.0  # S at each use, while calm: EW mean and variance
+        self.seen_var = 0.0
+        self.seen_t: float | None = None
+        self.seen_days = 0.0
 
     def _decayed(self, t: float) -> float:
         if self.t_last is None or t <= self.t_last:
@@ -68,6 +88,22 @@ class SpikeDetector(Slotted):
         self.level = self._decayed(t_days) + qty
         if self.t_last is None or t_days > self.t_last:
             self.t_last = t_days
+        if not self.active:
+            self._see(self.t_last, self.level)
+
+    def _see(self, t: float, s: float) -> None:
+        """Learn the sum as seen at a use (weights by elapsed time: one busy day is no more
+        than one quiet day)."""
+        if self.seen_t is None:
+            self.seen_t, self.seen_mean = t, s
+            return
+        dt = max(t - self.seen_t, 0.0)
+        a = 1.0 - math.exp(-dt / SEEN_MEMORY_DAYS) if dt > 0 else 1e-3
+        d = s - self.seen_mean
+        self.seen_mean += a * d
+        self.seen_var = (1.0 - a) * (self.seen_var + a * d * d)
+        self.seen_days += dt
+        self.seen_t = t
 
     def recent_rate(self, t_days: float) -> float:
         """Recent use per day."""
@@ -83,7 +119,11 @@ class SpikeDetector(Slotted):
             self.reference = baseline
             self.warn = self._quantile(mean, var, 1.0 - self.warning)
             self.limit = self._quantile(mean, var, 1.0 - self.false_alarm)
-        self.active = s > self.limit and s / tau >= self.min_ratio * mean
+        limit = self.limit
+        if self.seen_days >= SEEN_MIN_DAYS:
+            z = NORMAL.inv_cdf(1.0 - self.false_alarm)
+            limit = max(limit, self.seen_mean + z * math.sqrt(max(self.seen_var, 0.0)))
+        self.active = s > limit and s / tau >= self.min_ratio * mean
         return self.active
 
     def _quantile(self, mean: float, var: float, level: float) -> float:

@@ -458,3 +458,21 @@ def test_replaying_the_log_re_derives_every_decision_and_the_same_state(tmp_path
     for sku, location in ((SUTURE, WARD), (IMPLANT, OR)):
         assert evaluated(fresh, sku, location) == evaluated(w.p, sku, location)
         assert fresh.stock_point_view(sku, location) == w.p.stock_point_view(sku, location)
+
+
+# -- daily bulk posting is not a spike ------------------------------------------------------
+
+def test_use_posted_once_a_day_as_one_bulk_quantity_raises_no_spike_over_a_year() -> None:
+    """A cabinet's or an ERP's daily feed: the day's use, 20 on average, posted at 06:00 the
+    next morning as one quantity. Each post makes the one-day sum jump to about 1.58 times a
+    day's use; the detector learns the stock point's own rhythm and stays quiet for a year."""
+    w = ward()
+    rng = random.Random(11)
+    raised = []
+    for day in range(1, 366):
+        qty = sum(1 for _ in range(40) if rng.random() < 0.5)  # binomial, mean 20
+        _, result = use(w, START + timedelta(days=day, hours=6), qty)
+        raised += spike_alerts(result)
+    assert raised == []
+    assert evaluated(w.p)["inputs"]["demand_spike"] is False
+
