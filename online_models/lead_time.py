@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from online_models.slotted import Slotted
 
-_SLOTS = ("alpha", "n", "mean", "var", "on_time")
+_SLOTS = ("alpha", "n", "mean", "var", "on_time", "boost", "surprised", "ref")
+# Two receipts in a row this many spreads from the mean, on the same side, are a change of the
+# supplier's lead time, not noise (one late delivery is): the second and the next receipts, up
+# to ``BOOST_ORDERS``, are learned with weight ``BOOST_ALPHA``, so mean and spread follow a
+# change, and come back after it ends, within a few orders.
+SURPRISE_SDS = 3.0
+BOOST_ORDERS = 3
+BOOST_ALPHA = 0.6
 
 
 class LeadTime(Slotted):
@@ -31,13 +38,28 @@ class LeadTime(Slotted):
         self.mean = 0.0
         self.var = 0.0
         self.on_time = 1.0
+        self.boost = 0  # receipts left to learn at BOOST_ALPHA
+        self.surprised = 0  # the last receipt was far above (1) or below (-1) the mean, or not (0)
+        self.ref = (0.0, 0.0)  # mean and spread before that receipt, to test the next one against
 
     def learn_one(self, days: float, on_time: bool | None = None) -> None:
+        surprise = False
+        if self.n >= BOOST_ORDERS and not self.boost:
+            mean, sd = self.ref if self.surprised else (self.mean, max(self.var ** 0.5, 0.1 * self.mean, 1e-9))
+            side = 1 if days - mean > SURPRISE_SDS * sd else -1 if mean - days > SURPRISE_SDS * sd else 0
+            surprise = side != 0 and side == self.surprised
+            if surprise:
+                self.boost, self.surprised = BOOST_ORDERS, 0
+            else:
+                self.surprised, self.ref = side, (mean, sd)
         self.n += 1
         a = max(self.alpha, 1.0 / self.n)
+        if self.boost:
+            a, self.boost = max(a, BOOST_ALPHA), self.boost - 1
         d = days - self.mean
         self.mean += a * d
-        self.var = (1 - a) * (self.var + a * d * d) if self.n > 1 else 0.0
+        # The jump that reveals a change is a shift of the level, not spread within it.
+        self.var = (1 - a) * (self.var + (0.0 if surprise else a * d * d)) if self.n > 1 else 0.0
         if on_time is not None:
             self.on_time += a * ((1.0 if on_time else 0.0) - self.on_time)
 

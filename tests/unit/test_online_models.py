@@ -360,3 +360,41 @@ def test_use_sizes_give_the_undershoot_of_the_reorder_point() -> None:
     assert undershoot(*boxes.predict_one()).mean == pytest.approx(4.5)  # 0..9, evenly
     boxes.learn_one(0.0)  # nothing used: not a use
     assert boxes.n == 50
+
+
+def test_lead_time_follows_a_doubling_within_a_few_orders_and_comes_back_after_it() -> None:
+    """A supplier at 5 days (spread 0.5) for 30 orders, at 10 days for 6, then at 5 again: the
+    mean is within 10 % of 10 days by the fourth late receipt, and mean and spread are back
+    within 10 % (spread: within 0.5 day) of where they were by the fifth receipt after."""
+    import random
+
+    from online_models.lead_time import LeadTime
+
+    rng = random.Random(7)
+    lt = LeadTime()
+    for _ in range(30):
+        lt.learn_one(rng.gauss(5.0, 0.5))
+    mean_before, var_before = lt.predict(5.0)
+    for k in range(6):
+        lt.learn_one(rng.gauss(10.0, 0.5))
+        if k == 3:
+            assert abs(lt.predict(5.0)[0] - 10.0) <= 1.0
+    for _ in range(5):
+        lt.learn_one(rng.gauss(5.0, 0.5))
+    mean_after, var_after = lt.predict(5.0)
+    assert abs(mean_after - mean_before) <= 0.1 * mean_before
+    assert abs(var_after ** 0.5 - var_before ** 0.5) <= 0.5
+
+
+def test_lead_time_noise_within_its_spread_starts_no_burst() -> None:
+    import random
+
+    from online_models.lead_time import LeadTime
+
+    rng = random.Random(3)
+    lt = LeadTime()
+    bursts = 0
+    for _ in range(500):
+        lt.learn_one(rng.gauss(5.0, 0.5))
+        bursts += lt.boost == 2  # a burst just started (its first receipt learned)
+    assert bursts <= 3
