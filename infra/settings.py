@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # A stock event whose occurred_at is older than this is refused (stale_timestamp).
     max_event_age_days: float = Field(default=400.0, gt=0)
     max_batch: int = 10_000
+    # Back-pressure: events admitted and not yet answered; a request that does not fit waits up
+    # to 1 s for room, then is answered 429 with Retry-After.
+    max_queued_events: int = Field(default=50_000, ge=10_000)
     host: str = "127.0.0.1"
     port: int = 8000
     # Projections: chdb:///dir (embedded, default under the data directory) or http(s)://...

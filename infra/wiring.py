@@ -42,7 +42,8 @@ def build_app(settings: Settings) -> FastAPI:
     if settings.profile == "distributed":
         from infra.wiring_distributed import build_distributed_app
         return build_distributed_app(settings)
-    runner = EmbeddedRunner(build_processor(settings), max_batch=settings.max_batch)
+    runner = EmbeddedRunner(build_processor(settings), max_batch=settings.max_batch,
+                            max_queued=settings.max_queued_events)
     return create_app(runner, settings.principals(), settings.data_dir,
                       projections=build_projections(settings, runner.processor.store))
 

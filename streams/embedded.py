@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -23,12 +25,30 @@ T = TypeVar("T")
 DAILY_CHECK_POLL_SECONDS = 600.0  # how often the runner looks whether a new day has begun
 TICK_SECONDS = 30.0  # how often the runner submits requisitions whose ordering window closed
 AlertListener = Callable[[list[dict[str, Any]]], None]
+MAX_QUEUED_EVENTS = 50_000  # events admitted and not yet answered (REPLENISH_MAX_QUEUED_EVENTS)
+ROOM_WAIT_SECONDS = 1.0  # how long a request waits for room before it is turned away
+
+
+class Overloaded(RuntimeError):
+    """The queue has no room for a request's events: nothing of it was taken; send it again
+    after ``retry_after`` seconds (the queue's drain time at the rate measured)."""
+
+    def __init__(self, events: int, queued: int, limit: int, retry_after: int) -> None:
+        super().__init__(f"{queued:,} events wait to be stored (at most {limit:,}); {events:,} more "
+                         f"do not fit: send them again in {retry_after} s")
+        self.retry_after = retry_after
 
 
 class EmbeddedRunner:
-    def __init__(self, processor: Processor, max_batch: int = 10_000) -> None:
+    def __init__(self, processor: Processor, max_batch: int = 10_000,
+                 max_queued: int = MAX_QUEUED_EVENTS) -> None:
         self.processor = processor
         self.max_batch = max_batch
+        self.max_queued = max_queued
+        self.queued = 0  # events admitted and not yet answered
+        self.turned_away = 0  # requests answered Overloaded
+        self.drain_rate = 0.0  # events stored per second, exponentially weighted over batches
+        self._room = asyncio.Event()
         self.listeners: list[AlertListener] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         self._queue: asyncio.Queue[tuple[list[tuple[Any, Principal]], asyncio.Future[list[Outcome]]]] | None = None
@@ -41,6 +61,7 @@ class EmbeddedRunner:
 
     async def start(self) -> None:
         self._changed = asyncio.Event()
+        self._room = asyncio.Event()
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name="embedded-runner")
         self._daily = asyncio.create_task(self._daily_checks(), name="daily-expiry-check")
@@ -75,11 +96,38 @@ class EmbeddedRunner:
         self._executor.shutdown(wait=True)
 
     async def submit(self, events: list[Any], principal: Principal) -> list[Outcome]:
-        """Process ``events`` posted by ``principal``; returns once they are stored."""
+        """Process ``events`` posted by ``principal``; returns once they are stored. When the
+        queue has no room for them (``max_queued`` events admitted and not yet answered), it
+        waits up to ``ROOM_WAIT_SECONDS`` for room, then raises ``Overloaded`` having taken
+        nothing. (A request is never larger than the bound: at most ``max_batch`` events.)"""
         assert self._queue is not None, "runner not started"
+        n = len(events)
+        if self.queued and self.queued + n > self.max_queued:
+            deadline = time.monotonic() + ROOM_WAIT_SECONDS
+            while self.queued and self.queued + n > self.max_queued:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.turned_away += 1
+                    raise Overloaded(n, self.queued, self.max_queued, self.retry_after(n))
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), left)
         future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        self.queued += n
         self._queue.put_nowait(([(e, principal) for e in events], future))
-        return await future
+        try:
+            return await future
+        finally:
+            self.queued -= n
+            self._room.set()
+
+    def retry_after(self, n: int) -> int:
+        """Whole seconds until ``n`` more events would fit, at the drain rate measured (at
+        least 1; 1 before any batch was measured)."""
+        excess = self.queued + n - self.max_queued
+        if self.drain_rate <= 0 or excess <= 0:
+            return 1
+        return max(1, math.ceil(excess / self.drain_rate))
 
     async def change_alert(self, alert_id: str, status: str, reason: str,
                            principal: Principal) -> dict[str, Any] | None:
@@ -154,8 +202,12 @@ class EmbeddedRunner:
                 group.append(nxt)
                 size += len(nxt[0])
             items = [item for request, _ in group for item in request]
+            began = time.monotonic()
             try:
                 result = await loop.run_in_executor(self._executor, self.processor.process, items)
+                took = max(time.monotonic() - began, 1e-6)
+                rate = len(items) / took
+                self.drain_rate = rate if self.drain_rate == 0 else 0.8 * self.drain_rate + 0.2 * rate
             except Exception as exc:
                 log.exception("processor batch failed; nothing of it was stored")
                 for _, future in group:

@@ -13,6 +13,7 @@ from api.errors import MALFORMED_BODY, ApiError
 from api.responses import JSON
 from domain.codes import ADMIN, AUDITOR
 from domain.intake import Outcome, Principal
+from streams.embedded import Overloaded
 from streams.kafka_ingest import IngestUnavailable
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -35,6 +36,9 @@ async def _submit(runner: Runner, events: list[Any], principal: Principal) -> li
         return await runner.submit(events, principal)
     except IngestUnavailable as exc:  # distributed profile: Kafka did not take them
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    except Overloaded as exc:  # embedded profile: the queue has no room (nothing was taken)
+        raise ApiError(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), "overloaded",
+                       headers={"Retry-After": str(exc.retry_after)}) from None
 
 
 async def _json_body(request: Request) -> Any:
