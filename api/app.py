@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api import errors
 from api.responses import JSON
@@ -60,7 +61,9 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
             await dispatcher.stop()
             await runner.stop()
 
-    app = FastAPI(
+    # /docs and /redoc serve Swagger UI's and ReDoc's assets from the service (a hospital
+    # network reaches no CDN), under /static-offline-docs.
+    app = FastAPIOffline(
         title="replenish",
         summary="Real-time, event-sourced replenishment for hospital supply chains",
         version="0.1.0",

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 
 from .support import (
     GTIN_EACH,
@@ -83,6 +85,8 @@ DOCS: dict[tuple[str, str], str] = {
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/redoc"): PUBLIC,
+    # Swagger UI's and ReDoc's own assets, served from the service (no CDN): public, as the pages.
+    ("GET", "/static-offline-docs/{path}"): PUBLIC,
 }
 # What an allowed caller gets, when it is not 200 (the route is open to it; the answer is about
 # the request: an unknown webhook id is 404, a new webhook 201).
@@ -162,7 +166,7 @@ def test_each_role_gets_exactly_its_routes(served: Service, method: str, path: s
     url = (path.replace("{sku}", SKU).replace("{location}", "W3")
            .replace("{alert_id}", served.alert_id).replace("{hook_id}", "no-such-hook")
            .replace("{event_id}", "no-such-event").replace("{reference}", "no-such-recall")
-           .replace("{stream_id}", f"item:{SKU}").replace("{requisition_id}", "no-such-requisition").replace("{name}", "stockout_rate")) + QUERY.get((method, path), "")  # type: ignore[attr-defined]
+           .replace("{stream_id}", f"item:{SKU}").replace("{requisition_id}", "no-such-requisition").replace("{name}", "stockout_rate").replace("{path}", "swagger-ui.css")) + QUERY.get((method, path), "")  # type: ignore[attr-defined]
     request = httpx.Request(method, served.base + url, headers=_headers(caller),
                             json=_body(method, path, next(_counter)))
     with httpx.Client(timeout=30) as client:
@@ -212,6 +216,8 @@ def _walk(routes: list[Any]) -> Iterator[tuple[str, set[str]]]:
     for route in routes:
         if hasattr(route, "effective_candidates"):  # an included APIRouter
             yield from _walk(route.effective_candidates())
+        elif isinstance(route, Mount) and isinstance(route.app, StaticFiles):  # static files: read only
+            yield route.path + "/{path}", {"GET"}
         else:
             path, methods = getattr(route, "path", None), getattr(route, "methods", None)
             assert path and methods, f"a route of a kind the role table does not know: {route!r}"
@@ -231,3 +237,18 @@ def test_every_route_of_the_app_has_a_role_table_entry(tmp_path: Path):
     table = set(ROUTES) | set(DOCS)
     assert served_routes == table, f"untabled: {served_routes - table}; stale: {table - served_routes}"
     assert {(m, p) for (m, p) in served_routes if p == "/openapi.json"} == {("GET", "/openapi.json")}
+
+
+def test_the_docs_pages_load_nothing_from_outside_the_service(served: Service):
+    """A hospital network reaches no CDN: every script, style and icon of /docs and /redoc is
+    the service's own, and each is served."""
+    import re
+    for page in ("/docs", "/redoc"):
+        html = httpx.get(served.base + page, timeout=30).text
+        assets = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ?['"]([^'"]+)['"]""", html)
+        urls = [a or b for a, b in assets]
+        assert urls, page
+        assert [u for u in urls if re.match(r"^(https?:)?//", u)] == [], (page, urls)
+        for u in urls:
+            if u.startswith("/static-offline-docs/"):
+                assert httpx.get(served.base + u, timeout=30).status_code == 200, u
