@@ -50,6 +50,7 @@ def require(*roles: str) -> Callable[..., Any]:
                                 f"the role '{principal.role}' may not use this route "
                                 f"(allowed: {', '.join(roles)})")
         return principal
+    check.roles = frozenset(roles)  # type: ignore[attr-defined]  # (read by api.access)
     return check
 
 

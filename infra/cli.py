@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvicorn
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -107,6 +108,20 @@ def worker(relay: Annotated[bool, typer.Option(
     except SettingsError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+
+
+@app.command()
+def roles() -> None:
+    """Print README's role table (who may call which route), read from the routes themselves."""
+    import tempfile
+
+    from api.access import roles_table
+    from infra.wiring import build_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), api_keys=SecretStr("k:admin"),
+                            case_id_key=SecretStr("not-a-secret"), dev=False).prepared()
+        print(roles_table(build_app(settings)))
 
 
 @app.command()

@@ -252,3 +252,22 @@ def test_the_docs_pages_load_nothing_from_outside_the_service(served: Service):
         for u in urls:
             if u.startswith("/static-offline-docs/"):
                 assert httpx.get(served.base + u, timeout=30).status_code == 200, u
+
+
+def test_the_routes_own_dependencies_and_readme_agree_with_the_role_table(tmp_path: Path):
+    """``api.access`` reads who may call what from the routes themselves: it must give this
+    file's table, and README's role table must be what it renders (``replenish roles``)."""
+    from api.access import PUBLIC as OPEN
+    from api.access import TABLE_BEGIN, TABLE_END, roles_table, route_roles
+    from infra.settings import Settings
+    from infra.wiring import build_app
+
+    settings = Settings(data_dir=tmp_path, api_keys=SecretStr("k:admin"), case_id_key=SecretStr("x"),
+                        dev=False).prepared()
+    app = build_app(settings)
+    read = route_roles(app)
+    intended = {key: (OPEN if allowed == PUBLIC else allowed) for key, allowed in ROUTES.items()}
+    assert {k: v for k, v in read.items() if k in intended} == intended
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme[readme.index(TABLE_BEGIN):readme.index(TABLE_END) + len(TABLE_END)]
+    assert block == roles_table(app), "README's role table is stale: paste `replenish roles` over it"
