@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from streams.planning import WARM_UP_DAYS, StockPointModel
+from streams.simulation.hospital import poisson
 
 DAYS = 365 + 60  # a year scored after 60 days of warm-up
 WARM = 60
@@ -40,24 +41,12 @@ class Shape:
     uses: Callable[[random.Random], Iterator[tuple[float, float]]]  # (t in days, quantity)
 
 
-def _poisson_day(rng: random.Random, rate: float) -> int:
-    # Knuth for small rates, normal approximation beyond
-    if rate > 50:
-        return max(0, round(rng.gauss(rate, math.sqrt(rate))))
-    limit, k, p = math.exp(-rate), 0, 1.0
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1
-
-
 def spread(rate: Callable[[int], float], size: Callable[[random.Random], float] = lambda r: 1.0
            ) -> Callable[[random.Random], Iterator[tuple[float, float]]]:
     """Uses through the day (07:00-21:00), a Poisson number a day at ``rate(day)``."""
     def gen(rng: random.Random) -> Iterator[tuple[float, float]]:
         for day in range(DAYS):
-            n = _poisson_day(rng, rate(day))
+            n = poisson(rng, rate(day))
             for t in sorted(rng.uniform(7 / 24, 21 / 24) for _ in range(n)):
                 yield day + t, size(rng)
     return gen
@@ -68,7 +57,7 @@ def bulk(rate: float | Callable[[int], float], hour: float = 6.0
     """The day's use posted once, the next morning at ``hour``, as one quantity."""
     def gen(rng: random.Random) -> Iterator[tuple[float, float]]:
         for day in range(1, DAYS):
-            q = _poisson_day(rng, rate(day - 1) if callable(rate) else rate)
+            q = poisson(rng, rate(day - 1) if callable(rate) else rate)
             if q:
                 yield day + hour / 24, float(q)
     return gen

@@ -33,6 +33,7 @@ from typing import Any
 
 from domain.intake import Principal
 from streams.processor import Processor
+from streams.simulation.hospital import poisson
 from streams.store import EventStore, memory_env
 
 ADMIN = Principal("bench-admin", "admin")
@@ -98,7 +99,7 @@ class Loop:
                 pipeline.remove((arrive, qty, po))
                 post(stock("receipt", t0 + timedelta(hours=6), qty, po_id=po))
                 on_hand += qty
-            uses = _poisson(rng, RATE)
+            uses = poisson(rng, RATE)
             for h in sorted(rng.uniform(7, 21) for _ in range(uses)):
                 if on_hand >= 1:  # an empty shelf loses the use (it is not posted)
                     post(stock("usage", t0 + timedelta(hours=h), 1))
@@ -129,15 +130,6 @@ class Loop:
             self.demand_estimate.append(policy["inputs"]["demand_mean_per_day"])
             self.on_hand.append(on_hand)
         return self
-
-
-def _poisson(rng: random.Random, rate: float) -> int:
-    limit, k, prod = math.exp(-rate), 0, 1.0
-    while True:
-        prod *= rng.random()
-        if prod <= limit:
-            return k
-        k += 1
 
 
 def doubling(day: int, rng: random.Random) -> float:
