@@ -182,6 +182,12 @@ class Ledger:
                     self.on_order[key] = self.on_order.get(key, 0.0) - got
                     if remaining[key] <= 1e-9:
                         self.po_at.get(key, set()).discard(e["po_id"])
+            elif e["type"] == "receipt" and e.get("po_id") and e["po_id"] not in self.po_open:
+                # Received before its order is known (another topic, another partition): kept,
+                # so that the order, once issued, counts only what is still to come.
+                received = self.po_received.setdefault(e["po_id"], {})
+                key = (e["sku"], e["location"])
+                received[key] = received.get(key, 0.0) + e["quantity"]
             elif e["type"] == "transfer" and e.get("side") == "in":
                 self._transfer_arrived((e["sku"], e["location"]), e["quantity"])
         elif isinstance(event, PurchaseOrder.Issued):
@@ -437,7 +443,11 @@ class Intake:
         bad_ids = check_identifiers(raw)
         if bad_ids:  # stored redacted, before anything uses them as keys
             safe = pseudonymise_event(redact_identifiers(raw, bad_ids), self.case_id_key)
-            return self._refuse(safe, fingerprint(safe), None, bad_ids, principal, now)
+            fp = fingerprint(safe)
+            prior = self.ledger.seen.get(str(safe.get("event_id")))
+            if prior is not None and prior.fingerprint == fp:  # sent again: the same refusal, once
+                return prior.replayed(str(safe.get("event_id")))
+            return self._refuse(safe, fp, None, bad_ids, principal, now)
         safe = pseudonymise_event(raw, self.case_id_key)
         fp = fingerprint(safe)
         eid = safe.get("event_id")
@@ -539,8 +549,9 @@ class Intake:
         key = (sp.id, kind, flag if flag is not None else (lot or subject))
         if dedupe and key in self.ledger.open_alert_keys:
             return None
+        # (an alert about a subject, raised again after it was resolved, is a new alert)
         alert_id = "al_" + fingerprint([sp.id, event.get("event_id"), kind, *([flag] if dedupe else []),
-                                        *([subject] if subject else [])])[:20]
+                                        *([subject, iso_utc(now)] if subject else [])])[:20]
         alert = {"id": alert_id, "kind": kind, "severity": c.ALERT_SEVERITY[kind],
                  "sku": getattr(sp, "sku", None), "location": getattr(sp, "location", None),
                  "site": getattr(sp, "site", None), "lot": lot,
@@ -638,6 +649,8 @@ class Intake:
         if factor != 1.0 or (event.get("unit") not in (None, item.base_unit)):
             event["sent_quantity"], event["sent_unit"] = event["quantity"], event.get("unit") or level
         event["quantity"] = float(event["quantity"]) * factor
+        if not item.divisible:  # whole pieces: 0.1 box of 10 is 1, not 1.0000000000000002
+            event["quantity"] = float(round(event["quantity"]))
         event["unit"] = item.base_unit
         lot = event.get("lot") or ""
         flags: list[str] = []

@@ -28,7 +28,7 @@ import orjson
 from eventsourcing.persistence import IntegrityError
 
 from domain import codes as c
-from domain.events import pseudonymise_event
+from domain.events import check_identifiers, pseudonymise_event, redact_identifiers
 from domain.intake import Outcome, Principal
 from streams.embedded import EmbeddedRunner
 from streams.processor import Processor
@@ -133,7 +133,12 @@ class KafkaIngest:
             headers = [(PRINCIPAL, principal.encode())]
             await self._produce_all(reference, headers, replies, loop)
             if others:
-                end = max(self._reference_end, await asyncio.to_thread(self._reference_high))
+                try:
+                    high = await asyncio.to_thread(self._reference_high)
+                except Exception as exc:  # (KafkaException: the broker did not answer in time)
+                    raise IngestUnavailable(f"the reference topic's end is unknown ({exc}); "
+                                            "sending the events again is safe") from exc
+                end = max(self._reference_end, high)
                 await self._produce_all(others, [*headers, (REFERENCE_OFFSET, str(end).encode())], replies, loop)
             by_index = {i: f for i, _, f in replies}
             pending = [f for f in by_index.values() if not f.done()]
@@ -188,6 +193,7 @@ class KafkaIngest:
 
     def _produce(self, topic: str, key: str | None, value: bytes, headers: list[tuple[str, bytes]],
                  on_delivery: Callable[[Any, Any], None]) -> None:
+        from confluent_kafka import KafkaException
         while True:
             try:
                 self._producer.produce(topic, value, key.encode() if key is not None else None,
@@ -195,6 +201,8 @@ class KafkaIngest:
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
                 self._producer.poll(0.05)
+            except KafkaException as exc:  # e.g. a message larger than the broker takes
+                raise IngestUnavailable(f"Kafka refused an event ({exc}); nothing of it is queued") from exc
 
     @staticmethod
     def _on_delivery(loop: asyncio.AbstractEventLoop, future: asyncio.Future[int]) -> Callable[[Any, Any], None]:
@@ -236,6 +244,24 @@ class KafkaIngest:
             future.set_result(orjson.loads(value))
 
 
+def _marked_malformed(event: dict[str, Any]) -> dict[str, Any]:
+    """An event whose identifiers the worker will refuse (``domain.events.check_identifiers``):
+    each bad one replaced, before it is pseudonymised or produced, by its redacted form with a
+    NUL after it, so that no megabyte or case id in clear reaches Kafka and the worker still
+    refuses the field as ``malformed`` (and stores only its hash)."""
+    bad = check_identifiers(event)
+    if not bad:
+        return event
+    safe = redact_identifiers(event, bad)
+    for err in bad:
+        if err.field in safe and isinstance(safe[err.field], str):
+            safe[err.field] += "\x00"
+        elif err.field and "[" in err.field:  # inside a list: the list is refused as a whole
+            name = err.field.split("[", 1)[0]
+            safe[name] = [*safe[name], "\x00"] if isinstance(safe.get(name), list) else safe.get(name)
+    return safe
+
+
 def owns_nothing(stock_point: str) -> bool:
     return False
 
@@ -270,7 +296,7 @@ class DistributedRunner(EmbeddedRunner):
         # Case and patient identifiers never reach Kafka in clear: pseudonymised here, with the
         # key the intake uses (which keeps a pseudonym as it is).
         key_ = self.processor.case_id_key
-        events = [pseudonymise_event(e, key_) if isinstance(e, dict) else e for e in events]
+        events = [pseudonymise_event(_marked_malformed(e), key_) if isinstance(e, dict) else e for e in events]
         routes = self._routes(events)
         messages = [(topic, key, orjson.dumps(e)) for (topic, key), e in zip(routes, events, strict=True)]
         found = await self.ingest.send(messages, principal.name)

@@ -308,8 +308,10 @@ class Planner:
         model = self.models.get(sp_id)
         sp = self.ledger.streams.get(sp_id)
         if model is not None and isinstance(sp, StockPoint):
-            # Nothing left to use: the days until stock returns are censored demand.
-            model.demand.stocked_out(sum(sp.lots.values()) <= 1e-9, self._local_day(e))
+            # Nothing left to use: the days until stock returns are censored demand. A negative
+            # balance (uses scanned, receipts not posted) is a book error, not an empty shelf:
+            # its days are observations.
+            model.demand.stocked_out(abs(sum(sp.lots.values())) <= 1e-9, self._local_day(e))
         return [sp_id]
 
     def _local_day(self, e: dict[str, Any]) -> int:

@@ -60,3 +60,16 @@ def test_a_day_empty_but_busier_than_the_forecast_is_still_learned() -> None:
     m.stocked_out(False, 30)
     m.learn_one(31, 31 % 7, 4.0)
     assert m.censored_days == 0 and m.predict_one()[0] > 4.0
+
+
+def test_a_negative_book_balance_is_not_an_empty_shelf(world: World) -> None:
+    """Uses scanned with no receipt posted drive the balance below zero: a book error, not a
+    stockout; its days are observations, so the estimate does not climb above the truth."""
+    w = world
+    start = w.now - timedelta(days=40)
+    for day in range(35):
+        for k in range(4):
+            w.post(w.usage(1, at=start + timedelta(days=day, hours=8 + k)))
+    model = w.p.planner.models[stock_point_id(SKU, WARD)]
+    assert model.demand.censored_days == 0
+    assert _estimate(w) <= 4.5

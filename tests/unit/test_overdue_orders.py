@@ -103,3 +103,17 @@ def test_censored_orders_never_lower_the_mean_and_later_bounds_raise_it_more(
         assert later >= m - 1e-9
     if all(b <= mean for b in bounds):
         assert (m, v) == (mean, sd * sd)
+
+
+def test_a_receipt_stored_before_its_order_leaves_nothing_open(world: World) -> None:
+    """On the distributed profile an order and its receipt travel on different partitions:
+    the receipt may be stored first. The order, once known, counts only what is to come."""
+    w = world
+    w.post(w.receipt(40, po_id="PO-9", at=w.now - timedelta(days=2)))
+    po = {"event_id": "po-9", "type": "po_issued", "occurred_at": iso(w.now - timedelta(days=8)), "po_id": "PO-9",
+          "supplier": "ACME", "location": WARD, "site": "H1", "lines": [{"sku": SKU, "quantity": 40}]}
+    assert w.one(po, by=SCANNER).status == c.ACCEPTED
+    assert w.view()["on_order"] == 0
+    w.now += timedelta(days=10)
+    w.p.check_overdue()
+    assert _overdue_alerts(w) == []
