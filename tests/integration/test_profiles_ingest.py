@@ -136,3 +136,28 @@ def test_an_event_without_an_outcome_in_time_is_queued_and_its_outcome_is_there_
     found = wait_for(lambda: (r := admin.get("/v1/events/item-q")).status_code == 200 and r.json(),
                      30, "the queued event's outcome")
     assert found["status"] == "accepted" and found["recorded_by"] == "it-admin"
+
+
+def test_hostile_identifiers_through_the_distributed_api_are_refused_and_none_reaches_kafka_in_clear(
+        deployment: Deployment) -> None:
+    api = _api(deployment, "distributed")
+    admin, scanner = api.client("admin"), api.client("scanner")
+    master = [{"event_id": "item-1", "type": "item_registered", "occurred_at": "2025-01-01T00:00:00+00:00",
+               "sku": "GLV", "gtin": GTIN, "base_unit": "each"},
+              {"event_id": "loc-W1", "type": "location_registered", "occurred_at": "2025-01-01T00:00:00+00:00",
+               "location": "W1", "site": "H1"}]
+    assert {r[1] for r in _results(admin.post("/v1/events", json=master))} <= {"accepted", "queued"}
+    at = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    use = {"type": "usage", "occurred_at": at, "site": "H1", "location": "W1", "sku": "GLV", "lot": "L1",
+           "quantity": 1}
+    r = scanner.post("/v1/events", json=[dict(use, event_id="X" * 1_000_000),
+                                         dict(use, event_id="u-case", case_id="PATIENT-4711\n")])
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["status"] for x in results] in (["rejected", "rejected"], ["queued", "queued"],
+                                                ["rejected", "queued"], ["queued", "rejected"])
+    for x in results:
+        if x["status"] == "rejected":
+            assert x["errors"][0]["code"] == "malformed"
+    messages = deployment.read_topic(deployment.topics.events, 2)
+    assert all(b"PATIENT-4711" not in m.value() and len(m.value()) < 10_000 for m in messages)
