@@ -111,6 +111,31 @@ def worker(relay: Annotated[bool, typer.Option(
 
 
 @app.command()
+def snapshot() -> None:
+    """Write a snapshot of the write model of the data directory (the service stopped): the
+    next start reads it and only the log after it (embedded profile)."""
+    from infra.wiring import build_processor, snapshot_dir
+    from streams import snapshots
+
+    settings = _settings()
+    if settings.profile == "distributed":
+        console.print("[red]error:[/red] snapshots are for the embedded profile's data directory")
+        raise typer.Exit(2)
+    existing_store(settings).close()  # (a clear error when there is no store)
+    started = time.perf_counter()
+    processor = build_processor(settings)
+    read_s = time.perf_counter() - started
+    source = f"snapshot {processor.restored_from.path.name} + log" if processor.restored_from else "the whole log"
+    started = time.perf_counter()
+    path = snapshots.write(snapshot_dir(settings), settings.case_id_key.get_secret_value().encode(),
+                           processor.position, processor.position, processor.snapshot_state())
+    console.print(f"state read from {source} in {read_s:.2f} s; snapshot at notification "
+                  f"{processor.position:,} written to {path} ({path.stat().st_size / 1e6:.1f} MB) "
+                  f"in {time.perf_counter() - started:.2f} s")
+    processor.store.close()
+
+
+@app.command()
 def roles() -> None:
     """Print README's role table (who may call which route), read from the routes themselves."""
     import tempfile

@@ -11,6 +11,7 @@ from api.app import create_app
 from infra.settings import Settings
 from projections.bi_http import Credentials
 from projections.service import BiAccess, ProjectionService
+from streams import snapshots
 from streams.embedded import EmbeddedRunner
 from streams.processor import Processor
 from streams.store import EventStore, sqlite_env
@@ -29,11 +30,24 @@ def build_store(settings: Settings) -> EventStore:
     return EventStore(env=sqlite_env(str(sqlite_path(settings))))
 
 
+def snapshot_dir(settings: Settings) -> Path:
+    """Where the embedded profile keeps its write-model snapshots (``streams.snapshots``)."""
+    return settings.data_dir / "snapshots"
+
+
 def build_processor(settings: Settings) -> Processor:
-    return Processor(build_store(settings), settings.case_id_key.get_secret_value().encode(),
+    """The write model: on the embedded profile the newest valid snapshot plus the log after
+    it (a full replay when there is none); on the distributed profile a full replay."""
+    store = build_store(settings)
+    key = settings.case_id_key.get_secret_value().encode()
+    snapshot = None
+    if settings.profile != "distributed":
+        end = int(store.recorder.max_notification_id() or 0)
+        snapshot = snapshots.newest(snapshot_dir(settings), key, at_most=end)
+    return Processor(store, key,
                      late_after=timedelta(minutes=settings.late_after_minutes),
                      procurement=settings.procurement_settings(),
-                     max_event_age=timedelta(days=settings.max_event_age_days))
+                     max_event_age=timedelta(days=settings.max_event_age_days), snapshot=snapshot)
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -44,6 +58,10 @@ def build_app(settings: Settings) -> FastAPI:
         return build_distributed_app(settings)
     runner = EmbeddedRunner(build_processor(settings), max_batch=settings.max_batch,
                             max_queued=settings.max_queued_events)
+    runner.snapshotter = snapshots.Snapshotter(
+        snapshot_dir(settings), settings.case_id_key.get_secret_value().encode(),
+        settings.snapshot_every_events, settings.snapshot_every_minutes)
+    runner.snapshotter.last_position = runner.processor.position  # what start-up read
     return create_app(runner, settings.principals(), settings.data_dir,
                       projections=build_projections(settings, runner.processor.store))
 

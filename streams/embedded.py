@@ -49,6 +49,7 @@ class EmbeddedRunner:
         self.turned_away = 0  # requests answered Overloaded
         self.drain_rate = 0.0  # events stored per second, exponentially weighted over batches
         self._room = asyncio.Event()
+        self.snapshotter: Any = None  # streams.snapshots.Snapshotter: written from the ticks
         self.listeners: list[AlertListener] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         self._queue: asyncio.Queue[tuple[list[tuple[Any, Principal]], asyncio.Future[list[Outcome]]]] | None = None
@@ -164,6 +165,12 @@ class EmbeddedRunner:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.tick_seconds)
+            snapshotter = self.snapshotter
+            if snapshotter is not None and snapshotter.due(self.processor.position):
+                try:
+                    await loop.run_in_executor(self._executor, snapshotter.take, self.processor)
+                except Exception:
+                    log.exception("writing a snapshot failed; the next tick tries again")
             for work in (self.processor.tick, self.processor.check_overdue):
                 try:
                     result = await loop.run_in_executor(self._executor, work)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -43,10 +44,12 @@ from domain.inventory import Moves, fold_balances, inventory_position
 from domain.shelf import expiry_findings, fefo
 from streams.planning import SYSTEM, Planner, PlanningSettings, epoch_days
 from streams.procurement import ApprovalError, ProcurementSettings, Purchasing, requisition_view
+from streams.snapshots import Snapshot
 from streams.store import EventStore
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 # The model of a big store is millions of long-lived objects: a full garbage collection walks
 # them all (2.2 s at 1,000,000 stored events, bench/trace.py) for nothing. Once this many events
 # were replayed or stored since the last time, the objects are moved out of the collector's
@@ -93,7 +96,7 @@ class Processor:
                  late_after: timedelta = timedelta(hours=1), clock: Clock = utc_now,
                  planning: PlanningSettings | None = None,
                  procurement: ProcurementSettings | None = None,
-                 max_event_age: timedelta = MAX_EVENT_AGE) -> None:
+                 max_event_age: timedelta = MAX_EVENT_AGE, snapshot: Snapshot | None = None) -> None:
         self.store = store
         self.case_id_key = case_id_key
         self.late_after = late_after
@@ -113,7 +116,9 @@ class Processor:
         self.posted_by: dict[str, str] = {}  # event id -> the principal who posted it
         self._unfrozen = 0  # events stored or replayed since the model was last frozen
         self._deferred: dict[str, str | None] | None = None  # stock points to decide after the batch
-        self.rebuild()
+        self.restored_from: Snapshot | None = None
+        if snapshot is None or not self.restore(snapshot):
+            self.rebuild()
 
     def _new_intake(self, ledger: Ledger) -> Intake:
         return Intake(ledger, self.case_id_key, self.late_after, self._history, self.max_event_age)
@@ -229,6 +234,38 @@ class Processor:
         self._unfrozen = 0
         self._maybe_freeze(n)
         return n
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """The derived state to snapshot (``streams.snapshots``), as of ``position``: the
+        ledger, the planner's and purchasing's models, who posted each event, and the stored
+        event at ``position`` (so that a snapshot is only used with the store it came from)."""
+        return {"ledger": self.ledger, "planner": self.planner, "purchasing": self.purchasing,
+                "posted_by": self.posted_by, "position": self.position, "anchor": self._anchor(self.position)}
+
+    def _anchor(self, position: int) -> list[Any] | None:
+        page = self.store.recorder.select_notifications(start=position, limit=1) if position else []
+        return [page[0].originator_id, page[0].originator_version] if page and page[0].id == position else None
+
+    def restore(self, snapshot: Snapshot) -> bool:
+        """Take the state of ``snapshot`` and follow the log after it; False (nothing changed)
+        when it was not made over this store (its anchor event is not where it says)."""
+        state = snapshot.state
+        if not isinstance(state, dict) or state.get("position") != snapshot.position or \
+                state.get("anchor") != self._anchor(snapshot.position):
+            log.warning("snapshot %s ignored: it was not made over this store", snapshot.path.name)
+            return False
+        ledger, planner, purchasing = state["ledger"], state["planner"], state["purchasing"]
+        planner.settings, purchasing.settings = self.planning, self.procurement  # today's settings
+        self.ledger, self.planner, self.purchasing = ledger, planner, purchasing
+        self.posted_by = state["posted_by"]
+        self.intake = self._new_intake(ledger)
+        self.position, self._own = snapshot.position, set()
+        self.restored_from = snapshot
+        self.follow()
+        self.purchasing.queued.clear()  # what the log held at start was acted on when it was stored
+        self._unfrozen = 0
+        self._maybe_freeze(FREEZE_AFTER_EVENTS)
+        return True
 
     def follow(self) -> int:
         """Apply what other processors stored since the model last saw the log, in recording
