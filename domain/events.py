@@ -270,25 +270,26 @@ def redacted_identifier(value: str, keep: int = 32) -> str:
     return f"{head}…sha256:{digest}"
 
 
-def redact_identifiers(raw: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
+def redact_identifiers(raw: dict[str, Any], errors: list[FieldError], mark: str = "") -> dict[str, Any]:
     """A copy of ``raw`` with each identifier named in ``errors`` replaced by its redacted
-    form (a case id by its hash alone: no part of it is kept in clear)."""
+    form (a case id by its hash alone: no part of it is kept in clear), followed by ``mark``
+    (a NUL keeps the redacted value one that ``check_identifiers`` still refuses)."""
     safe = dict(raw)
     for err in errors:
         field_name = err.field or ""
         if field_name in IDENTIFIER_FIELDS:
             value = safe[field_name]
-            safe[field_name] = redacted_identifier(value, keep=0 if field_name in IDENTIFYING_FIELDS else 32)
+            safe[field_name] = redacted_identifier(value, keep=0 if field_name in IDENTIFYING_FIELDS else 32) + mark
         elif "[" in field_name:
             name, _, rest = field_name.partition("[")
             index = int(rest.split("]")[0])
             if name == "lines":
                 key = field_name.rsplit(".", 1)[1]
                 lines = safe["lines"] = list(safe["lines"])
-                lines[index] = dict(lines[index], **{key: redacted_identifier(lines[index][key])})
+                lines[index] = dict(lines[index], **{key: redacted_identifier(lines[index][key]) + mark})
             else:
                 values = safe[name] = list(safe[name])
-                values[index] = redacted_identifier(values[index])
+                values[index] = redacted_identifier(values[index]) + mark
     return safe
 
 

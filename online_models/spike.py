@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import cache
 from statistics import NormalDist
 
 from domain.policy import LeadTimeDemand, ltd_quantile
@@ -15,7 +16,11 @@ SEEN_MEMORY_DAYS = 28.0
 SEEN_MIN_DAYS = 14.0  # ... and trusted once it spans this many
 
 
-NORMAL = NormalDist()
+@cache
+def _normal_z(tail: float) -> float:
+    """The standard normal quantile leaving ``tail`` above it (a detector's few rates: computed
+    once each, not on every use)."""
+    return NormalDist().inv_cdf(1.0 - tail)
 
 
 class SpikeDetector(Slotted):
@@ -121,8 +126,7 @@ class SpikeDetector(Slotted):
             self.limit = self._quantile(mean, var, 1.0 - self.false_alarm)
         limit = self.limit
         if self.seen_days >= SEEN_MIN_DAYS:
-            z = NORMAL.inv_cdf(1.0 - self.false_alarm)
-            limit = max(limit, self.seen_mean + z * math.sqrt(max(self.seen_var, 0.0)))
+            limit = max(limit, self.seen_mean + _normal_z(self.false_alarm) * math.sqrt(max(self.seen_var, 0.0)))
         self.active = s > limit and s / tau >= self.min_ratio * mean
         return self.active
 

@@ -56,7 +56,6 @@ class KafkaIngest:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: Any = None
         self._consumer: Any = None
-        self._reference_end = 0  # the reference topic's end offset after the last reference data we sent
         self._offsets: Any = None  # a consumer of its own for the reference topic's end offset
         self._offsets_lock = threading.Lock()
 
@@ -138,8 +137,8 @@ class KafkaIngest:
                 except Exception as exc:  # (KafkaException: the broker did not answer in time)
                     raise IngestUnavailable(f"the reference topic's end is unknown ({exc}); "
                                             "sending the events again is safe") from exc
-                end = max(self._reference_end, high)
-                await self._produce_all(others, [*headers, (REFERENCE_OFFSET, str(end).encode())], replies, loop)
+                # (acks=all: the end offset already counts the reference data just acknowledged)
+                await self._produce_all(others, [*headers, (REFERENCE_OFFSET, str(high).encode())], replies, loop)
             by_index = {i: f for i, _, f in replies}
             pending = [f for f in by_index.values() if not f.done()]
             remaining = deadline - loop.time()
@@ -157,15 +156,14 @@ class KafkaIngest:
                            headers: list[tuple[str, bytes]],
                            replies: list[tuple[int, str, asyncio.Future[dict[str, Any]]]],
                            loop: asyncio.AbstractEventLoop) -> None:
-        """Produce and wait until Kafka acknowledged each (``IngestUnavailable`` otherwise);
-        the reference topic's end offset follows what was delivered to it."""
+        """Produce and wait until Kafka acknowledged each (``IngestUnavailable`` otherwise)."""
         deliveries = []
         for i, (topic, key, value) in messages:
             reply = f"{self.instance}:{next(self._seq)}"
             outcome: asyncio.Future[dict[str, Any]] = loop.create_future()
             self._waiting[reply] = outcome
             replies.append((i, reply, outcome))
-            delivered: asyncio.Future[int] = loop.create_future()
+            delivered: asyncio.Future[None] = loop.create_future()
             deliveries.append(delivered)
             self._produce(topic, key, value, [*headers, (REPLY_TO, reply.encode())],
                           self._on_delivery(loop, delivered))
@@ -174,9 +172,6 @@ class KafkaIngest:
         if failed:
             raise IngestUnavailable(f"Kafka did not take {len(failed)} of {len(messages)} events "
                                     f"({failed[0]}); nothing is lost by sending them again") from failed[0]
-        for (_, (topic, _, _)), offset in zip(messages, results, strict=True):
-            if topic == self.topics.reference and isinstance(offset, int):
-                self._reference_end = max(self._reference_end, offset + 1)
 
     def _reference_high(self) -> int:
         """The reference topic's end offset now (what every API instance sent before). On a
@@ -205,16 +200,13 @@ class KafkaIngest:
                 raise IngestUnavailable(f"Kafka refused an event ({exc}); nothing of it is queued") from exc
 
     @staticmethod
-    def _on_delivery(loop: asyncio.AbstractEventLoop, future: asyncio.Future[int]) -> Callable[[Any, Any], None]:
-        """Settles ``future`` with the message's offset once Kafka acknowledged it."""
-        def done(err: Any, msg: Any) -> None:
-            offset = msg.offset() if err is None and msg is not None else None
-
+    def _on_delivery(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Callable[[Any, Any], None]:
+        def done(err: Any, _msg: Any) -> None:
             def settle() -> None:
                 if future.done():
                     return
                 if err is None:
-                    future.set_result(offset if isinstance(offset, int) else -1)
+                    future.set_result(None)
                 else:
                     future.set_exception(IngestUnavailable(str(err)))
             loop.call_soon_threadsafe(settle)
@@ -250,16 +242,7 @@ def _marked_malformed(event: dict[str, Any]) -> dict[str, Any]:
     NUL after it, so that no megabyte or case id in clear reaches Kafka and the worker still
     refuses the field as ``malformed`` (and stores only its hash)."""
     bad = check_identifiers(event)
-    if not bad:
-        return event
-    safe = redact_identifiers(event, bad)
-    for err in bad:
-        if err.field in safe and isinstance(safe[err.field], str):
-            safe[err.field] += "\x00"
-        elif err.field and "[" in err.field:  # inside a list: the list is refused as a whole
-            name = err.field.split("[", 1)[0]
-            safe[name] = [*safe[name], "\x00"] if isinstance(safe.get(name), list) else safe.get(name)
-    return safe
+    return redact_identifiers(event, bad, mark="\x00") if bad else event
 
 
 def owns_nothing(stock_point: str) -> bool:

@@ -277,13 +277,12 @@ class Planner:
         e = event.event
         sp_id = event.originator_id
         etype = e["type"]
+        local: datetime | None = None
         if etype in DEMAND_TYPES or (etype == "transfer" and e.get("side") == "out"):
             model = self.models.get(sp_id)
             if model is None:
                 model = self.models[sp_id] = StockPointModel()
-            at = datetime.fromisoformat(e["occurred_at"])
-            loc = self.ledger.catalog.location(e["location"], at)
-            local = at.astimezone(ZoneInfo(loc.timezone)) if loc else at
+            at, local = self._local_time(e)
             # A scheduled case's use was announced by the schedule: a busy OR day is not a spike.
             scheduled = bool(etype == "usage" and e.get("case_id")
                              and e["case_id"] in self.ledger.scheduled.get(e["location"], {}))
@@ -311,14 +310,16 @@ class Planner:
             # Nothing left to use: the days until stock returns are censored demand. A negative
             # balance (uses scanned, receipts not posted) is a book error, not an empty shelf:
             # its days are observations.
-            model.demand.stocked_out(abs(sum(sp.lots.values())) <= 1e-9, self._local_day(e))
+            if local is None:
+                _, local = self._local_time(e)
+            model.demand.stocked_out(abs(sum(sp.lots.values())) <= 1e-9, local.toordinal())
         return [sp_id]
 
-    def _local_day(self, e: dict[str, Any]) -> int:
-        """The day number of a stock fact in its location's time zone (the demand clock's)."""
+    def _local_time(self, e: dict[str, Any]) -> tuple[datetime, datetime]:
+        """A stock fact's instant, and the same in its location's time zone (the demand clock's)."""
         at = datetime.fromisoformat(e["occurred_at"])
         loc = self.ledger.catalog.location(e["location"], at)
-        return (at.astimezone(ZoneInfo(loc.timezone)) if loc else at).toordinal()
+        return at, (at.astimezone(ZoneInfo(loc.timezone)) if loc else at)
 
     def _learn_case(self, event: SurgicalCase.Changed) -> list[str]:
         case = self.ledger.streams[event.originator_id]
@@ -457,6 +458,19 @@ class Planner:
                               "at_least_days": round(at_least, 3),
                               "days_late": round(max(age - expected, 0.0), 3)})
         return found
+
+    def waits_on_late_orders(self, sku: str, location: str, now: datetime) -> bool:
+        """Whether an open order for the stock point is older than the item's lead time: only
+        such a stock point can have ``overdue_orders`` (which tells whether it is late enough
+        to count), so only it needs deciding again as time passes."""
+        item = self.ledger.catalog.item(sku, now)
+        expected, _, _ = self.lead_time((item.supplier or "") if item else "", sku, self.master_lead_time(item))
+        today = epoch_days(iso_utc(now))
+        for po_id in self.ledger.po_at.get((sku, location), ()):
+            po = self.ledger.streams.get(f"po:{po_id}")
+            if isinstance(po, PurchaseOrder) and po.issued_at and today - epoch_days(po.issued_at) > expected:
+                return True
+        return False
 
     def supplier_lead_time(self, supplier: str) -> tuple[float | None, float | None, int]:
         """A supplier's lead time over its items (the raw learned figures, weighted by the

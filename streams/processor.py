@@ -28,7 +28,6 @@ from eventsourcing.persistence import Tracking
 from domain import codes as c
 from domain.aggregates import (
     Lot,
-    PurchaseOrder,
     Recall,
     Requisition,
     StockPoint,
@@ -42,7 +41,7 @@ from domain.expiry import is_expired
 from domain.intake import Intake, Ledger, Outcome, Principal
 from domain.inventory import Moves, fold_balances, inventory_position
 from domain.shelf import expiry_findings, fefo
-from streams.planning import SYSTEM, Planner, PlanningSettings, epoch_days
+from streams.planning import SYSTEM, Planner, PlanningSettings
 from streams.procurement import ApprovalError, ProcurementSettings, Purchasing, requisition_view
 from streams.snapshots import Snapshot
 from streams.store import EventStore
@@ -560,25 +559,11 @@ class Processor:
         point and an ``order_overdue`` alert while nothing else happens there."""
         now = now or self.clock()
 
-        today = epoch_days(iso_utc(now))
-
-        def late(sku: str, orders: set[str]) -> bool:
-            """Whether an order here is older than the item's lead time (the planner tells
-            whether it is late enough to count); the others need no decision yet."""
-            item = self.ledger.catalog.item(sku, now)
-            expected, _, _ = self.planner.lead_time(item.supplier or "" if item else "", sku,
-                                                    self.planner.master_lead_time(item))
-            for po_id in orders:
-                po = self.ledger.streams.get(f"po:{po_id}")
-                if isinstance(po, PurchaseOrder) and po.issued_at and today - epoch_days(po.issued_at) > expected:
-                    return True
-            return False
-
         def check() -> None:
             mark = len(self.intake.recorded)
             for (sku, location), orders in sorted(self.ledger.po_at.items()):
                 sp_id = stock_point_id(sku, location)
-                if orders and self.owns(sp_id) and late(sku, orders):
+                if orders and self.owns(sp_id) and self.planner.waits_on_late_orders(sku, location, now):
                     self.planner.decide(sp_id, self.intake, now, None)
             self._settle(mark, now, None)
 
