@@ -15,18 +15,10 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bench.models import ADMIN, KEY, SCANNER, START, Hospital
+from bench.models import ADMIN, KEY, SCANNER, Hospital, MovingClock
 from streams import snapshots
 from streams.processor import Processor
 from streams.store import EventStore, sqlite_env
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def main() -> None:
@@ -41,7 +33,7 @@ def main() -> None:
     events = hospital.stock_events()
     with tempfile.TemporaryDirectory() as tmp:
         store = EventStore(env=sqlite_env(str(Path(tmp) / "events.sqlite")))
-        clock = Clock()
+        clock = MovingClock()
         p = Processor(store, KEY, clock=clock)
         p.process([(e, ADMIN) for e in hospital.master_data()])
         head, tail = events[:-args.tail], events[-args.tail:]

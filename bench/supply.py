@@ -28,31 +28,19 @@ import math
 import random
 import statistics
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from domain.intake import Principal
+from bench.models import ADMIN, KEY, SCANNER, START, MovingClock
 from streams.processor import Processor
 from streams.simulation.hospital import poisson
 from streams.store import EventStore, memory_env
 
-ADMIN = Principal("bench-admin", "admin")
-SCANNER = Principal("bench-scanner", "scanner")
-KEY = b"bench-case-id-key-not-a-secret!!"
-START = datetime(2026, 1, 5, tzinfo=UTC)
 SKU, LOC, SUP = "SUT-1", "W1", "ACME"
 RATE = 6.0
 DAYS = 300
 CHANGE, RECOVER = 120, 180
 OUTAGE = (150, 157)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -68,7 +56,7 @@ class Loop:
 
     def run(self) -> Loop:
         rng = random.Random(self.seed)
-        clock = Clock()
+        clock = MovingClock()
         p = Processor(EventStore(env=memory_env()), KEY, clock=clock)
         at = (START - timedelta(days=1)).isoformat()
         p.process([({"event_id": "sup", "type": "supplier_registered", "occurred_at": at,
