@@ -38,6 +38,54 @@ def days_of_supply(avg_inventory_value: float, daily_usage_value: float) -> floa
     return avg_inventory_value / daily_usage_value if daily_usage_value > EMPTY else None
 
 
+# The criticality weights of the comparison's headline: a critical item's stockout-day counts 10.
+DEFAULT_CRITICALITY_WEIGHTS = {"critical": 10.0, "high": 3.0, "normal": 1.0}
+
+
+def weighted_stockout_days(by_criticality: dict[str, float], weights: dict[str, float] | None = None) -> float:
+    """Stockout-days summed over criticality classes, each class's weighted (default critical
+    10, high 3, normal 1; a class without a weight counts 1).
+
+    >>> weighted_stockout_days({"critical": 2, "high": 1, "normal": 5})
+    30.0
+    """
+    w = DEFAULT_CRITICALITY_WEIGHTS if weights is None else weights
+    return float(sum(w.get(k, 1.0) * v for k, v in by_criticality.items()))
+
+
+@dataclass
+class CycleTally:
+    """Cycle service level: the share of replenishment cycles without a stockout. A stock
+    point's cycle runs from one order placed to the next (its first from the start of the
+    count, its last to the end); a cycle is short when any of its days was a stockout day."""
+
+    cycles: int = 0
+    short: int = 0
+    _open: dict[str, bool] = field(default_factory=dict)  # stock point -> its open cycle is short
+
+    def day(self, sp: str, stockout: bool) -> None:
+        self._open[sp] = self._open.get(sp, False) or stockout
+
+    def ordered(self, sp: str) -> None:
+        """An order placed at the day's end: the stock point's cycle closes, the next opens."""
+        if sp in self._open:
+            self._close(sp)
+        self._open[sp] = False
+
+    def close(self) -> None:
+        """The end of the count: every open cycle ends."""
+        for sp in list(self._open):
+            self._close(sp)
+
+    def _close(self, sp: str) -> None:
+        self.cycles += 1
+        self.short += self._open.pop(sp)
+
+    @property
+    def service(self) -> float:
+        return 1.0 - self.short / self.cycles if self.cycles else 1.0
+
+
 @dataclass
 class KpiTally:
     """The figures of a set of stock points over a period, fed one closing day at a time.

@@ -34,8 +34,11 @@ from statistics import NormalDist
 from typing import Any, NamedTuple
 
 DEFAULT_SERVICE_LEVELS = {"critical": 0.995, "high": 0.98, "normal": 0.95}
-# The least service level by criticality when service is allocated by cost (``cost_service_level``).
-DEFAULT_SERVICE_FLOORS = {"critical": 0.75}
+# Under cost allocation (``cost_service_level``) a stock point's service level is never below
+# its criticality's target (``DEFAULT_SERVICE_LEVELS`` or the levels configured): the cost
+# trade-off may raise service where a unit is cheap to hold, never lower it where the ward
+# needs it (issue 13: the 75 % floor for critical items let a calibration buy fewer
+# stockout-days overall with critical items' service).
 FORMULA = "ltd_quantile_v2"
 NORMAL_ABOVE_MEAN = 500.0
 
@@ -190,6 +193,32 @@ def cost_service_level(covered: LeadTimeDemand, unit_cost: float, cycle_days: fl
     q = mean / var
     return _cdf_until_pmf_below(math.exp(r * math.log(q)), lambda k: (k + r) / (k + 1) * (1.0 - q),
                                 mean, threshold, 1_000_000)
+
+
+def bounded_service_level(cost_level: float, floor: float, ceiling: float) -> tuple[float, str]:
+    """A cost-allocated service level (``cost_service_level``) held between the criticality's
+    ``floor`` and ``ceiling``, with the rule it came from: ``cost`` or ``criticality_floor``.
+
+    >>> bounded_service_level(0.90, 0.95, 0.999), bounded_service_level(0.9999, 0.95, 0.999)
+    ((0.95, 'criticality_floor'), (0.999, 'cost'))
+    """
+    alpha = min(cost_level, ceiling)
+    return (floor, "criticality_floor") if alpha < floor else (alpha, "cost")
+
+
+def scaled_reorder_point(reorder_point: float, ltd_mean: float, safety_factor: float) -> float:
+    """The reorder point with its safety stock (what it holds above the mean lead-time demand)
+    multiplied by ``safety_factor``: the one knob every policy of the comparison is tuned by
+    to equal inventory. A factor of 1 leaves the reorder point as it is; never below zero.
+
+    >>> scaled_reorder_point(14.0, 10.0, 1.0), scaled_reorder_point(14.0, 10.0, 0.5)
+    (14.0, 12.0)
+    >>> scaled_reorder_point(14.0, 10.0, 0.0), scaled_reorder_point(3.0, 10.0, 2.0)
+    (10.0, 0.0)
+    """
+    if safety_factor == 1.0:
+        return reorder_point
+    return max(ltd_mean + safety_factor * (reorder_point - ltd_mean), 0.0)
 
 
 def _cdf_until_pmf_below(pmf: float, ratio: Callable[[int], float], mean: float, threshold: float,

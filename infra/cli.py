@@ -184,18 +184,31 @@ def demo(host: Annotated[str, typer.Option(help="Address to listen on")] = "127.
                 pass
 
 
+def _weights(text: str | None) -> dict[str, float] | None:
+    from infra.simulate import parse_weights
+    try:
+        return parse_weights(text)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] --weights: {exc}")
+        raise typer.Exit(2) from None
+
+
 @app.command()
-def simulate(scenario: Annotated[str, typer.Option(help="steady, surge, supplier_disruption, recall or holiday")] = "steady",
+def simulate(scenario: Annotated[str, typer.Option(help="steady, surge, supplier_disruption, recall, holiday, "
+                                                    "bulk_daily, unit_poisson, lumpy, step, ramp or collapse")] = "steady",
              days: Annotated[int, typer.Option(help="Days to simulate (the first 90 are warm-up)")] = 365,
              seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same figures")] = 1,
              items: Annotated[int, typer.Option(help="Items in the synthetic hospital")] = 300,
              calibrate: Annotated[bool, typer.Option(
-                 help="Calibrate dynamic's service levels to the leanest baseline's average inventory")] = True,
+                 help="Tune each policy's safety factor to equal inventory, both ways")] = True,
+             weights: Annotated[str | None, typer.Option(
+                 help="Criticality weights of the headline, e.g. critical=10,high=3,normal=1")] = None,
              json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here")] = None,
              html_path: Annotated[Path | None, typer.Option("--html", help="Write an HTML report here")] = None,
              ) -> None:
-    """Compare static par, fixed ROP, batch forecast and the dynamic policy (the real processor)
-    on the same simulated demand."""
+    """Compare static par, fixed ROP, batch forecast, moving window and the dynamic policy (the
+    real processor) on the same simulated demand: a model-only table and a full-system table,
+    each policy also tuned to equal inventory."""
     from infra.simulate import run_simulate
     from streams.simulation.scenarios import SCENARIOS
     if scenario not in SCENARIOS:
@@ -204,7 +217,7 @@ def simulate(scenario: Annotated[str, typer.Option(help="steady, surge, supplier
     if days <= 90:
         console.print("[red]error:[/red] --days must be more than the 90 days of warm-up")
         raise typer.Exit(2)
-    run_simulate(scenario, days, seed, items, calibrate, console, json_path, html_path)
+    run_simulate(scenario, days, seed, items, calibrate, console, json_path, html_path, _weights(weights))
 
 
 @app.command()
@@ -212,7 +225,9 @@ def backtest(history: Annotated[Path, typer.Option(help="CSV date,sku,location,q
              items: Annotated[Path, typer.Option(
                  help="CSV sku,location,lead_time_days,pack_size,unit_cost,starting_stock,criticality")],
              calibrate: Annotated[bool, typer.Option(
-                 help="Calibrate dynamic's service levels to the leanest baseline's average inventory")] = True,
+                 help="Tune each policy's safety factor to equal inventory, both ways")] = True,
+             weights: Annotated[str | None, typer.Option(
+                 help="Criticality weights of the headline, e.g. critical=10,high=3,normal=1")] = None,
              json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON here")] = None,
              html_path: Annotated[Path | None, typer.Option("--html", help="Write an HTML report here")] = None,
              ) -> None:
@@ -221,7 +236,7 @@ def backtest(history: Annotated[Path, typer.Option(help="CSV date,sku,location,q
     from infra.simulate import run_backtest
     from streams.simulation.backtest import CsvErrors
     try:
-        run_backtest(history, items, calibrate, console, json_path, html_path)
+        run_backtest(history, items, calibrate, console, json_path, html_path, _weights(weights))
     except CsvErrors as exc:
         console.print(f"[red]error:[/red] {len(exc.errors)} bad row{'s' if len(exc.errors) != 1 else ''}:")
         for e in exc.errors:

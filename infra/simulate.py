@@ -12,33 +12,41 @@ from streams.simulation.backtest import read_history
 from streams.simulation.report import table, write_html, write_json
 from streams.simulation.runner import Comparison, World, build_world, compare_world, history_world
 
-CALIBRATION_RUNS = 7  # the calibration's dynamic runs at most (``runner.calibrate``: 1 + 6)
+
+def parse_weights(text: str | None) -> dict[str, float] | None:
+    """``critical=10,high=3,normal=1`` as a dict (None: the defaults); ValueError when malformed."""
+    if not text:
+        return None
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected class=weight, found {part!r}")
+        weight = float(value)
+        if not weight >= 0 or weight == float("inf"):
+            raise ValueError(f"a weight is a number of at least 0, found {value!r}")
+        out[name.strip()] = weight
+    return out
 
 
-def _run(world: World, console: Console, calibrate: bool) -> Comparison:
-    runs = 3 + (CALIBRATION_RUNS - 1 if calibrate else 1)
+def _run(world: World, console: Console, calibrate: bool, weights: dict[str, float] | None) -> Comparison:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("simulating", total=runs * world.days)
-        done = {"runs": 0}
+        task = bar.add_task("simulating", total=None)
+        runs = {"n": 0}
 
         def progress(policy: str, day: int, days: int) -> None:
-            if day == days:
-                done["runs"] += 1
-            bar.update(task, completed=min(done["runs"] * days + (day if day < days else 0), runs * days),
-                       description=f"{policy:>14} day {day}/{days}")
+            if day == days:  # each run reports when it is done (it runs in a worker process)
+                runs["n"] += 1
+                bar.update(task, completed=runs["n"], description=f"runs done: {runs['n']:>3} (last: {policy})")
 
-        result = compare_world(world, calibrate, progress)
+        result = compare_world(world, calibrate, progress, weights=weights)
     return result
 
 
 def report(result: Comparison, console: Console, json_path: Path | None, html_path: Path | None) -> None:
-    console.print(table(result))
-    if result.calibration:
-        levels = result.results["dynamic"].figures.get("service_levels", {})
-        console.print(f"dynamic calibrated to the leanest baseline's average inventory value "
-                      f"({result.target_inventory:,.0f}): service levels "
-                      + ", ".join(f"{k} {v:.2%}" for k, v in levels.items()))
+    for t in table(result):
+        console.print(t)
     if json_path is not None:
         write_json(result, json_path)
         console.print(f"JSON: {json_path}")
@@ -48,19 +56,21 @@ def report(result: Comparison, console: Console, json_path: Path | None, html_pa
 
 
 def run_simulate(scenario: str, days: int, seed: int, items: int, calibrate: bool, console: Console,
-                 json_path: Path | None = None, html_path: Path | None = None) -> Comparison:
+                 json_path: Path | None = None, html_path: Path | None = None,
+                 weights: dict[str, float] | None = None) -> Comparison:
     world = build_world(scenario, days, seed, items)
     console.print(f"simulating scenario [bold]{scenario}[/bold], seed {seed}, {days} days, "
                   f"{len(world.hospital.items)} items at {len(world.hospital.stock_points)} stock points")
-    result = _run(world, console, calibrate)
+    result = _run(world, console, calibrate, weights)
     report(result, console, json_path, html_path)
     return result
 
 
 def run_backtest(history: Path, items: Path, calibrate: bool, console: Console,
-                 json_path: Path | None = None, html_path: Path | None = None) -> Comparison:
+                 json_path: Path | None = None, html_path: Path | None = None,
+                 weights: dict[str, float] | None = None) -> Comparison:
     world = history_world(read_history(history, items))
     console.print(f"backtest over {world.days} days of history, {len(world.hospital.stock_points)} stock points")
-    result = _run(world, console, calibrate)
+    result = _run(world, console, calibrate, weights)
     report(result, console, json_path, html_path)
     return result

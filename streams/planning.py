@@ -25,11 +25,11 @@ from domain.events import iso_utc
 from domain.intake import Intake, Ledger, Principal
 from domain.inventory import inventory_position
 from domain.policy import (
-    DEFAULT_SERVICE_FLOORS,
     DEFAULT_SERVICE_LEVELS,
     FORMULA,
     LeadTimeDemand,
     ReorderPolicy,
+    bounded_service_level,
     censored_lead_time,
     changed_enough,
     cost_service_level,
@@ -38,6 +38,7 @@ from domain.policy import (
     lead_time_demand,
     order_quantity,
     reorder_policy,
+    scaled_reorder_point,
     service_level,
     undershoot,
 )
@@ -65,8 +66,8 @@ class PlanningSettings:
     so that, for the same inventory value, cheap fast movers get high service and dear slow
     movers less; the one number ``stockout_cost`` moves every stock point's level together
     (the simulator calibrates it). Under ``"cost"`` the criticality still counts:
-    ``service_floors`` is the least service level by criticality, and ``service_ceiling`` the
-    most. Items without a unit cost keep the level by criticality. Every decision records
+    ``service_floors`` is the least service level by criticality (None, the default: the
+    criticality's own target from ``service_levels``), and ``service_ceiling`` the most. Items without a unit cost keep the level by criticality. Every decision records
     which rule its service level came from (``service_level_source``).
 
     ``order_line_cost``: None (the default) orders ``cycle_days`` of use beyond the reorder
@@ -81,10 +82,11 @@ class PlanningSettings:
     service_allocation: str = "criticality"
     stockout_cost: float = 250.0
     holding_rate: float = 0.25
-    service_floors: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SERVICE_FLOORS))
+    service_floors: dict[str, float] | None = None
     service_ceiling: float = 0.999
     order_line_cost: float | None = None
     max_cycle_days: float = 28.0
+    safety_factor: float = 1.0  # multiplies every safety stock (the simulator's tuning knob)
 
 
 class DemandEstimate(NamedTuple):
@@ -197,6 +199,7 @@ class Policy(NamedTuple):
     trade_off: tuple[float, float] | None = None  # stockout cost and holding rate (by cost)
     order_line_cost: float | None = None  # the cycle is the EOQ's at this cost per order line
     overdue: tuple[dict[str, Any], ...] = ()  # open orders older than the lead time expected
+    safety_factor: float = 1.0  # the safety stock's multiplier (recorded when it is not 1)
 
     @property
     def cycle_source(self) -> str:
@@ -230,6 +233,7 @@ class Policy(NamedTuple):
                 "formula": FORMULA, "model_version": MODEL_VERSION,
                 **({"overdue_orders": list(self.overdue)} if self.overdue else {}),
                 **({"demand_censored_days": est.censored_days} if est.censored_days else {}),
+                **({"safety_factor": self.safety_factor} if self.safety_factor != 1.0 else {}),
             },
         }
 
@@ -383,7 +387,9 @@ class Planner:
         cycle = math.ceil(mean * cycle_days / pack - 1e-9) * pack if mean > 0 else 0.0
         alpha, source = self._service_level(item, ltd + est.undershoot, mean, max(cycle, pack))
         pol = cached_reorder_policy(ltd, alpha, est.undershoot)
-        model_rop, model_out = pol.reorder_point, pol.reorder_point + cycle
+        model_rop = scaled_reorder_point(pol.reorder_point, ltd.mean, s.safety_factor)
+        model_ss = pol.safety_stock if s.safety_factor == 1.0 else model_rop - ltd.mean
+        model_out = model_rop + cycle
         rop, out, override = model_rop, model_out, None
         if sp.override:
             o = sp.override
@@ -397,11 +403,11 @@ class Planner:
             elif o.get("reorder_point") is not None:
                 out = max(out, rop)
             override = dict(o, by=sp.override_by, frozen=bool(frozen))
-        return Policy(max(rop - ltd.mean, 0.0) if override else pol.safety_stock, rop, out,
-                      pol.safety_stock, model_rop, model_out, override, est, lt_mean, lt_var,
+        return Policy(max(rop - ltd.mean, 0.0) if override else model_ss, rop, out,
+                      model_ss, model_rop, model_out, override, est, lt_mean, lt_var,
                       lt_learned, known, ltd, alpha, cycle_days, pack, source,
                       None if source == "criticality" else (s.stockout_cost, s.holding_rate),
-                      s.order_line_cost if eoq else None, tuple(overdue))
+                      s.order_line_cost if eoq else None, tuple(overdue), s.safety_factor)
 
     def _service_level(self, item: Any, covered: LeadTimeDemand, mean: float,
                        order_qty: float) -> tuple[float, str]:
@@ -411,10 +417,10 @@ class Planner:
         s = self.settings
         if s.service_allocation != "cost" or not item.unit_cost or mean <= 0:
             return service_level(item.criticality, s.service_levels), "criticality"
-        alpha = min(cached_cost_service_level(covered, float(item.unit_cost), order_qty / mean,
-                                              s.stockout_cost, s.holding_rate), s.service_ceiling)
-        floor = s.service_floors.get(item.criticality, 0.0)
-        return (floor, "criticality_floor") if alpha < floor else (alpha, "cost")
+        alpha = cached_cost_service_level(covered, float(item.unit_cost), order_qty / mean,
+                                          s.stockout_cost, s.holding_rate)
+        floors = s.service_levels if s.service_floors is None else s.service_floors
+        return bounded_service_level(alpha, floors.get(item.criticality, 0.0), s.service_ceiling)
 
     def master_lead_time(self, item: Any) -> float:
         """The lead time an item's master data gives (else the settings' default), days."""

@@ -9,13 +9,23 @@ master's quoted lead time:
   on hand + on order ≤ min.
 - ``fixed_rop``: a classic fixed reorder point with a fixed safety stock, set once from the
   first 90 days: safety stock = z_α · σ_d · √L (normal approximation, α by criticality),
-  ROP = μ_d · L + safety stock; orders a fixed quantity (7 days of use in whole packs), as
+  ROP = μ_d · L + safety stock; orders a fixed quantity (one cycle of use in whole packs), as
   many as bring the inventory position above the ROP.
 - ``batch_forecast``: an ERP suggestion / batch planner: the same formula recomputed every
-  night from the last 28 days, ordering up to ROP + 7 days of use.
+  night from the last 28 days, ordering up to ROP + one cycle of use.
+- ``moving_window``: the same, from the last 7 days only: simple, and quick to follow a
+  change (a strong bar in surges).
 
 Until day 90 the fixed policies use the same rule on the days seen so far (a hospital
 starting up sets its pars from what it sees).
+
+Every policy runs under one of two **allocations** (issue 13's two tables): ``criticality``
+(the service level by criticality, a 7-day cycle: the *model only* table) or ``cost`` (the
+*full system*: the service level from the cost trade-off, never below the criticality's
+target, and the economic order cycle, ``domain.policy``'s functions for every policy but
+``static_par``, which stays as hospitals run it). And every policy has one **safety factor**,
+the multiplier on its safety stock (``domain.policy.scaled_reorder_point``) that the
+comparison tunes to equal inventory.
 
 ``dynamic`` is ours: the real ``streams.processor.Processor`` (over an in-memory event
 store, with a simulated clock) is sent the day's facts as events, and its
@@ -26,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from statistics import NormalDist
 from typing import Any
@@ -34,21 +44,46 @@ from typing import Any
 from domain.aggregates import StockPoint
 from domain.intake import Principal
 from domain.inventory import inventory_position
-from domain.policy import DEFAULT_SERVICE_LEVELS, expiry_cap, order_quantity, service_level
+from domain.policy import (
+    DEFAULT_SERVICE_LEVELS,
+    LeadTimeDemand,
+    bounded_service_level,
+    cost_service_level,
+    eoq_days,
+    expiry_cap,
+    order_quantity,
+    scaled_reorder_point,
+    service_level,
+)
 from streams.planning import PlanningSettings
 from streams.processor import Processor
 from streams.simulation.hospital import SITE, TIMEZONE, Hospital
 from streams.store import EventStore, memory_env
 
-BASELINES = ("static_par", "fixed_rop", "batch_forecast")
+BASELINES = ("static_par", "fixed_rop", "batch_forecast", "moving_window")
 POLICIES = (*BASELINES, "dynamic")
+ALLOCATIONS = ("criticality", "cost")
 FREEZE_DAY = 90
-WINDOW_DAYS = 28
+WINDOWS = {"batch_forecast": 28, "moving_window": 7}  # the nightly policies' days of history
 CYCLE_DAYS = 7.0
-ORDER_LINE_COST = 5.0  # dynamic's cost of an order line when it allocates by cost (EOQ cycles)
+ORDER_LINE_COST = 5.0  # the cost of an order line under cost allocation (EOQ cycles)
+SETTINGS = PlanningSettings()  # the trade-off's other numbers: serve's defaults
+STOCKOUT_COST = SETTINGS.stockout_cost  # the cost of a stockout occasion under cost allocation
 SIM_KEY = b"simulation-case-id-key-not-secret"  # pseudonyms of invented cases
 ADMIN = Principal("simulator", "admin")
 SCANNER = Principal("simulator-scanner", "scanner")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """How a policy runs: its allocation (``criticality`` or ``cost``) and safety factor."""
+
+    allocation: str = "criticality"
+    safety_factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.allocation not in ALLOCATIONS:
+            raise ValueError(f"unknown allocation {self.allocation!r}")
 
 
 def packs(quantity: float, pack: float) -> float:
@@ -67,12 +102,13 @@ class Params:
 
 
 class Baseline:
-    def __init__(self, name: str, hospital: Hospital, levels: dict[str, float] | None = None) -> None:
+    def __init__(self, name: str, hospital: Hospital, setup: Setup | None = None) -> None:
         if name not in BASELINES:
             raise ValueError(name)
         self.name = name
         self.hospital = hospital
-        self.levels = levels or dict(DEFAULT_SERVICE_LEVELS)
+        self.setup = setup or Setup()
+        self.levels = dict(DEFAULT_SERVICE_LEVELS)
         self.params: dict[str, Params] = {}
 
     def _compute(self, sp_id: str, sku: str, used: list[float]) -> Params:
@@ -82,13 +118,26 @@ class Baseline:
         var = sum((u - mean) ** 2 for u in used) / max(n - 1, 1)
         lt = float(item.lead_time_days)
         pack = float(item.pack_size)
-        cycle = packs(mean * CYCLE_DAYS, pack) if mean > 0 else 0.0
+        k = self.setup.safety_factor
+        by_cost = self.setup.allocation == "cost" and self.name != "static_par" and mean > 0
+        cycle_days = CYCLE_DAYS
+        if by_cost:
+            life = item.shelf_life_days
+            cycle_days = eoq_days(mean, item.unit_cost, ORDER_LINE_COST, SETTINGS.holding_rate,
+                                  min(SETTINGS.max_cycle_days, life / 2) if life else SETTINGS.max_cycle_days)
+        cycle = packs(mean * cycle_days, pack) if mean > 0 else 0.0
         if self.name == "static_par":
-            rop = math.ceil(1.5 * mean * lt)
+            rop = math.ceil(scaled_reorder_point(1.5 * mean * lt, mean * lt, k))
             return Params(rop, max(rop - mean * lt, 0.0), rop + cycle, 0.0, mean)
-        z = NormalDist().inv_cdf(service_level(item.criticality, self.levels))
-        ss = z * math.sqrt(var * lt)
-        rop = math.ceil(mean * lt + ss)
+        alpha = service_level(item.criticality, self.levels)
+        if by_cost:
+            covered = LeadTimeDemand(mean * lt, var * lt)
+            alpha, _ = bounded_service_level(
+                cost_service_level(covered, item.unit_cost, max(cycle, pack) / mean, STOCKOUT_COST,
+                                   SETTINGS.holding_rate), alpha, SETTINGS.service_ceiling)
+        ss = NormalDist().inv_cdf(alpha) * math.sqrt(var * lt)
+        rop = math.ceil(scaled_reorder_point(mean * lt + ss, mean * lt, k))
+        ss = max(rop - mean * lt, 0.0)
         if self.name == "fixed_rop":
             return Params(rop, ss, rop + cycle, max(cycle, pack), mean)
         return Params(rop, ss, rop + cycle, 0.0, mean)
@@ -96,12 +145,13 @@ class Baseline:
     def review(self, day: int, history: dict[str, list[float]], position: Callable[[str], float],
                sku_of: dict[str, str]) -> dict[str, float]:
         """The order quantities for today, by stock point (after the day's use)."""
-        recompute = self.name == "batch_forecast" or day < FREEZE_DAY or not self.params
+        nightly = self.name in WINDOWS
+        recompute = nightly or day < FREEZE_DAY or not self.params
         orders: dict[str, float] = {}
         for sp_id, used in history.items():
             sku = sku_of[sp_id]
             if recompute:
-                window = used[-WINDOW_DAYS:] if self.name == "batch_forecast" else used[:FREEZE_DAY]
+                window = used[-WINDOWS[self.name]:] if nightly else used[:FREEZE_DAY]
                 self.params[sp_id] = self._compute(sp_id, sku, window)
             p = self.params[sp_id]
             if p.mean <= 0:
@@ -124,32 +174,25 @@ class Baseline:
         return (p.rop, p.ss, p.mean) if p else (None, None, None)
 
 
-def uniform_levels(alpha: float | None) -> dict[str, float]:
-    """One cycle service level for every criticality (the calibration's knob); None: the
-    defaults by criticality."""
-    if alpha is None:
-        return dict(DEFAULT_SERVICE_LEVELS)
-    return dict.fromkeys(DEFAULT_SERVICE_LEVELS, alpha)
-
-
 class Dynamic:
     """Our policy: the real processor, fed the simulated hospital's events day by day."""
 
     name = "dynamic"
 
-    def __init__(self, hospital: Hospital, start: datetime, levels: dict[str, float],
-                 stockout_cost: float | None = None) -> None:
-        """``levels``: the service levels by criticality; ``stockout_cost``: when given, the
-        service levels are allocated by cost at that cost of a stockout occasion
-        (``PlanningSettings.service_allocation="cost"``, the criticality floors as default)
-        and the cycles are the EOQ's at ``ORDER_LINE_COST`` an order line."""
+    def __init__(self, hospital: Hospital, start: datetime, setup: Setup | None = None) -> None:
+        """``setup``: by criticality, the service levels by criticality and 7-day cycles; by
+        cost, the service levels allocated by cost at ``STOCKOUT_COST`` a stockout occasion
+        (``PlanningSettings.service_allocation="cost"``, never below the criticality's target)
+        and the EOQ's cycles at ``ORDER_LINE_COST`` an order line; its safety factor
+        multiplies every safety stock (``PlanningSettings.safety_factor``)."""
         self.hospital = hospital
         self.start = start
         self.now = start
-        self.levels = levels
-        planning = PlanningSettings(service_levels=dict(levels), cycle_days=CYCLE_DAYS)
-        if stockout_cost is not None:
-            planning = replace(planning, service_allocation="cost", stockout_cost=stockout_cost,
+        self.setup = setup or Setup()
+        planning = PlanningSettings(service_levels=dict(DEFAULT_SERVICE_LEVELS), cycle_days=CYCLE_DAYS,
+                                    safety_factor=self.setup.safety_factor)
+        if self.setup.allocation == "cost":
+            planning = replace(planning, service_allocation="cost", stockout_cost=STOCKOUT_COST,
                                order_line_cost=ORDER_LINE_COST)
         self.processor = Processor(EventStore(env=memory_env()), SIM_KEY,
                                    late_after=timedelta(days=3), clock=lambda: self.now,

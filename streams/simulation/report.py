@@ -11,45 +11,76 @@ from typing import Any
 
 from rich.table import Table
 
-from streams.simulation.runner import Comparison
+from domain.kpis import DEFAULT_CRITICALITY_WEIGHTS
+from streams.simulation.runner import Comparison, RunResult, service_short, weighted
+from streams.simulation.runner import Table as TableResult
 from streams.simulation.scenarios import WARM_UP_DAYS
 
-COLUMNS = [("stockout_days", "stockout days", "{:,.0f}"), ("stockout_events", "stockout events", "{:,.0f}"),
-           ("fill_rate", "fill rate", "{:.2%}"), ("avg_inventory_value", "avg inventory value", "{:,.0f}"),
-           ("days_of_supply", "days of supply", "{:.1f}"), ("expired_value", "expired value", "{:,.0f}"),
-           ("orders", "orders", "{:,.0f}"), ("order_lines", "order lines", "{:,.0f}"),
-           ("emergency_orders", "emergency orders", "{:,.0f}")]
-COLOURS = {"static_par": "#8c564b", "fixed_rop": "#9467bd", "batch_forecast": "#ff7f0e", "dynamic": "#1f77b4"}
+COLOURS = {"static_par": "#8c564b", "fixed_rop": "#9467bd", "batch_forecast": "#ff7f0e",
+           "moving_window": "#2ca02c", "dynamic": "#1f77b4"}
+CLASSES = ("critical", "high", "normal")
+TABLE_TITLES = {"model_only": "Model only: every policy at the criticality service levels and a 7-day cycle",
+                "full_system": "Full system: service allocated by cost (never below the criticality target) and "
+                               "economic order cycles; static_par as hospitals run it"}
+HEADERS = ("policy", "safety factor", "weighted stockout-days", "stockout-days", "stockout-days crit / high / normal",
+           "cycle service crit / high / normal", "fill rate", "avg inventory value", "orders", "order lines",
+           "expired value", "service kept")
 
 
 def fmt(value: Any, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
-def table(c: Comparison) -> Table:
-    t = Table(title=f"scenario {c.scenario}, seed {c.seed}, {c.days} days "
-                    f"(first {WARM_UP_DAYS} are warm-up), {c.n_items} items")
-    t.add_column("policy")
-    for _, label, _ in COLUMNS:
-        t.add_column(label, justify="right")
-    t.add_column("stockout days vs dynamic", justify="right")
-    dyn = c.results.get("dynamic")
-    for name, r in c.results.items():
-        ratio = ""
-        if dyn is not None and name != "dynamic":
-            d = dyn.figures["stockout_days"]
-            ratio = f"{r.figures['stockout_days'] / d:.1f}×" if d else "∞"
-        t.add_row(name, *(fmt(r.figures.get(k), p) for k, _, p in COLUMNS), ratio)
-    return t
+def _cells(label: str, r: RunResult, weights: dict[str, float] | None) -> list[str]:
+    f = r.figures
+    by = f["by_criticality"]
+    short = service_short(f)
+    return [label, f"{f['safety_factor']:.2f}", f"{weighted(f, weights):,.0f}", f"{f['stockout_days']:,}",
+            " / ".join(str(by[c]["stockout_days"]) if c in by else "-" for c in CLASSES),
+            " / ".join(f"{by[c]['cycle_service']:.1%}" if c in by else "-" for c in CLASSES),
+            fmt(f["fill_rate"], "{:.2%}"), fmt(f["avg_inventory_value"], "{:,.0f}"), f"{f['orders']:,}",
+            f"{f['order_lines']:,}", fmt(f["expired_value"], "{:,.0f}"),
+            "yes" if not short else "no: " + ", ".join(short)]
+
+
+def rows(t: TableResult, weights: dict[str, float] | None = None) -> list[list[str]]:
+    """A table's rows: each policy at safety factor 1; dynamic tuned to the leanest baseline's
+    average inventory value; each baseline tuned to dynamic's."""
+    out = [_cells(name, r, weights) for name, r in t.results.items()]
+    if t.dynamic_tuned is not None:
+        d = t.dynamic_tuned
+        out.append(_cells(f"dynamic at {t.leanest}'s inventory" + ("" if d.met_target else " (not reached)"),
+                          d.result, weights))
+    for name, cal in t.baselines_tuned.items():
+        out.append(_cells(f"{name} at dynamic's inventory" + ("" if cal.met_target else " (not reached)"),
+                          cal.result, weights))
+    return out
+
+
+def table(c: Comparison) -> list[Table]:
+    """The comparison's tables for the terminal."""
+    out = []
+    for name, t in c.tables.items():
+        rt = Table(title=f"{TABLE_TITLES[name]}\nscenario {c.scenario}, seed {c.seed}, {c.days} days "
+                         f"(first {WARM_UP_DAYS} are warm-up), {c.n_items} items")
+        for i, h in enumerate(HEADERS):
+            rt.add_column(h, justify="left" if i == 0 else "right")
+        for row in rows(t, c.weights):
+            rt.add_row(*row)
+        out.append(rt)
+    return out
 
 
 def markdown(c: Comparison) -> str:
-    """The table in Markdown (for the README)."""
-    head = "| policy | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
-    rows = [head, "|" + " --- |" * (len(COLUMNS) + 1)]
-    for name, r in c.results.items():
-        rows.append(f"| {name} | " + " | ".join(fmt(r.figures.get(k), p) for k, _, p in COLUMNS) + " |")
-    return "\n".join(rows)
+    """The tables in Markdown (for the README)."""
+    parts = []
+    for name, t in c.tables.items():
+        parts.append(f"*{TABLE_TITLES[name]}*\n")
+        parts.append("| " + " | ".join(HEADERS) + " |")
+        parts.append("|" + " --- |" * len(HEADERS))
+        parts.extend("| " + " | ".join(row) + " |" for row in rows(t, c.weights))
+        parts.append("")
+    return "\n".join(parts)
 
 
 def write_json(c: Comparison, path: Path) -> None:
@@ -110,13 +141,21 @@ def _bar_chart(values: dict[str, float], title: str, pattern: str, width: int = 
 
 
 def write_html(c: Comparison, path: Path) -> None:
-    rows = "".join(
-        "<tr><td>" + html.escape(name) + "</td>"
-        + "".join(f"<td>{html.escape(fmt(r.figures.get(k), p))}</td>" for k, _, p in COLUMNS) + "</tr>"
-        for name, r in c.results.items())
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in COLUMNS)
-    bars = "".join(_bar_chart({n: float(r.figures.get(k) or 0) for n, r in c.results.items()}, label, p)
-                   for k, label, p in (COLUMNS[0], COLUMNS[2], COLUMNS[3], COLUMNS[5]))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS)
+    tables = "".join(
+        f"<h2>{html.escape(TABLE_TITLES[name])}</h2><table><tr>{head}</tr>"
+        + "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+                  for row in rows(t, c.weights)) + "</table>"
+        + '<div class="grid">'
+        + _bar_chart({n: weighted(r.figures, c.weights) for n, r in t.results.items()},
+                     "weighted stockout-days (safety factor 1)", "{:,.0f}")
+        + _bar_chart({n: float(r.figures["avg_inventory_value"]) for n, r in t.results.items()},
+                     "avg inventory value (safety factor 1)", "{:,.0f}")
+        + (_bar_chart({n: weighted(cal.result.figures, c.weights) for n, cal in t.baselines_tuned.items()}
+                      | {"dynamic": weighted(t.results["dynamic"].figures, c.weights)},
+                      "weighted stockout-days at dynamic's inventory", "{:,.0f}") if t.baselines_tuned else "")
+        + "</div>"
+        for name, t in c.tables.items())
     stock_plots, forecast_plots = [], []
     for sp in c.world.tracked:
         for name in ("dynamic", "batch_forecast"):
@@ -134,7 +173,12 @@ def write_html(c: Comparison, path: Path) -> None:
             forecast_plots.append(_line_chart({"actual demand": s["demand"], "forecast (per day)": s["forecast"]},
                                               {"actual demand": "#999", "forecast (per day)": "#1f77b4"},
                                               f"{sp}: forecast vs actual", start=WARM_UP_DAYS))
-    calib = "".join(f"<tr><td>{s:,.1f}</td><td>{v:,.0f}</td><td>{n}</td></tr>" for s, v, n in c.calibration)
+    tries = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(cal.policy)}</td><td>{f:.3f}</td><td>{v:,.0f}</td>"
+        f"<td>{w:,.0f}</td></tr>"
+        for name, t in c.tables.items()
+        for cal in ([t.dynamic_tuned] if t.dynamic_tuned else []) + list(t.baselines_tuned.values())
+        for f, v, w in cal.tries)
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>replenish simulate: {html.escape(c.scenario)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1500px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}
@@ -142,13 +186,15 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{t
 <h1>Policy comparison: scenario <code>{html.escape(c.scenario)}</code>, seed {c.seed}</h1>
 <p>{c.days} simulated days; the first {WARM_UP_DAYS} are warm-up and excluded from every figure.
 {c.n_items} items, {len(c.world.hospital.stock_points)} stock points. Demand that stock cannot meet is lost
-(not backordered). Figures follow <code>domain/kpis.py</code>. <code>dynamic</code>'s service levels, allocated by cost, were
-calibrated so that its average inventory value is no higher than the leanest baseline's
-({c.target_inventory:,.0f}).</p>
-<table><tr><th>policy</th>{head}</tr>{rows}</table>
-<h2>Policy comparison</h2><div class="grid">{bars}</div>
-<h2>Stock over time against the reorder point and safety stock</h2><div class="grid">{"".join(stock_plots)}</div>
+(not backordered). Figures follow <code>domain/kpis.py</code>. Stockout-days are weighted by criticality
+({html.escape(", ".join(f"{k} {v:g}" for k, v in (c.weights or DEFAULT_CRITICALITY_WEIGHTS).items()))}).
+Every policy is tuned to equal inventory by one safety factor (a multiplier on its safety stock): dynamic
+to the leanest baseline's average inventory value, each baseline to dynamic's; no tuning takes a class's
+cycle service more than one point below its target.</p>
+{tables}
+<h2>Stock over time against the reorder point and safety stock (full system, safety factor 1)</h2>
+<div class="grid">{"".join(stock_plots)}</div>
 <h2>Forecast against actual use (dynamic, after warm-up)</h2><div class="grid">{"".join(forecast_plots)}</div>
-<h2>Calibration of dynamic</h2><table><tr><th>cost of a stockout occasion (service allocated by cost)</th><th>avg inventory value</th>
-<th>stockout days</th></tr>{calib}</table></body></html>"""
+<h2>Calibration tries</h2><table><tr><th>table</th><th>policy</th><th>safety factor</th><th>avg inventory value</th>
+<th>weighted stockout-days</th></tr>{tries}</table></body></html>"""
     path.write_text(doc)

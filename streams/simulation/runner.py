@@ -13,13 +13,20 @@ them. Figures are counted with ``domain.kpis``, the one definition the KPIs use.
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import random
-from collections.abc import Callable
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from domain.kpis import EMPTY, KpiTally
+from domain.kpis import EMPTY, CycleTally, KpiTally, is_stockout_day, weighted_stockout_days
+from domain.policy import DEFAULT_SERVICE_LEVELS
 from streams.simulation.hospital import Hospital, generate_hospital
 from streams.simulation.policies import (
     ADMIN,
@@ -27,8 +34,8 @@ from streams.simulation.policies import (
     SCANNER,
     Baseline,
     Dynamic,
+    Setup,
     packs,
-    uniform_levels,
 )
 from streams.simulation.scenarios import (
     WARM_UP_DAYS,
@@ -64,7 +71,6 @@ class RunResult:
     policy: str
     figures: dict[str, Any]
     series: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
-    service_level: float | None = None  # dynamic's calibrated service level
 
 
 @dataclass
@@ -83,15 +89,21 @@ class World:
 USES_PER_DAY = 1  # uses a ward's day is sent as (1: one line per stock point and day, as an ERP exports)
 
 
-def spread(qty: float) -> list[tuple[float, float]]:
-    """A day's use on a ward as (hour, quantity) uses between 08:00 and 20:00. With more than
+BULK_HOUR = 21.0  # ``bulk_daily``: the hour the day's use is posted
+
+
+def spread(qty: float, posting: str = "daily") -> list[tuple[float, float]]:
+    """A day's use on a ward as (hour, quantity) uses: ``daily``, one use between 08:00 and
+    20:00; ``bulk``, one at ``BULK_HOUR``; ``units``, one use per unit through 08:00-20:00. With more than
     one use a day the processor sees scans through the day (fewer false spikes: one line a day
     lifts the detector's recent rate ~1.6-fold right after it) but each use is smaller than
     the day's, so the undershoot no longer covers the up-to-a-day wait for the day-end order
     round; with one line a day it matches the backtest's daily history. Measured on seed 1,
     steady, 200 days, 60 items: at 80 % service, 4 uses a day gave 478 stockout-days at
     289k average inventory, one line a day 343 at 314k."""
-    n = max(1, min(int(qty), USES_PER_DAY))
+    if posting == "bulk":
+        return [(BULK_HOUR, qty)]
+    n = max(1, int(qty) if posting == "units" else min(int(qty), USES_PER_DAY))
     base, extra = divmod(int(qty), n)
     parts = [float(base + (1 if k < extra else 0)) for k in range(n)]
     parts[-1] += qty - int(qty)
@@ -129,15 +141,14 @@ def history_world(history: Any, seed: int = 0) -> World:
                  opening=history.opening, n_items=len(history.hospital.items))
 
 
-def simulate_policy(world: World, name: str, alpha: float | None = None,
-                    progress: Progress | None = None, stockout_cost: float | None = None) -> RunResult:
-    """Run one policy over the world's days; ``alpha``: one service level for every
-    criticality, None for the defaults by criticality; ``stockout_cost``: dynamic's service
-    levels allocated by cost at that cost of a stockout occasion (its calibration's knob)."""
+def simulate_policy(world: World, name: str, setup: Setup | None = None,
+                    progress: Progress | None = None) -> RunResult:
+    """One policy over the world's days. ``setup``: its allocation (by criticality, the
+    default, or by cost) and safety factor (``policies.Setup``)."""
     h, plan, sc = world.hospital, world.plan, world.scenario
-    levels = uniform_levels(alpha)
-    dynamic = Dynamic(h, START, levels, stockout_cost) if name == "dynamic" else None
-    baseline = Baseline(name, h, levels) if name in BASELINES else None
+    setup = setup or Setup()
+    dynamic = Dynamic(h, START, setup) if name == "dynamic" else None
+    baseline = Baseline(name, h, setup) if name in BASELINES else None
     if dynamic is None and baseline is None:
         raise ValueError(f"unknown policy {name!r}")
     rng = random.Random(f"supply-{world.seed}-{sc.name}")
@@ -148,6 +159,10 @@ def simulate_policy(world: World, name: str, alpha: float | None = None,
     history: dict[str, list[float]] = {sp_id: [] for sp_id in stock}
     pipeline: dict[int, list[Delivery]] = {}
     tally = KpiTally()
+    crit_of = {sp.id: h.items[sp.sku].criticality for sp in h.stock_points}
+    classes = sorted(set(crit_of.values()))
+    by_class = {c: KpiTally() for c in classes}
+    cycles = {c: CycleTally() for c in classes}
     counts = {"orders": 0, "order_lines": 0, "emergency_orders": 0, "recalled_value": 0.0}
     series: dict[str, dict[str, list[Any]]] = {
         sp: {"on_hand": [], "reorder_point": [], "safety_stock": [], "forecast": [], "demand": []}
@@ -250,7 +265,7 @@ def simulate_policy(world: World, name: str, alpha: float | None = None,
                                "occurred_at": dynamic.at(day, 11), "case_id": case.case_id,
                                "procedure": case.procedure, "location": case.location, "site": "H1"}, SCANNER))
         for sp_id, qty in plan.ward[day].items():
-            for k, (hour, part) in enumerate(spread(qty)):
+            for k, (hour, part) in enumerate(spread(qty, sc.posting)):
                 take(day, sp_id, part, facts, met_today, None, hour, k)
         # 4. expiry at the end of the day
         # (a lot is usable through its expiry day; staff write it off that evening)
@@ -273,8 +288,13 @@ def simulate_policy(world: World, name: str, alpha: float | None = None,
             dynamic.post(day, 22, facts)
         # 5. the KPIs close the day
         if counting:
-            tally.close_day([(sp_id, demand.get(sp_id, 0.0), met_today.get(sp_id, 0.0),
-                              usable(sp_id) * cost[sp_id], cost[sp_id]) for sp_id in stock])
+            rows = [(sp_id, demand.get(sp_id, 0.0), met_today.get(sp_id, 0.0), usable(sp_id) * cost[sp_id],
+                     cost[sp_id]) for sp_id in stock]
+            tally.close_day(rows)
+            for c in classes:
+                by_class[c].close_day([row for row in rows if crit_of[row[0]] == c])
+            for sp_id, wanted_today, met, _, _ in rows:
+                cycles[crit_of[sp_id]].day(sp_id, is_stockout_day(wanted_today - met))
         # 6. the policy orders
         if dynamic is not None:
             wanted = dynamic.decisions()
@@ -294,6 +314,8 @@ def simulate_policy(world: World, name: str, alpha: float | None = None,
             if counting:
                 counts["orders"] += 1
                 counts["order_lines"] += len(lines)
+                for sp_id, _ in lines:
+                    cycles[crit_of[sp_id]].ordered(sp_id)
                 counts["emergency_orders"] += sum(1 for sp_id, _ in lines if usable(sp_id) <= EMPTY)
             for i, (sp_id, qty) in enumerate(lines):
                 lt = sup.quoted_lead_time_days * math.exp(rng.gauss(0.0, sup.lead_time_cv) - sup.lead_time_cv ** 2 / 2)
@@ -329,47 +351,189 @@ def simulate_policy(world: World, name: str, alpha: float | None = None,
         if progress is not None:
             progress(name, day + 1, world.days)
     figures: dict[str, Any] = dict(tally.figures(), **counts)
+    for c in classes:
+        cycles[c].close()
+    figures["by_criticality"] = {
+        c: {"stockout_days": by_class[c].stockout_days, "fill_rate": by_class[c].figures()["fill_rate"],
+            "cycle_service": cycles[c].service, "cycles": cycles[c].cycles,
+            "target": DEFAULT_SERVICE_LEVELS.get(c, DEFAULT_SERVICE_LEVELS["normal"])}
+        for c in classes}
+    figures["allocation"] = setup.allocation
+    figures["safety_factor"] = setup.safety_factor
     if dynamic is not None:
         figures["events_processed"] = dynamic.events
         figures["events_rejected"] = len(dynamic.rejected)
-        figures["service_levels"] = levels if stockout_cost is None else dynamic.service_levels()
-        if stockout_cost is not None:
-            figures["stockout_cost"] = stockout_cost
-    return RunResult(name, figures, series, alpha if dynamic is not None else None)
+        figures["service_levels"] = dynamic.service_levels()
+    return RunResult(name, figures, series)
 
 
-def calibrate(world: World, target_inventory: float, steps: int = 6,
-              progress: Progress | None = None) -> tuple[RunResult, list[tuple[float, float, int]]]:
-    """The dynamic run with service levels allocated by cost
-    (``PlanningSettings.service_allocation="cost"``, the criticality floors kept) at the
-    highest cost of a stockout occasion whose average inventory value is no higher than
-    ``target_inventory``: a bisection on its logarithm between 10 and 10,000. Returns the run
-    and the tries (stockout cost, average inventory value, stockout days)."""
-    tries: list[tuple[float, float, int]] = []
-    best: RunResult | None = None
+SERVICE_TOLERANCE = 0.01  # no calibration takes a class's cycle service more than this below its target
+FACTOR_RANGE = (0.0, 4.0)  # the safety factors a calibration tries
+CALIBRATION_STEPS = 5  # bisection steps on the safety factor (the range in 32nds)
+TABLES = {"model_only": "criticality", "full_system": "cost"}  # table -> allocation
 
-    def run(cost: float) -> bool:
-        nonlocal best
-        r = simulate_policy(world, "dynamic", progress=progress, stockout_cost=cost)
-        inv = r.figures["avg_inventory_value"]
-        tries.append((cost, inv, r.figures["stockout_days"]))
-        fits = inv <= target_inventory
-        if fits and (best is None or cost > best.figures["stockout_cost"]):
-            best = r
-        return fits
 
-    lo, hi = math.log(10.0), math.log(10_000.0)
-    if not run(math.exp(lo)):
-        assert best is None
-        return simulate_policy(world, "dynamic", stockout_cost=math.exp(lo)), tries
-    for _ in range(steps):
+def weighted(figures: dict[str, Any], weights: dict[str, float] | None = None) -> float:
+    """A run's stockout-days weighted by criticality (``domain.kpis.weighted_stockout_days``)."""
+    return weighted_stockout_days({c: v["stockout_days"] for c, v in figures["by_criticality"].items()}, weights)
+
+
+def service_short(figures: dict[str, Any]) -> list[str]:
+    """The criticality classes whose cycle service is more than a point below their target."""
+    return [c for c, v in figures["by_criticality"].items()
+            if v["cycle_service"] < v["target"] - SERVICE_TOLERANCE]
+
+
+@dataclass
+class Calibration:
+    """One policy tuned by its safety factor to a target average inventory value: the highest
+    factor whose inventory is at most the target, but never a factor below 1 that takes a
+    class's cycle service more than a point below its target (then the lowest factor that
+    keeps it: the target is not met). ``tries``: (factor, inventory value, weighted
+    stockout-days)."""
+
+    policy: str
+    target_inventory: float
+    result: RunResult
+    tries: list[tuple[float, float, float]]
+
+    @property
+    def factor(self) -> float:
+        return float(self.result.figures["safety_factor"])
+
+    @property
+    def met_target(self) -> bool:
+        return bool(self.result.figures["avg_inventory_value"] <= self.target_inventory * (1 + 1e-9))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"policy": self.policy, "target_avg_inventory_value": self.target_inventory,
+                "safety_factor": self.factor, "met_target": self.met_target,
+                "tries": [{"safety_factor": f, "avg_inventory_value": v, "weighted_stockout_days": w}
+                          for f, v, w in self.tries]}
+
+
+def _run_in_child(conn: Any, world: World, name: str, setup: Setup) -> None:
+    """A forked child's whole life: one run, its result (or its error) sent back, then exit."""
+    try:
+        conn.send(("ok", simulate_policy(world, name, setup)))
+    except BaseException:  # noqa: BLE001 - the parent raises it
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+        os._exit(0)  # not the parent's exit handlers (a forked copy of its process)
+
+
+class Runs:
+    """The simulation runs of one world: each in a forked child process (``workers`` at once;
+    a run's processor does not hand all its memory back to the system, so a comparison of
+    dozens of runs in one process grew by about 290 MB a run on 40 items), or, with
+    ``workers=0``, here."""
+
+    def __init__(self, world: World, workers: int = 2, progress: Progress | None = None) -> None:
+        self.world, self.workers, self.progress = world, workers, progress
+        self.slots = threading.BoundedSemaphore(max(workers, 1))
+
+    def run(self, name: str, setup: Setup) -> RunResult:
+        if self.workers <= 0:
+            return simulate_policy(self.world, name, setup, progress=self.progress)
+        ctx = multiprocessing.get_context("fork")
+        with self.slots:
+            receive, send = ctx.Pipe(duplex=False)
+            child = ctx.Process(target=_run_in_child, args=(send, self.world, name, setup), daemon=True)
+            child.start()
+            send.close()
+            try:
+                status, value = receive.recv()
+            except EOFError:
+                raise RuntimeError(f"the {name} run's process ended without a result "
+                                   f"(exit code {child.exitcode})") from None
+            finally:
+                receive.close()
+                child.join()
+        if status != "ok":
+            raise RuntimeError(f"the {name} run failed:\n{value}")
+        if self.progress is not None:
+            self.progress(name, self.world.days, self.world.days)
+        result: RunResult = value
+        return result
+
+    def together(self, calls: Sequence[Callable[[], Any]]) -> list[Any]:
+        """Independent chains of runs (the calibrations), side by side."""
+        if self.workers <= 0 or len(calls) < 2:
+            return [call() for call in calls]
+        with ThreadPoolExecutor(len(calls)) as ex:
+            return list(ex.map(lambda call: call(), calls))
+
+
+def calibrate(runs: Runs, name: str, allocation: str, target_inventory: float,
+              start: RunResult | None = None, steps: int = CALIBRATION_STEPS) -> Calibration:
+    """``name`` under ``allocation`` tuned by its safety factor to ``target_inventory``: a
+    bisection on the factor in ``FACTOR_RANGE`` (``start``: its run at factor 1, if made)."""
+    done: dict[float, RunResult] = {}
+    tries: list[tuple[float, float, float]] = []
+
+    def run(f: float) -> RunResult:
+        if f not in done:
+            r = start if f == 1.0 and start is not None else runs.run(name, Setup(allocation, f))
+            done[f] = r
+            tries.append((f, r.figures["avg_inventory_value"], weighted(r.figures)))
+        return done[f]
+
+    def fits(f: float) -> bool:
+        return bool(run(f).figures["avg_inventory_value"] <= target_inventory * (1 + 1e-9))
+
+    def keeps_service(f: float) -> bool:
+        return f >= 1.0 or not service_short(run(f).figures)
+
+    lo, hi = FACTOR_RANGE
+    if fits(1.0):
+        lo = 1.0
+        if fits(hi):
+            lo = hi
+    elif not fits(lo):
+        hi = lo
+    else:
+        hi = 1.0
+    for _ in range(steps if lo < hi else 0):
         mid = (lo + hi) / 2
-        if run(math.exp(mid)):
-            lo = mid
-        else:
-            hi = mid
-    assert best is not None
-    return best, tries
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    best = lo
+    if not keeps_service(best):  # the lowest factor up to 1 that keeps every class's service
+        lo, hi = best, 1.0
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if keeps_service(mid) else (mid, hi)
+        best = hi
+    return Calibration(name, target_inventory, run(best), sorted(tries))
+
+
+@dataclass
+class Table:
+    """One of the comparison's two tables: every policy at factor 1 under one allocation;
+    dynamic tuned to the leanest baseline's inventory; each baseline tuned to dynamic's."""
+
+    name: str
+    allocation: str
+    results: dict[str, RunResult]
+    dynamic_tuned: Calibration | None = None
+    baselines_tuned: dict[str, Calibration] = field(default_factory=dict)
+
+    @property
+    def leanest(self) -> str:
+        return min(BASELINES, key=lambda n: self.results[n].figures["avg_inventory_value"])
+
+    def as_json(self, weights: dict[str, float] | None = None) -> dict[str, Any]:
+        def figures(r: RunResult) -> dict[str, Any]:
+            return dict(r.figures, weighted_stockout_days=weighted(r.figures, weights),
+                        service_short=service_short(r.figures))
+        out: dict[str, Any] = {"allocation": self.allocation,
+                               "policies": {n: figures(r) for n, r in self.results.items()}}
+        if self.dynamic_tuned is not None:
+            out["dynamic_to_leanest"] = dict(self.dynamic_tuned.as_json(), leanest=self.leanest,
+                                             figures=figures(self.dynamic_tuned.result))
+        out["baselines_to_dynamic"] = {n: dict(c.as_json(), figures=figures(c.result))
+                                       for n, c in self.baselines_tuned.items()}
+        return out
 
 
 @dataclass
@@ -378,41 +542,53 @@ class Comparison:
     seed: int
     days: int
     n_items: int
-    results: dict[str, RunResult]
-    calibration: list[tuple[float, float, int]]
-    target_inventory: float
+    tables: dict[str, Table]
     world: World
+    weights: dict[str, float] | None = None
+
+    @property
+    def results(self) -> dict[str, RunResult]:
+        """The full-system table's runs at factor 1 (the plots' and the single table's)."""
+        return self.tables["full_system"].results if "full_system" in self.tables else \
+            next(iter(self.tables.values())).results
 
     def as_json(self) -> dict[str, Any]:
         return {"scenario": self.scenario, "seed": self.seed, "days": self.days,
                 "warm_up_days": WARM_UP_DAYS, "items": self.n_items,
                 "stock_points": len(self.world.hospital.stock_points), "unmet_demand": "lost",
-                "calibration": {"target_avg_inventory_value": self.target_inventory,
-                                "service_allocation": "cost",
-                                "stockout_cost": self.results["dynamic"].figures.get("stockout_cost"),
-                                "service_levels": self.results["dynamic"].figures.get("service_levels"),
-                                "met_target": self.results["dynamic"].figures["avg_inventory_value"]
-                                <= self.target_inventory,
-                                "tries": [{"stockout_cost": s, "avg_inventory_value": v,
-                                           "stockout_days": n} for s, v, n in self.calibration]},
-                "policies": {name: r.figures for name, r in self.results.items()}}
+                "criticality_weights": self.weights, "service_tolerance": SERVICE_TOLERANCE,
+                "tables": {n: t.as_json(self.weights) for n, t in self.tables.items()}}
 
 
-def compare_world(world: World, calibrate_dynamic: bool = True,
-                  progress: Progress | None = None) -> Comparison:
-    """Every baseline, then ``dynamic`` at service levels calibrated so that its average
-    inventory value is no higher than the leanest baseline's."""
-    results = {name: simulate_policy(world, name, progress=progress) for name in BASELINES}
-    target = min(r.figures["avg_inventory_value"] for r in results.values())
-    tries: list[tuple[float, float, int]] = []
-    if calibrate_dynamic:
-        results["dynamic"], tries = calibrate(world, target, progress=progress)
-    else:
-        results["dynamic"] = simulate_policy(world, "dynamic", progress=progress)
-    return Comparison(world.scenario.name, world.seed, world.days, world.n_items, results, tries,
-                      target, world)
+def compare_world(world: World, calibrate_policies: bool = True, progress: Progress | None = None,
+                  tables: tuple[str, ...] = tuple(TABLES), weights: dict[str, float] | None = None,
+                  workers: int = 2) -> Comparison:
+    """Each table: every policy at factor 1 under the table's allocation; then (unless
+    ``calibrate_policies`` is false) dynamic tuned to the leanest baseline's average inventory
+    value, and each baseline tuned to dynamic's (at its factor 1). ``workers``: runs at once,
+    each in its own process (0: all here, one after another)."""
+    out: dict[str, Table] = {}
+    names = (*BASELINES, "dynamic")
+    runs = Runs(world, workers, progress)
+    for tname in tables:
+        allocation = TABLES[tname]
+        results = dict(zip(names, runs.together(
+            [partial(runs.run, n, Setup(allocation)) for n in names]), strict=True))
+        t = Table(tname, allocation, results)
+        if calibrate_policies:
+            target = results[t.leanest].figures["avg_inventory_value"]
+            dyn_inv = results["dynamic"].figures["avg_inventory_value"]
+            tuned = runs.together(
+                [partial(calibrate, runs, "dynamic", allocation, target, results["dynamic"])]
+                + [partial(calibrate, runs, n, allocation, dyn_inv, results[n]) for n in BASELINES])
+            t.dynamic_tuned = tuned[0]
+            t.baselines_tuned = dict(zip(BASELINES, tuned[1:], strict=True))
+        out[tname] = t
+    return Comparison(world.scenario.name, world.seed, world.days, world.n_items, out, world, weights)
 
 
-def compare(scenario: str, days: int, seed: int, n_items: int = 300, calibrate_dynamic: bool = True,
-            progress: Progress | None = None) -> Comparison:
-    return compare_world(build_world(scenario, days, seed, n_items), calibrate_dynamic, progress)
+def compare(scenario: str, days: int, seed: int, n_items: int = 300, calibrate_policies: bool = True,
+            progress: Progress | None = None, tables: tuple[str, ...] = tuple(TABLES),
+            weights: dict[str, float] | None = None, workers: int = 2) -> Comparison:
+    return compare_world(build_world(scenario, days, seed, n_items), calibrate_policies, progress, tables,
+                         weights, workers)

@@ -1,7 +1,13 @@
 """Scenario switches and the demand they produce, drawn once so every policy meets the same
 demand: ``steady``, ``surge`` (an outbreak: several-fold use of the respiratory family for
 weeks), ``supplier_disruption`` (lead times double and deliveries come partial),
-``recall`` (lots in stock recalled), ``holiday`` (a quiet fortnight, no elective surgery).
+``recall`` (lots in stock recalled), ``holiday`` (a quiet fortnight, no elective surgery),
+and the demand shapes of issue 13: ``bulk_daily`` (each ward's use posted once a day as one
+quantity at 21:00, as a cabinet's or an ERP's daily feed), ``unit_poisson`` (plain Poisson
+use, scanned one unit at a time through the day), ``lumpy`` (the fast movers' use comes on a
+quarter of the days, four times as large), ``step`` (the general consumables' use ×3
+overnight for weeks, then back overnight), ``ramp`` (it rises steadily to ×3 over weeks and
+stays), ``collapse`` (it falls to a third overnight and stays, as when a surgeon leaves).
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from dataclasses import dataclass, field
 
 from streams.simulation.hospital import Hospital, poisson
 
-SCENARIOS = ("steady", "surge", "supplier_disruption", "recall", "holiday")
+SCENARIOS = ("steady", "surge", "supplier_disruption", "recall", "holiday", "bulk_daily", "unit_poisson",
+             "lumpy", "step", "ramp", "collapse")
+POSTINGS = ("daily", "bulk", "units")  # how a ward's day of use reaches the books (``runner.spread``)
+LUMPY_DAY_SHARE = 0.25  # ``lumpy``: the share of days with use
 WARM_UP_DAYS = 90
 WEEKDAY = (1.1, 1.1, 1.05, 1.05, 1.0, 0.6, 0.55)  # Monday first
 
@@ -29,11 +38,23 @@ class Scenario:
     partial_share: float = 0.0  # chance that a delivery comes partial (the rest later)
     recalled_skus: tuple[str, ...] = ()
     holiday_factor: float = 1.0
+    shape: str = ""  # step, ramp or collapse: the use of ``shape_family`` changes from ``start``
+    shape_factor: float = 1.0
+    shape_family: str = "general"
+    posting: str = "daily"  # one of POSTINGS
+    overdispersed: bool = True  # fast movers' daily use gamma-Poisson (else plain Poisson)
+    lumpy: bool = False  # fast movers' use on LUMPY_DAY_SHARE of the days
 
     def active(self, day: int) -> bool:
         return self.start <= day < self.start + self.length
 
     def demand_factor(self, day: int, family: str, kind: str) -> float:
+        if self.shape and family == self.shape_family and day >= self.start:
+            if self.shape == "step":
+                return self.shape_factor if self.active(day) else 1.0
+            if self.shape == "ramp":
+                return 1.0 + (self.shape_factor - 1.0) * min(1.0, (day - self.start + 1) / self.length)
+            return self.shape_factor  # collapse
         if not self.active(day):
             return 1.0
         if self.surge_factor != 1.0 and family == self.surge_family:
@@ -67,6 +88,14 @@ def make_scenario(name: str, days: int, hospital: Hospital, seed: int) -> Scenar
         return Scenario(name, start, 1, recalled_skus=tuple(sorted(rng.sample(pool, min(6, len(pool))))))
     if name == "holiday":
         return Scenario(name, start, 14, holiday_factor=0.45)
+    if name in ("step", "ramp", "collapse"):
+        return Scenario(name, start, length, shape=name, shape_factor=1 / 3 if name == "collapse" else 3.0)
+    if name == "bulk_daily":
+        return Scenario(name, days + 1, 0, posting="bulk")
+    if name == "unit_poisson":
+        return Scenario(name, days + 1, 0, posting="units", overdispersed=False)
+    if name == "lumpy":
+        return Scenario(name, days + 1, 0, lumpy=True)
     return Scenario(name, days + 1, 0)
 
 
@@ -125,7 +154,12 @@ def demand_plan(hospital: Hospital, scenario: Scenario, days: int, seed: int,
                 q = 1 + poisson(rng, sp.size_mean - 1.0) if rng.random() < p else 0
             else:
                 mean = sp.rate * WEEKDAY[weekday] * factor * (season if sp.seasonal else 1.0)
-                q = poisson(rng, mean * rng.gammavariate(4.0, 0.25))
+                if scenario.lumpy:
+                    q = poisson(rng, mean / LUMPY_DAY_SHARE) if rng.random() < LUMPY_DAY_SHARE else 0
+                elif scenario.overdispersed:
+                    q = poisson(rng, mean * rng.gammavariate(4.0, 0.25))
+                else:
+                    q = poisson(rng, mean)
             if q > 0:
                 today[sp.id] = float(q)
         ward.append(today)

@@ -15,15 +15,34 @@ def test_simulate_prints_the_table_and_writes_json_and_html(tmp_path: Path) -> N
                   "--no-calibrate", "--json", "r.json", "--html", "r.html", data_dir=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "static_par" in out.stdout and "dynamic" in out.stdout
+    assert "Model only" in out.stdout and "Full system" in out.stdout
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["scenario"] == "surge" and doc["seed"] == 4 and doc["days"] == 110
-    assert set(doc["policies"]) == {"static_par", "fixed_rop", "batch_forecast", "dynamic"}
-    for figures in doc["policies"].values():
-        assert {"stockout_days", "fill_rate", "avg_inventory_value", "expired_value", "orders",
-                "stockout_events", "days_of_supply", "order_lines", "emergency_orders"} <= figures.keys()
+    assert set(doc["tables"]) == {"model_only", "full_system"}
+    for table in doc["tables"].values():
+        assert set(table["policies"]) == {"static_par", "fixed_rop", "batch_forecast", "moving_window", "dynamic"}
+        for figures in table["policies"].values():
+            assert {"stockout_days", "fill_rate", "avg_inventory_value", "expired_value", "orders",
+                    "stockout_events", "days_of_supply", "order_lines", "emergency_orders",
+                    "weighted_stockout_days", "by_criticality", "safety_factor"} <= figures.keys()
     page = (tmp_path / "r.html").read_text()
     assert page.count("<svg") >= 4 and "http" not in page.split("<body>")[1].replace(
         'xmlns="http://www.w3.org/2000/svg"', "")  # self-contained
+
+
+def test_simulate_weights_the_headline_as_asked_and_refuses_bad_weights(tmp_path: Path) -> None:
+    out = run_cli("simulate", "--scenario", "steady", "--days", "100", "--seed", "4", "--items", "8",
+                  "--no-calibrate", "--weights", "critical=100,high=1,normal=1", "--json", "r.json",
+                  data_dir=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["criticality_weights"] == {"critical": 100.0, "high": 1.0, "normal": 1.0}
+    for figures in doc["tables"]["model_only"]["policies"].values():
+        by = figures["by_criticality"]
+        assert figures["weighted_stockout_days"] == sum(
+            (100 if c == "critical" else 1) * v["stockout_days"] for c, v in by.items())
+    bad = run_cli("simulate", "--weights", "critical=lots", data_dir=tmp_path)
+    assert bad.returncode == 2 and "--weights" in bad.stdout
 
 
 def test_simulate_refuses_an_unknown_scenario(tmp_path: Path) -> None:

@@ -128,11 +128,29 @@ def test_service_allocated_by_cost_gives_a_cheap_item_more_and_records_where_it_
                                        stockout_cost=50.0, order_line_cost=5.0)
         inputs = evaluated(w.p)["inputs"]
         levels[cost] = inputs["service_level"]
-        assert inputs["service_level"] >= 0.75  # the critical floor
+        assert inputs["service_level"] >= 0.995  # the critical target is the floor (issue 13)
         assert inputs["service_level_source"] in {"cost", "criticality_floor"}
         assert inputs["stockout_cost"] == 50.0 and inputs["holding_rate"] == 0.25
         assert inputs["cycle_source"] == "eoq" and inputs["order_line_cost"] == 5.0
     assert levels[0.2] > levels[2000.0]
+
+
+def test_the_safety_factor_scales_the_safety_stock_and_is_recorded() -> None:
+    """``PlanningSettings.safety_factor`` (the simulator's tuning knob) multiplies the model's
+    safety stock, keeps the lead-time demand it is added to, and is recorded when it is not 1."""
+    w = ward()
+    for t, qty in daily_uses(random.Random(5), 0, 40, per_day=6):
+        use(w, t, qty)
+    base = evaluated(w.p)
+    assert "safety_factor" not in base["inputs"] and base["model"]["safety_stock"] > 1
+    for factor in (0.0, 0.5, 2.0):
+        w.p.planner.settings = replace(w.p.planner.settings, safety_factor=factor)
+        scaled = evaluated(w.p)
+        mean = scaled["inputs"]["lead_time_demand_mean"]
+        assert mean == base["inputs"]["lead_time_demand_mean"]
+        assert scaled["inputs"]["safety_factor"] == factor
+        assert scaled["model"]["reorder_point"] == pytest.approx(mean + factor * (base["model"]["reorder_point"] - mean))
+        assert scaled["model"]["safety_stock"] == pytest.approx(factor * base["model"]["safety_stock"])
 
 
 def reorder_point(w: World, sku: str = SUTURE, location: str = WARD) -> float:

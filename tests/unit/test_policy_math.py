@@ -11,9 +11,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from domain.kpis import weighted_stockout_days
 from domain.policy import (
     DEFAULT_SERVICE_LEVELS,
     LeadTimeDemand,
+    bounded_service_level,
     changed_enough,
     cost_service_level,
     eoq_days,
@@ -23,6 +25,7 @@ from domain.policy import (
     ltd_quantile,
     order_quantity,
     reorder_policy,
+    scaled_reorder_point,
     service_level,
     undershoot,
 )
@@ -277,3 +280,31 @@ def test_the_eoq_cycle_is_shorter_for_dearer_items_and_within_its_bounds(
     days = eoq_days(demand, cost, line_cost, 0.25, 28.0)
     assert 1.0 <= days <= 28.0
     assert eoq_days(demand, cost * 4, line_cost, 0.25, 28.0) <= days
+
+
+@given(st.floats(0, 1e4), st.floats(0, 1e4), st.floats(0, 4), st.floats(0, 4))
+def test_the_safety_factor_scales_only_the_safety_stock_and_in_order(rop: float, mean: float, f1: float,
+                                                                     f2: float) -> None:
+    assert scaled_reorder_point(rop, mean, 1.0) == rop
+    a, b = sorted((f1, f2))
+    lo, hi = scaled_reorder_point(rop, mean, a), scaled_reorder_point(rop, mean, b)
+    assert lo >= 0.0 and hi >= 0.0
+    if rop >= mean:  # a safety stock above the mean grows with the factor
+        assert lo <= hi + 1e-9
+        assert hi - mean == pytest.approx(b * (rop - mean), abs=1e-6 * max(1.0, rop)) or hi == 0.0
+
+
+@given(st.floats(0, 1), st.floats(0, 1), st.floats(0.5, 1))
+def test_a_bounded_service_level_is_within_its_floor_and_ceiling(cost: float, floor: float, ceiling: float) -> None:
+    assume(floor <= ceiling)
+    alpha, source = bounded_service_level(cost, floor, ceiling)
+    assert floor <= alpha <= ceiling
+    assert source == ("criticality_floor" if min(cost, ceiling) < floor else "cost")
+
+
+@given(st.dictionaries(st.sampled_from(["critical", "high", "normal", "other"]), st.integers(0, 1000)))
+def test_weighted_stockout_days_weigh_each_class_and_never_less_than_the_days(days: dict[str, int]) -> None:
+    w = weighted_stockout_days(days)
+    assert w == 10 * days.get("critical", 0) + 3 * days.get("high", 0) + days.get("normal", 0) + days.get("other", 0)
+    assert w >= sum(days.values())
+    assert weighted_stockout_days(days, {}) == sum(days.values())
