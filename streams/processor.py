@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -41,7 +41,7 @@ from domain.expiry import is_expired
 from domain.intake import Intake, Ledger, Outcome, Principal
 from domain.inventory import Moves, fold_balances, inventory_position
 from domain.shelf import expiry_findings, fefo
-from streams.planning import SYSTEM, Planner, PlanningSettings
+from streams.planning import MODEL_VERSION, SYSTEM, Planner, PlanningSettings
 from streams.procurement import ApprovalError, ProcurementSettings, Purchasing, requisition_view
 from streams.snapshots import Snapshot
 from streams.store import EventStore
@@ -88,6 +88,14 @@ class BatchResult:
     outcomes: list[Outcome]
     alerts: list[dict[str, Any]]
     stored: int
+
+
+class DecisionCheck(NamedTuple):
+    """What ``Processor.check_decisions`` found."""
+
+    checked: int
+    differences: list[dict[str, Any]]
+    skipped: int  # decisions made by another model version (not re-evaluated)
 
 
 class Processor:
@@ -469,16 +477,26 @@ class Processor:
                     self.intake.flag_recalled_use(sp, use, covering[0], now)
                     flagged.add(use["event_id"])
 
-    def check_decisions(self) -> tuple[int, list[dict[str, Any]]]:
+    def check_decisions(self) -> DecisionCheck:
         """Replay the log from the start and re-evaluate every stored policy decision at its
-        instant: (decisions checked, those whose numbers differ from the stored ones)."""
+        instant: (decisions checked, those whose numbers differ from the stored ones, decisions
+        skipped). A decision records the model version that made it (``model_version`` in its
+        inputs); only the current version's (``planning.MODEL_VERSION``) can be re-evaluated by
+        this code, so a decision of another version is skipped and counted, not reported as a
+        difference (its numbers were right by the model of its day)."""
         ledger = Ledger()
         planner = Planner(ledger, self.planning)
         to_domain = self.store.mapper.to_domain_event
-        checked, differences = 0, []
+        checked, differences, skipped = 0, [], 0
         for notification in self.store.notifications():
             event = to_domain(notification)
             if isinstance(event, StockPoint.Decided) and "policy" in event.decision:
+                version = (event.decision["policy"].get("inputs") or {}).get("model_version")
+                if version != MODEL_VERSION:
+                    skipped += 1
+                    ledger.replay(event)
+                    planner.learn(event)
+                    continue
                 sp = ledger.streams[event.originator_id]
                 assert isinstance(sp, StockPoint)
                 again = planner.evaluate(sp, event.timestamp)
@@ -488,7 +506,7 @@ class Processor:
                                         "stored": event.decision["policy"], "replayed": again})
             ledger.replay(event)
             planner.learn(event)
-        return checked, differences
+        return DecisionCheck(checked, differences, skipped)
 
     def change_alert(self, alert_id: str, status: str, reason: str,
                      principal: Principal) -> dict[str, Any] | None:

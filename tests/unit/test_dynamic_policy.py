@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import pickle
 import random
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -458,15 +459,43 @@ def mixed_run(w: World) -> None:
         use(w, u, qty)
 
 
+def test_decisions_of_another_model_version_are_skipped_and_counted_not_reported(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decision records the model version that made it; ``check_decisions`` re-evaluates only
+    the current version's and counts the others (their numbers were the older model's)."""
+    import streams.planning
+    w = ward()
+    first = len([d for d in decisions(w) if "policy" in d])
+    monkeypatch.setattr(streams.planning, "MODEL_VERSION", "an-older-model/1")
+    for t, qty in daily_uses(random.Random(9), 0, 20, per_day=6):
+        use(w, t, qty)
+    old = [d for d in decisions(w) if "policy" in d][first:]
+    assert old and all(d["policy"]["inputs"]["model_version"] == "an-older-model/1" for d in old)
+    monkeypatch.undo()
+    for t, qty in daily_uses(random.Random(10), 20, 20, per_day=12):
+        use(w, t, qty)
+    new = [d for d in decisions(w) if "policy" in d][first + len(old):]
+    assert new and all(d["policy"]["inputs"]["model_version"] == streams.planning.MODEL_VERSION for d in new)
+    to_domain = w.store.mapper.to_domain_event
+    versions = Counter(e.decision["policy"]["inputs"]["model_version"]
+                       for e in map(to_domain, w.store.notifications())
+                       if isinstance(e, StockPoint.Decided) and "policy" in e.decision)
+    assert versions["an-older-model/1"] == len(old)
+    check = w.p.check_decisions()
+    assert (check.checked, check.skipped, check.differences) == (
+        versions[streams.planning.MODEL_VERSION], len(old), [])
+    assert check.checked >= first + len(new)
+
+
 def test_replaying_the_log_re_derives_every_decision_and_the_same_state(tmp_path: Path) -> None:
     path = tmp_path / "es.sqlite"
     w = ward(store=sqlite_store(path))
     mixed_run(w)
-    checked, differences = w.p.check_decisions()
+    checked, differences, skipped = w.p.check_decisions()
     kinds = {d["type"] for d in decisions(w)} | {d["type"] for d in decisions(w, IMPLANT, OR)}
     assert kinds == {"safety_stock_changed", "reorder_point_changed", "replenishment_needed",
                      "replenishment_covered"}
-    assert checked > 50 and differences == []
+    assert checked > 50 and differences == [] and skipped == 0
 
     fresh = Processor(sqlite_store(path), w.p.case_id_key, clock=lambda: w.now)
     assert fresh.state_digest() == w.p.state_digest()
