@@ -457,7 +457,7 @@ def _check_type_specific(etype: str, event: dict[str, Any], errors: list[FieldEr
         if crit not in ("critical", "high", "normal"):
             errors.append(FieldError("criticality", c.MALFORMED,
                                      "'criticality' must be critical, high or normal"))
-        for name in ("pack_size", "lead_time_days", "unit_cost"):
+        for name in ("pack_size", "lead_time_days", "lead_time_sd_days", "unit_cost"):
             v = event.get(name)
             if v is not None and not (is_number(v) and v >= 0):
                 errors.append(FieldError(name, c.MALFORMED, f"'{name}' must be a non-negative number"))
@@ -596,7 +596,7 @@ def _check_terms(event: dict[str, Any], errors: list[FieldError]) -> None:
                         and is_number(b.get("price")) and b["price"] >= 0):
                     errors.append(FieldError(f"price_breaks[{i}]", c.MALFORMED,
                                              "each price break needs 'min_quantity' and 'price', non-negative numbers"))
-    for f in ("min_order", "lead_time_days"):
+    for f in ("min_order", "lead_time_days", "lead_time_sd_days"):
         if event.get(f) is not None and not (is_number(event[f]) and event[f] >= 0):
             errors.append(FieldError(f, c.MALFORMED, f"'{f}' must be a non-negative number"))
     for f in ("valid_from", "valid_until"):

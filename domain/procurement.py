@@ -51,12 +51,14 @@ class Offer:
     lead_time_days: float | None  # promised
     valid_from: str | None
     valid_until: str | None
+    lead_time_sd_days: float | None = None  # its promised spread, when the terms give one
 
     def as_dict(self) -> dict[str, Any]:
         return {"supplier": self.supplier, "source": self.source, "reference": self.reference,
                 "price": self.price, "price_breaks": [list(b) for b in self.price_breaks],
                 "min_order": self.min_order, "lead_time_days": self.lead_time_days,
-                "valid_from": self.valid_from, "valid_until": self.valid_until}
+                "valid_from": self.valid_from, "valid_until": self.valid_until,
+                **({"lead_time_sd_days": self.lead_time_sd_days} if self.lead_time_sd_days is not None else {})}
 
 
 def unit_price(offer: Offer, quantity: float) -> float:

@@ -14,6 +14,10 @@ BOOST_ORDERS = 3
 BOOST_ALPHA = 0.6
 
 
+# The lead time's spread assumed, as a share of the lead time, before any receipt and when
+# neither the item master nor the supplier's terms give one (``lead_time_sd_days``).
+PRIOR_SPREAD = 0.2
+
 class LeadTime(Slotted):
     """Lead time in days (PO issued → receipt): exponentially weighted mean and variance,
     and the on-time rate (received by the promised date). Until ``prior_weight`` receipts are
@@ -69,13 +73,20 @@ class LeadTime(Slotted):
         return max(self.alpha, 1.0 / (self.n + 1)) if self.n else 1.0 / (1.0 + prior_weight)
 
     @staticmethod
-    def prior_var(default_days: float) -> float:
-        """The variance (days²) assumed of a lead time before any receipt: a 20 % spread."""
-        return (0.2 * default_days) ** 2
+    def prior_var(default_days: float, default_sd: float | None = None) -> float:
+        """The variance (days²) assumed of a lead time before any receipt: the spread the
+        master data or the supplier's terms give (``lead_time_sd_days``), else
+        ``PRIOR_SPREAD`` (20 %) of the lead time."""
+        if default_sd is not None:
+            return float(default_sd) ** 2
+        return (PRIOR_SPREAD * default_days) ** 2
 
-    def predict(self, default_days: float, prior_weight: float = 2.0) -> tuple[float, float]:
-        """Mean and variance (days²) of the lead time."""
-        prior_var = self.prior_var(default_days)
+    def predict(self, default_days: float, prior_weight: float = 2.0,
+                default_sd: float | None = None) -> tuple[float, float]:
+        """Mean and variance (days²) of the lead time: what receipts taught, shrunk to the
+        prior (``default_days``, and ``default_sd`` or the 20 % spread) with the weight of
+        ``prior_weight`` receipts."""
+        prior_var = self.prior_var(default_days, default_sd)
         if self.n == 0:
             return default_days, prior_var
         w = self.n / (self.n + prior_weight)

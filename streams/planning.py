@@ -200,6 +200,7 @@ class Policy(NamedTuple):
     order_line_cost: float | None = None  # the cycle is the EOQ's at this cost per order line
     overdue: tuple[dict[str, Any], ...] = ()  # open orders older than the lead time expected
     safety_factor: float = 1.0  # the safety stock's multiplier (recorded when it is not 1)
+    lead_time_prior_sd: float | None = None  # the master data's lead_time_sd_days, when given
 
     @property
     def cycle_source(self) -> str:
@@ -234,6 +235,8 @@ class Policy(NamedTuple):
                 **({"overdue_orders": list(self.overdue)} if self.overdue else {}),
                 **({"demand_censored_days": est.censored_days} if est.censored_days else {}),
                 **({"safety_factor": self.safety_factor} if self.safety_factor != 1.0 else {}),
+                **({"lead_time_prior_sd_days": self.lead_time_prior_sd}
+                   if self.lead_time_prior_sd is not None else {}),
             },
         }
 
@@ -358,7 +361,8 @@ class Planner:
         est = model.estimate() if model is not None else NO_DEMAND
         mean = est.mean
         default_lt = self.master_lead_time(item)
-        lt_mean, lt_var, lt_learned = self.lead_time(item.supplier or "", sp.sku, default_lt)
+        lt_mean, lt_var, lt_learned = self.lead_time(item.supplier or "", sp.sku, default_lt,
+                                                     self.master_lead_time_sd(item))
         overdue = self.overdue_orders(sp, now, lt_mean + OVERDUE_SDS * math.sqrt(max(lt_var, 0.0)), lt_mean)
         if overdue:  # censored observations: the supplier is slower than the model believes
             lt_model = self.lead_times.get((item.supplier or "", sp.sku)) or LeadTime()
@@ -407,7 +411,8 @@ class Planner:
                       model_ss, model_rop, model_out, override, est, lt_mean, lt_var,
                       lt_learned, known, ltd, alpha, cycle_days, pack, source,
                       None if source == "criticality" else (s.stockout_cost, s.holding_rate),
-                      s.order_line_cost if eoq else None, tuple(overdue), s.safety_factor)
+                      s.order_line_cost if eoq else None, tuple(overdue), s.safety_factor,
+                      self.master_lead_time_sd(item))
 
     def _service_level(self, item: Any, covered: LeadTimeDemand, mean: float,
                        order_qty: float) -> tuple[float, str]:
@@ -426,14 +431,21 @@ class Planner:
         """The lead time an item's master data gives (else the settings' default), days."""
         return item.lead_time_days if item is not None and item.lead_time_days else self.settings.default_lead_time_days
 
-    def lead_time(self, supplier: str, sku: str, default_days: float) -> tuple[float, float, bool]:
+    def master_lead_time_sd(self, item: Any) -> float | None:
+        """The lead time's spread the item's master data gives (``lead_time_sd_days``), days."""
+        sd = item.extra.get("lead_time_sd_days") if item is not None else None
+        return float(sd) if sd is not None else None
+
+    def lead_time(self, supplier: str, sku: str, default_days: float,
+                  default_sd: float | None = None) -> tuple[float, float, bool]:
         """Mean and variance (days²) of a supplier's lead time for an item, and whether any
         of it was learned: the one lead-time model, shrunk to ``default_days`` (the promised or
-        master-data lead time), whose spread is 20 % of it before any receipt."""
+        master-data lead time) and its spread ``default_sd`` (the terms' or master data's
+        ``lead_time_sd_days``; else 20 % of the lead time), which receipts replace."""
         model = self.lead_times.get((supplier, sku))
         if model is None:
-            return default_days, LeadTime.prior_var(default_days), False
-        mean, var = model.predict(default_days)
+            return default_days, LeadTime.prior_var(default_days, default_sd), False
+        mean, var = model.predict(default_days, default_sd=default_sd)
         return mean, var, bool(model.n)
 
     def overdue_orders(self, sp: StockPoint, now: datetime, late_days: float,
@@ -470,7 +482,8 @@ class Planner:
         such a stock point can have ``overdue_orders`` (which tells whether it is late enough
         to count), so only it needs deciding again as time passes."""
         item = self.ledger.catalog.item(sku, now)
-        expected, _, _ = self.lead_time((item.supplier or "") if item else "", sku, self.master_lead_time(item))
+        expected, _, _ = self.lead_time((item.supplier or "") if item else "", sku, self.master_lead_time(item),
+                                        self.master_lead_time_sd(item))
         today = epoch_days(iso_utc(now))
         for po_id in self.ledger.po_at.get((sku, location), ()):
             po = self.ledger.streams.get(f"po:{po_id}")

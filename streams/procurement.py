@@ -406,7 +406,9 @@ class Purchasing:
         """Lead time from the one lead-time model (learned from this supplier's deliveries of
         the item, shrunk to the promised lead time), and the expected accepted share."""
         promised = offer.lead_time_days or self.planner.master_lead_time(item)
-        mean, var, learned = self.planner.lead_time(offer.supplier, sku, promised)
+        spread = offer.lead_time_sd_days if offer.lead_time_sd_days is not None else (
+            self.planner.master_lead_time_sd(item) if not offer.lead_time_days else None)
+        mean, var, learned = self.planner.lead_time(offer.supplier, sku, promised, spread)
         rec = self.item_records.get((offer.supplier, sku))
         if rec is None or rec.units == 0:
             rec = self.records.get(offer.supplier)
@@ -720,7 +722,8 @@ class Purchasing:
                     continue
                 item = self.ledger.catalog.item(line_sku, now)
                 mean, var, learned = self.planner.lead_time(po.supplier or "", line_sku,
-                                                            self.planner.master_lead_time(item))
+                                                            self.planner.master_lead_time(item),
+                                                            self.planner.master_lead_time_sd(item))
                 issued = datetime.fromisoformat(po.issued_at)
                 ack = po.acknowledged.get(line_sku) or {}
                 rows.append({"po_id": po_id, "supplier": po.supplier, "sku": line_sku, "location": line_loc,
@@ -770,9 +773,10 @@ def requisition_view(req: Requisition, ledger: Ledger, due: dict[str, float] | N
 
 def _offer(supplier: str, source: str, reference: str | None, e: dict[str, Any]) -> Offer:
     breaks = tuple(sorted((float(b["min_quantity"]), float(b["price"])) for b in e.get("price_breaks") or []))
-    lt = e.get("lead_time_days")
+    lt, sd = e.get("lead_time_days"), e.get("lead_time_sd_days")
     return Offer(supplier, source, reference, float(e["price"]), breaks, float(e.get("min_order") or 0.0),
-                 float(lt) if lt is not None else None, e.get("valid_from"), e.get("valid_until"))
+                 float(lt) if lt is not None else None, e.get("valid_from"), e.get("valid_until"),
+                 float(sd) if sd is not None else None)
 
 
 def _rates(r: SupplierRecord, day: float) -> dict[str, Any]:

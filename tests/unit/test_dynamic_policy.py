@@ -523,3 +523,46 @@ def test_use_posted_once_a_day_as_one_bulk_quantity_raises_no_spike_over_a_year(
     assert raised == []
     assert evaluated(w.p)["inputs"]["demand_spike"] is False
 
+
+
+# -- (h) lead-time uncertainty as data (issue 13, item 5) ------------------------------------
+
+def test_a_lead_time_spread_in_the_master_data_replaces_the_twenty_percent_prior() -> None:
+    """``lead_time_sd_days`` on the item is the prior spread (recorded in the decision's inputs);
+    without it the prior is 20 % of the lead time."""
+    spreads = {}
+    for sd in (None, 0.1, 3.0):
+        w = ward(lead_time_days=5, **({"lead_time_sd_days": sd} if sd is not None else {}))
+        for t, qty in daily_uses(random.Random(8), 0, 30, per_day=6):
+            use(w, t, qty)
+        inputs = evaluated(w.p)["inputs"]
+        spreads[sd] = inputs["lead_time_sd_days"]
+        assert inputs.get("lead_time_prior_sd_days") == sd
+    assert spreads[None] == pytest.approx(0.2 * 5)
+    assert spreads[0.1] == pytest.approx(0.1) and spreads[3.0] == pytest.approx(3.0)
+
+
+def test_receipts_teach_the_spread_whatever_the_prior_said() -> None:
+    """Receipts against orders replace the prior's spread: a thirty-fold gap between a tight
+    prior (0.1 day) and a wide one (3 days) is under two-fold after a dozen receipts (the
+    prior keeps the weight of two receipts, ``LeadTime.predict``)."""
+    learned = {}
+    for sd in (0.1, 3.0):
+        w, rng = ward(lead_time_days=4, lead_time_sd_days=sd), random.Random(11)
+        t = START
+        for k in range(12):
+            days = 4 + rng.choice((-1.0, 0.0, 1.0, 2.0))
+            post(w, po(w, t, f"PO-{k}", 20, days=4))
+            w.now = t + timedelta(days=days)
+            post(w, w.receipt(20, lot=f"R{k}", sku=SUTURE, at=w.now, po_id=f"PO-{k}"))
+            t = w.now + timedelta(days=1)
+        learned[sd] = evaluated(w.p, now=t)["inputs"]["lead_time_sd_days"]
+    assert learned[0.1] > 0.5 and learned[3.0] < 2.0
+    assert learned[3.0] / learned[0.1] < 2.0
+
+
+def test_a_negative_lead_time_spread_is_refused() -> None:
+    w = World()
+    result = w.post(w.item("SUT-9", lead_time_sd_days=-1), by=ADMIN)
+    assert result.outcomes[0].status == "rejected"
+    assert result.outcomes[0].errors[0]["field"] == "lead_time_sd_days"

@@ -672,3 +672,18 @@ def test_a_stockout_names_a_registered_substitute_that_has_stock() -> None:
     (alert,) = [a for a in w.p.alerts(kind="stockout") if a["sku"] == SKU]
     assert [(s["sku"], s["location"], s["on_hand"]) for s in alert["substitutes"]] == [("GLOVE-L", WARD, 30.0)]
     assert "GLOVE-L" in alert["message"]
+
+
+def test_a_contracts_promised_spread_is_the_candidates_prior_until_receipts_teach_it() -> None:
+    """``lead_time_sd_days`` on supplier terms (issue 13, item 5): with no delivery yet, a
+    candidate's lead-time spread is the contract's, not 20 % of its lead time."""
+    w = World(procurement=ON)
+    ok(w, supplier(w, "TIGHT"), supplier(w, "LOOSE"),
+       w.item(sku=CATH, criticality="normal", lead_time_days=3, supplier="TIGHT", unit_cost=10),
+       w.location(OR, site=SITE))
+    ok(w, terms(w, "TIGHT", 9, lead_time_sd_days=0.25), terms(w, "LOOSE", 9), by=BUYER)
+    demand(w)
+    cands = {c["supplier"]: c for c in only(purchases(w)[0]["lines"])["candidates"]}
+    assert cands["TIGHT"]["lead_time_sd_days"] == pytest.approx(0.25)
+    assert cands["LOOSE"]["lead_time_sd_days"] == pytest.approx(0.2 * 3)
+    assert cands["TIGHT"]["lead_time_source"] == cands["LOOSE"]["lead_time_source"] == "promised"
