@@ -167,6 +167,145 @@ class PoissonCusum(DailyTotals):
         return False
 
 
+class ContinuousCusum(Detector):
+    """The CUSUM of the Poisson process itself (each unit used, in continuous time), for a rate
+    ``factor`` times the baseline μ: S falls at (factor − 1)·μ a day and rises by ln(factor)
+    per unit used; an alarm when S > ``h``. By Lorden's and Moustakides' results, no detector
+    has a shorter worst-case delay at the same rate of false alarms for that change, so its
+    frontier (delay against false alarms as ``h`` moves) bounds what any detector can reach
+    on these streams. μ is the EW mean of the closed days' totals (frozen while S > 0)."""
+
+    def __init__(self, h: float, factor: float = 3.0, alpha: float = 0.05) -> None:
+        self.name = f"cusum (continuous, x{factor:g}, h={h:g})"
+        self.h, self.k, self.alpha = h, factor, alpha
+        self.mean, self.n, self.s = 0.0, 0, 0.0
+        self.t: float | None = None
+        self.day: int | None = None
+        self.total = 0.0
+
+    def use(self, t: float, qty: float) -> bool:
+        day = int(t)
+        if self.day is None:
+            self.day, self.t = day, t
+        while day > self.day:  # close the days before
+            self.n += 1
+            if self.n <= 14:
+                self.mean += (self.total - self.mean) / self.n
+            elif self.s == 0.0:
+                self.mean += self.alpha * (self.total - self.mean)
+            self.total, self.day = 0.0, self.day + 1
+        self.total += qty
+        if self.n <= 14:
+            self.t = t
+            return False
+        assert self.t is not None
+        self.s = max(0.0, self.s - (self.k - 1.0) * max(self.mean, 0.05) * max(t - self.t, 0.0))
+        self.t = t
+        self.s += qty * math.log(self.k)
+        if self.s > self.h:
+            self.s = 0.0
+            return True
+        return False
+
+
+class ProfiledCusum(ContinuousCusum):
+    """The continuous CUSUM with the stock point's own rhythm: the drift (factor − 1)·μ is
+    spread over the day by a learned hour-of-day profile of use (EW shares of each closed
+    day's use by hour), and each hour's share is charged when the hour starts, before any use
+    in it. So an ERP's daily post at a fixed hour is met by its hour's whole drift at once (and
+    is no spike), and busy hours are not taken for a change. Evidence counts by the dispersion
+    φ = Var/mean of the closed days' totals (≥ 1; lumpy use of several units at once has a
+    large φ, a daily bulk post of single units φ ≈ 1). The threshold is ``h`` + ln(max(μ, 1)):
+    a CUSUM's time between false alarms shrinks as 1/μ, so this keeps it about even in days
+    across rates."""
+
+    def __init__(self, h: float, factor: float = 3.0, alpha: float = 0.05) -> None:
+        super().__init__(h, factor, alpha)
+        self.name = f"cusum (profiled, x{factor:g}, h={h:g})"
+        self.profile = [1.0 / 24] * 24
+        self.hours = [0.0] * 24
+        self.charged: tuple[int, int] | None = None  # (day, hour) charged up to
+        self.var = 0.0  # EW variance of the closed days' totals
+
+    def _close_day(self) -> None:
+        total = sum(self.hours)
+        if total > 0:
+            a = 1.0 / self.n if self.n <= 14 else self.alpha
+            self.profile = [p + a * (x / total - p) for p, x in zip(self.profile, self.hours, strict=True)]
+        self.hours = [0.0] * 24
+
+    def use(self, t: float, qty: float) -> bool:
+        day, hour = int(t), min(int((t - int(t)) * 24), 23)
+        if self.day is None:
+            self.day = day
+        while day > self.day:
+            self.n += 1
+            d = self.total - self.mean
+            if self.n <= 14:
+                self.mean += d / self.n
+                self.var += (d * (self.total - self.mean) - self.var) / self.n
+            elif self.s <= 0.0:
+                self.mean += self.alpha * d
+                self.var = (1 - self.alpha) * (self.var + self.alpha * d * d)
+            self._close_day()
+            self.total, self.day = 0.0, self.day + 1
+        self.total += qty
+        self.hours[hour] += qty
+        phi = max(self.var / self.mean, 1.0) if self.mean > 0 else 1.0
+        if self.n <= 14:
+            self.charged = (day, hour)
+            return False
+        # Charge the drift of every hour begun since the last use, this one included, at its
+        # start. S is reflected at zero at the end of each hour (not within it: an hour's uses
+        # are set against its own drift first, as a CUSUM over hours).
+        rate = (self.k - 1.0) * max(self.mean, 0.05) / phi
+        d, hr = self.charged or (day, hour)
+        while (d, hr) < (day, hour):
+            hr += 1
+            if hr == 24:
+                d, hr = d + 1, 0
+            self.s = max(0.0, self.s) - rate * self.profile[hr]
+        self.charged = (day, hour)
+        self.s += qty * math.log(self.k) / phi
+        if self.s > self.h + math.log(max(self.mean, 1.0)):
+            self.s = 0.0
+            return True
+        return False
+
+
+FRONTIER_H = (3.0, 4.0, 5.0, 6.0, 7.3, 8.0)
+FRONTIER_SHAPES = ("poisson_2_a_day", "poisson_4_a_day", "poisson_20_a_day", "lumpy_intermittent", "daily_bulk_5",
+                   "step_x3_from_2", "step_x3_from_4")
+
+
+def frontier(seeds: list[int], make: Callable[[float], Detector] = ContinuousCusum) -> str:
+    """A CUSUM's false alarms and delays as its threshold moves: what the best detector for a
+    ×3 step can reach on single-unit Poisson use."""
+    lines = [f"seeds {seeds[0]}-{seeds[-1]} ({len(seeds)}): {make(0.0).name.split(', h=')[0]}, threshold h",
+             f"{'h':>5} " + " ".join(f"{n:>24}" for n in FRONTIER_SHAPES)]
+    shapes = {s.name: s for s in SHAPES}
+    for h in FRONTIER_H:
+        cells = []
+        for name in FRONTIER_SHAPES:
+            shape = shapes[name]
+            fas, delays, missed = [], [], 0
+            for seed in seeds:
+                onsets, delay = run(shape, lambda h=h: make(h), seed)
+                fas.append(onsets / (((shape.change_day or DAYS) - WARM) / 365))
+                if shape.change_day is not None:
+                    if delay is None:
+                        missed += 1
+                    else:
+                        delays.append(delay)
+            if shape.change_day is None:
+                cells.append(f"{statistics.mean(fas):.2f} false alarms/yr")
+            else:
+                med = statistics.median(delays) if delays else float("nan")
+                cells.append(f"median {med:.2f} d, {missed} missed")
+        lines.append(f"{h:5g} " + " ".join(f"{c:>24}" for c in cells))
+    return "\n".join(lines)
+
+
 def detectors() -> list[Callable[[], Detector]]:
     from river import drift
     return [
@@ -175,6 +314,8 @@ def detectors() -> list[Callable[[], Detector]]:
         lambda: RiverDrift("page_hinkley (river, default)", drift.PageHinkley),
         lambda: RiverDrift("page_hinkley (river, threshold 200)", lambda: drift.PageHinkley(threshold=200)),
         PoissonCusum,
+        lambda: ContinuousCusum(8.0),
+        lambda: ProfiledCusum(7.3),
     ]
 
 
@@ -235,7 +376,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5, help="development seeds 1..N")
     ap.add_argument("--held-out", type=int, default=10, help="held-out seeds 101..100+N (0: none)")
+    ap.add_argument("--frontier", action="store_true",
+                    help="only the continuous CUSUM's false alarms and delays as its threshold moves")
     args = ap.parse_args()
+    if args.frontier:
+        for seeds in ([*range(1, args.seeds + 1)], [*range(101, 101 + args.held_out)]):
+            if seeds:
+                print(frontier(seeds), flush=True)
+                print(frontier(seeds, ProfiledCusum), flush=True)
+        return
     dev = list(range(1, args.seeds + 1))
     print(table(score(dev), dev))
     if args.held_out:
