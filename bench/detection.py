@@ -343,11 +343,15 @@ def run(shape: Shape, make: Callable[[], Detector], seed: int) -> tuple[int, flo
     return onsets, delay
 
 
-def score(seeds: list[int]) -> dict[tuple[str, str], Score]:
+def score(seeds: list[int], only: str = "", shapes: str = "") -> dict[tuple[str, str], Score]:
     out: dict[tuple[str, str], Score] = {}
     for make in detectors():
         name = make().name
+        if only and only not in name:
+            continue
         for shape in SHAPES:
+            if shapes and not any(x in shape.name for x in shapes.split(",")):
+                continue
             sc = out.setdefault((name, shape.name), Score([], []))
             for seed in seeds:
                 onsets, delay = run(shape, make, seed)
@@ -376,6 +380,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5, help="development seeds 1..N")
     ap.add_argument("--held-out", type=int, default=10, help="held-out seeds 101..100+N (0: none)")
+    ap.add_argument("--only", default="", help="only the detectors whose name holds this")
+    ap.add_argument("--shapes", default="", help="only the shapes whose name holds one of these (commas)")
     ap.add_argument("--frontier", action="store_true",
                     help="only the continuous CUSUM's false alarms and delays as its threshold moves")
     args = ap.parse_args()
@@ -386,11 +392,12 @@ def main() -> None:
                 print(frontier(seeds, ProfiledCusum), flush=True)
         return
     dev = list(range(1, args.seeds + 1))
-    print(table(score(dev), dev))
+    if dev:
+        print(table(score(dev, args.only, args.shapes), dev), flush=True)
     if args.held_out:
         held = list(range(101, 101 + args.held_out))
         print()
-        print(table(score(held), held))
+        print(table(score(held, args.only, args.shapes), held))
 
 
 if __name__ == "__main__":

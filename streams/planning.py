@@ -48,7 +48,7 @@ from online_models.procedures import ProcedureUsage
 from online_models.spike import SpikeDetector
 from online_models.usage_size import UsageSize
 
-MODEL_VERSION = "daily-tsb+ew-spike+ew-leadtime+usage-size/3"
+MODEL_VERSION = "daily-tsb+cusum-spike+ew-leadtime+usage-size/4"
 SYSTEM = Principal("system", c.ADMIN)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEMAND_TYPES = frozenset({"usage", "implied_transfer"})

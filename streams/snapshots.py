@@ -5,13 +5,14 @@ newest valid snapshot plus the log after it instead of the whole log (issue 15).
 eventsourcing's snapshots are per aggregate; this format is ours:
 
 - a file ``snapshot-<notification id, 12 digits>.bin`` in ``<data dir>/snapshots``;
-- its first line a JSON header: ``format`` (``SNAPSHOT_FORMAT``), ``position`` (the last
+- its first line a JSON header: ``format`` (``SNAPSHOT_FORMAT``), ``model`` (the planner's
+  ``MODEL_VERSION``: the online models' state is theirs), ``position`` (the last
   notification id the state includes), ``events`` (how many events the log held then),
   ``created_at``, ``bytes`` and ``hmac`` (HMAC-SHA-256 of the body, keyed by the service's
   case-id key: a file changed by anyone without the key is refused, as is a corrupt one);
 - then the body: the state pickled (protocol 5) and zlib-compressed.
 
-A snapshot of another format, or one whose HMAC does not match, is ignored with a log line
+A snapshot of another format or model version, or one whose HMAC does not match, is ignored with a log line
 saying why, and the next older one is tried (none: a full replay). Files are written to a
 temporary name and renamed, so a crash never leaves a half snapshot under a real name; the
 newest ``KEEP`` are kept.
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from streams.planning import MODEL_VERSION
 
 log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = 1
@@ -54,7 +57,7 @@ def write(directory: Path, key: bytes, position: int, events: int, state: Any) -
     """Write ``state`` as of ``position``; returns the file. Older files beyond ``KEEP`` go."""
     directory.mkdir(parents=True, exist_ok=True)
     body = zlib.compress(pickle.dumps(state, protocol=5), 1)
-    header = {"format": SNAPSHOT_FORMAT, "position": position, "events": events,
+    header = {"format": SNAPSHOT_FORMAT, "model": MODEL_VERSION, "position": position, "events": events,
               "created_at": datetime.now(UTC).isoformat(), "bytes": len(body), "hmac": _mac(key, body)}
     path = directory / f"{PREFIX}{position:012d}{SUFFIX}"
     tmp = path.with_suffix(".tmp")
@@ -79,6 +82,8 @@ def read(path: Path, key: bytes) -> Snapshot:
     if not isinstance(header, dict) or header.get("format") != SNAPSHOT_FORMAT:
         fmt = header.get("format") if isinstance(header, dict) else None
         raise ValueError(f"format {fmt!r}, not {SNAPSHOT_FORMAT}")
+    if header.get("model") != MODEL_VERSION:
+        raise ValueError(f"made by model {header.get('model')!r}, not {MODEL_VERSION!r}")
     if len(body) != header.get("bytes") or not hmac.compare_digest(str(header.get("hmac")), _mac(key, body)):
         raise ValueError("its checksum does not match its contents (corrupt, or not written with this key)")
     return Snapshot(int(header["position"]), int(header["events"]), pickle.loads(zlib.decompress(body)), path)

@@ -25,6 +25,7 @@ from online_models.procedures import ProcedureUsage
 from online_models.spike import SpikeDetector
 from online_models.usage_size import UsageSize
 from streams.planning import StockPointModel
+from streams.simulation.hospital import poisson
 
 # -- generic estimator checks --------------------------------------------------------------
 # Each model: a factory, the i-th input of a stream built from ``rng``, and how it learns one.
@@ -266,36 +267,34 @@ def test_a_spike_lifts_the_mean_at_once_and_the_lift_fades_as_it_passes() -> Non
     assert d.lifted_mean(later, 24.0) == 24.0
 
 
-def test_the_control_limit_is_a_far_quantile_of_the_baseline() -> None:
-    d = SpikeDetector(tau_days=1.0, false_alarm=1e-4)
-    d.learn_one(0.0, 20.0)
-    assert not d.update(0.0, 8.0, 8.0)  # Poisson(8): 20 at once is within the 1 − 10⁻⁴ quantile
-    d.learn_one(0.0, 1.0)
-    assert d.update(0.0, 8.0, 8.0)  # 21 is beyond it
-    assert (d.reference, d.limit) == ((8.0, 8.0), 20.0)
+def test_the_alarm_is_the_cusum_crossing_its_threshold() -> None:
+    """From a fresh start against a baseline of 8 a day (Poisson): each unit adds ln 3, and the
+    threshold is 5 + ln 8 = 7.08, so the seventh unit within the hour is the alarm."""
+    d = SpikeDetector()
+    d.update(0.0, 8.0, 8.0)
+    for k in range(1, 8):
+        d.learn_one(k / 1440, 1.0)
+        on = d.update(k / 1440, 8.0, 8.0)
+        assert on == (k * math.log(3.0) > 5 + math.log(8.0)), k
+    assert d.active and d.cusum == 0.0  # reset at the alarm
 
 
-def test_the_limit_holds_while_the_baseline_learns_the_first_days_of_a_step() -> None:
-    """A step from 8 to 40 a day: after the first high day the baseline's variance has
-    jumped; the limit stays where it was until the spike is flagged, then the mean is lifted."""
-    d = SpikeDetector(tau_days=1.0)
-    for h in range(24 * 10):
-        d.learn_one(h / 24, 1 / 3)  # 8 a day
-        d.update(h / 24, 8.0, 8.0)
-    assert d.limit == 20.0 and not d.active
-    t = 10.0
-    for m in range(40):  # the first day at 40 a day
-        t = 10 + m / 40
-        d.learn_one(t, 1.0)
-        d.update(t, 8.0, 8.0)
-        if d.active:
-            break
-    assert d.active and t < 11
-    # Had the day closed first, the baseline would have learned (9.6, 60), whose own limit is
-    # 64: out of reach of a step to 40 a day. The reference keeps the calm one while S is high.
-    d.update(t, 9.6, 60.0)
-    assert d.reference == (8.0, 8.0) and d.active
-    assert d.lifted_mean(t, 9.6) > 20
+def test_a_daily_post_at_a_fixed_hour_is_no_spike_and_a_tripled_one_is() -> None:
+    """The day's use posted at 06:00 as one quantity: the hour-of-day profile learns that all
+    use comes at 06:00, the hour's share of the day's fall meets it, and no alarm in a year;
+    the first posts three times as large raise one within two posts."""
+    rng = random.Random(4)
+    d = SpikeDetector()
+    for day in range(365):
+        t = day + 6 / 24
+        d.learn_one(t, float(poisson(rng, 20.0)))
+        assert not d.update(t, 20.0, 20.0), day
+    alarms = []
+    for day in range(365, 367):
+        t = day + 6 / 24
+        d.learn_one(t, float(poisson(rng, 60.0)))
+        alarms.append(d.update(t, 20.0, 20.0))
+    assert any(alarms)
 
 
 # -- lead time ------------------------------------------------------------------------------

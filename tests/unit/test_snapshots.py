@@ -51,7 +51,7 @@ def test_a_start_from_a_snapshot_and_the_log_after_it_equals_a_full_replay(store
     assert _models(again) == _models(restored)
 
 
-@pytest.mark.parametrize("damage", ["format", "bytes", "key", "truncated"])
+@pytest.mark.parametrize("damage", ["format", "model", "bytes", "key", "truncated"])
 def test_a_changed_or_foreign_snapshot_is_ignored_with_the_reason(
         stored: World, tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
     w = stored
@@ -60,6 +60,8 @@ def test_a_changed_or_foreign_snapshot_is_ignored_with_the_reason(
     raw = path.read_bytes()
     if damage == "format":
         path.write_bytes(raw.replace(b'"format":1', b'"format":99', 1))
+    elif damage == "model":  # another model version's state (the HMAC covers only the body)
+        path.write_bytes(raw.replace(b'"model":"', b'"model":"older-', 1))
     elif damage == "bytes":
         path.write_bytes(raw[:-10] + bytes(b ^ 0xFF for b in raw[-10:]))
     elif damage == "truncated":
@@ -68,6 +70,8 @@ def test_a_changed_or_foreign_snapshot_is_ignored_with_the_reason(
     with caplog.at_level(logging.WARNING):
         assert snapshots.newest(tmp_path / "snap", key) is None
     assert "ignored" in caplog.text
+    if damage == "model":
+        assert "made by model 'older-" in caplog.text
 
 
 def test_a_snapshot_ahead_of_the_store_or_of_another_store_is_not_used(stored: World, tmp_path: Path) -> None:
