@@ -282,6 +282,17 @@ class StockPoint(ChainedAggregate):
                 sp.open_alerts.discard(self.alert_id)
 
     @dataclass(frozen=True)
+    class AlertRepeated(ChainedAggregate.Event):
+        """The condition of an open alert happened again (another refused scan of the same
+        recalled lot, say): the alert counts it instead of a new alert being raised."""
+
+        alert_id: str
+        event_id: str | None
+
+        def apply(self, sp: Any) -> None:
+            pass
+
+    @dataclass(frozen=True)
     class UseFlagged(ChainedAggregate.Event):
         """A use recorded before its lot's recall was known here, of a lot recalled from an
         earlier instant, flagged afterwards (as a case's use of a recalled lot is at intake)."""
@@ -313,6 +324,9 @@ class StockPoint(ChainedAggregate):
 
     def raise_alert(self, at: datetime, alert: dict[str, Any]) -> None:
         self.append(self.AlertRaised, at, alert=alert)
+
+    def repeat_alert(self, at: datetime, alert_id: str, event_id: str | None) -> None:
+        self.append(self.AlertRepeated, at, alert_id=alert_id, event_id=event_id)
 
     def balance(self, lot: str) -> float:
         return self.lots.get(lot, 0.0)

@@ -241,6 +241,13 @@ class Ledger:
                 if event.status == "resolved" and alert.get("dedupe_key"):
                     self.open_alert_keys.pop(tuple(alert["dedupe_key"]), None)
                 self._feed(event.status, alert, event.reason)
+        elif isinstance(event, StockPoint.AlertRepeated):
+            alert = self.alerts.get(event.alert_id)
+            if alert is not None:
+                alert["count"] = int(alert.get("count") or 1) + 1
+                alert["last_seen"] = iso_utc(event.timestamp)
+                alert["last_event_id"] = event.event_id
+                self._feed("repeated", alert)
         elif isinstance(event, StockPoint.Refused | RefusalLog.Refused):
             eid = event.event.get("event_id") if isinstance(event.event, dict) else None
             if isinstance(eid, str) and not any(e["code"] == c.EVENT_ID_REUSED for e in event.errors):
@@ -541,13 +548,23 @@ class Intake:
 
     def _alert(self, sp: StockPoint | SupplierScorecard, kind: str, event: dict[str, Any], now: datetime,
                message: str, lot: str | None, flag: str | None = None,
-               dedupe: bool = False, extra: dict[str, Any] | None = None, subject: str = "") -> str | None:
+               dedupe: bool = False, extra: dict[str, Any] | None = None, subject: str = "",
+               group: bool = False) -> str | None:
         """Raise an alert; a bookkeeping ``flag`` alert is raised once per stock point and
         flag while it is open (and one event with two flags raises two alerts), and so is a
-        ``dedupe`` alert once per stock point and kind (and ``subject``: an order, say)."""
-        dedupe = dedupe or flag is not None
+        ``dedupe`` alert once per stock point and kind (and ``subject``: an order, say). A
+        ``group`` alert is one per stock point, kind and ``lot`` (or ``subject``) while open,
+        and so is a flag alert; each repeat of its condition is counted on it (a stored
+        ``AlertRepeated``: ``count``, ``first_seen``, ``last_seen``; ``change: "repeated"`` on
+        the alert feed) instead of a new alert. (A ``dedupe`` alert is a condition the planner
+        keeps checking, such as a stockout risk: its re-checks are not repeats.)"""
+        counted = group or flag is not None
+        dedupe = dedupe or counted
         key = (sp.id, kind, flag if flag is not None else (lot or subject))
         if dedupe and key in self.ledger.open_alert_keys:
+            if counted and isinstance(sp, StockPoint):
+                sp.repeat_alert(now, self.ledger.open_alert_keys[key], event.get("event_id"))
+                self._touch(sp)
             return None
         # (an alert about a subject, raised again after it was resolved, is a new alert)
         alert_id = "al_" + fingerprint([sp.id, event.get("event_id"), kind, *([flag] if dedupe else []),
@@ -558,6 +575,8 @@ class Intake:
                  "flag": flag, "raised_at": iso_utc(now), "status": "open",
                  "event_id": event.get("event_id"), "message": message,
                  "dedupe_key": list(key) if dedupe else None}
+        if counted:
+            alert.update(count=1, first_seen=alert["raised_at"], last_seen=alert["raised_at"])
         if isinstance(sp, SupplierScorecard):  # a notice about a supplier, on its scorecard
             alert["stream"], alert["supplier"] = sp.id, sp.supplier
         if extra:
@@ -746,12 +765,14 @@ class Intake:
         if recalled:
             errors.append(FieldError("lot", c.RECALLED_LOT, f"{what} of {item.sku} is recalled: do not use"))
             self._alert(sp, c.ALERT_RECALLED_LOT_SCANNED, event, now,
-                        f"recalled {what} of {item.sku} was scanned for use and refused", lot)
+                        f"recalled {what} of {item.sku} was scanned for use and refused", lot,
+                        group=True, subject=f"serial:{serial}" if not lot else "")
         if expired:
             errors.append(FieldError("lot", c.EXPIRED_LOT,
                                      f"{what} of {item.sku} expired on {expiry}: do not use"))
             self._alert(sp, c.ALERT_EXPIRED_LOT_SCANNED, event, now,
-                        f"expired {what} of {item.sku} was scanned for use and refused", lot)
+                        f"expired {what} of {item.sku} was scanned for use and refused", lot,
+                        group=True, subject=f"serial:{serial}" if not lot else "")
         return errors
 
     def _timing_flags(self, sp: StockPoint, event: dict[str, Any], at: datetime,

@@ -318,6 +318,19 @@ def _alert_changed(event: StoredEvent) -> Iterator[tuple[str, Row]]:
     }
 
 
+@on("StockPoint.AlertRepeated")
+def _alert_repeated(event: StoredEvent) -> Iterator[tuple[str, Row]]:
+    body = event.body
+    sku, location = _sp_from_stream(event.stream_id)
+    yield "alerts", {
+        "alert_id": _text(body.get("alert_id")), "notification_id": event.notification_id,
+        "change": "repeated", "kind": "", "severity": "", "site": "",
+        "location": location, "sku": sku, "lot": "", "at": _recorded_at(event),
+        "status": "open", "event_id": _text(body.get("event_id")), "message": "",
+        "supplier": "",
+    }
+
+
 # Where a decision keeps each number, first match wins: the decision itself, its policy, the
 # policy's inputs (``streams.planning``), or a flat ``inputs``.
 _DECISION_NUMBERS = {

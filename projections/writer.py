@@ -29,7 +29,7 @@ FEEDS: dict[str, Callable[[str], bool] | None] = {
     "locations": lambda kind: kind == "MasterRecord.Registered",
     "lot_expiries": lambda kind: kind in ("Lot.Opened", "Lot.ExpiryLearned", "Lot.Changed"),
     "po_lines": lambda kind: not kind.endswith("Refused"),  # and the state names po_issued
-    "alerts": lambda kind: kind in ("StockPoint.AlertRaised", "StockPoint.AlertChanged",
+    "alerts": lambda kind: kind in ("StockPoint.AlertRaised", "StockPoint.AlertChanged", "StockPoint.AlertRepeated",
                                     "SupplierScorecard.AlertRaised", "SupplierScorecard.AlertChanged"),
     "requisitions": lambda kind: kind == "Requisition.Opened",
     "requisition_lines": lambda kind: kind == "Requisition.LineAdded",

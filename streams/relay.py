@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 DECIDED = get_topic(StockPoint.Decided)
 RAISED = get_topic(StockPoint.AlertRaised)
 CHANGED = get_topic(StockPoint.AlertChanged)
+REPEATED = get_topic(StockPoint.AlertRepeated)
 LOCK_KEY = 0x7265_706C_6179  # "replay" in hex digits: the relay's advisory lock
 
 
@@ -47,6 +48,9 @@ def relayed_message(notification: Any, topics: Topics) -> tuple[str, bytes, byte
     elif notification.topic == RAISED:
         topic = topics.alerts
         body["alert"] = {k: v for k, v in state["alert"].items() if k != "dedupe_key"}
+    elif notification.topic == REPEATED:
+        topic = topics.alerts
+        body.update(alert_id=state["alert_id"], change="repeated", event_id=state["event_id"])
     else:
         topic = topics.alerts
         body.update({k: state[k] for k in ("alert_id", "status", "reason", "by")})
@@ -78,7 +82,7 @@ class Relay:
             self._producer = self._new_producer()
         position = self.store.positions([self.name]).get(self.name, 0)
         page = self.store.recorder.select_notifications(
-            start=position + 1, limit=self.batch, topics=[DECIDED, RAISED, CHANGED])
+            start=position + 1, limit=self.batch, topics=[DECIDED, RAISED, CHANGED, REPEATED])
         if not page:
             return 0
         errors: list[Any] = []

@@ -131,6 +131,8 @@ class Hospital:
                                 "occurred_at": self.at(8, 1).isoformat(), "sku": "IVC",
                                 "lots": ["IVC-L9"], "reference": "FSCA-1", "recall_class": "II"}, ADMIN)
                 yield from add(self.stock("usage", 8, 13, "W9", "GLV", 1))  # unknown location
+                for minute in (0, 1):  # the recalled lot scanned twice: one alert, one repeat
+                    yield from add(self.stock("usage", 8, 14 + minute / 60, "W1", "IVC", 1, lot="L9"))
             if day == 9:
                 yield from add(self.stock("waste", 9, 8, "W1", "SUT", 5, lot="S1", reason="expired"))
         yield from flush()

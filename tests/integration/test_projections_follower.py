@@ -204,3 +204,24 @@ def test_follower_killed_between_insert_and_position_update_resumes_exactly(tmp_
     assert outcome["found"] == [40, 41, 80]
     assert outcome["position"] == hospital.store.recorder.max_notification_id()
     assert outcome["different"] == [] and outcome["ids_ok"]
+
+
+def test_a_repeat_of_an_alert_is_a_row_of_its_own(databases: Any) -> None:
+    """Two refused scans of the recalled lot in the world: one alert raised, its repeat a row
+    with change 'repeated', the same built live (``projections.processors``) and rebuilt."""
+    hospital = Hospital()
+    hospital.register()
+    for _ in hospital.run(days=10, per_batch=50):
+        pass
+    for name in ("repeats_live", "repeats_rebuilt"):
+        db = databases.open(name)
+        if name.endswith("live"):
+            Follower(db, batch_size=100).catch_up(hospital.store.notifications,
+                                                  hospital.store.mapper.to_domain_event)
+        else:
+            rebuild(db, hospital.store.notifications, json_state, batch_size=1000)
+        rows = [r[:3] for r in contents(db, "alerts")]
+        ids = {r[0] for r in contents(db, "alerts") if "recalled_lot_scanned" in r}
+        assert len(ids) == 1, name
+        changes = sorted(r[2] for r in contents(db, "alerts") if r[0] in ids)
+        assert changes == ["raised", "repeated"], (name, rows)

@@ -4,11 +4,13 @@ raises an alert (``data_quality`` for bookkeeping, critical kinds for expired or
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from unit_world import ADMIN, SKU, STORE, WARD, World, intake_alerts
 
 from domain import codes as c
+from streams.processor import Processor
 
 
 @pytest.fixture
@@ -229,3 +231,62 @@ def test_blank_case_id_is_no_case_so_a_recalled_lot_scan_is_still_refused(stocke
     assert recalled.status == "rejected" and recalled.errors[0]["code"] == "recalled_lot"
     assert expired.status == "rejected" and expired.errors[0]["code"] == "expired_lot"
     assert w.lots() == {"L1": 10.0, "OLD": 5.0}
+
+
+def test_repeated_refused_scans_of_one_recalled_lot_are_one_alert_with_a_count(stocked: World, tmp_path: Any) -> None:
+    """Issue 13, item 6: ten refused scans of one recalled lot are one open alert with count
+    10 and first/last seen; each repeat is a stored event (a replay gives the same alert) on
+    the alert feed as ``change: "repeated"``; a case's use of the lot is still its own alert;
+    once resolved, the next scan raises a new alert."""
+    w = stocked
+    w.post(w.recall(["L1"]), by=ADMIN)
+    firsts = []
+    for k in range(10):
+        w.now += timedelta(minutes=1)
+        result = w.post(w.usage(1, lot="L1", at=w.now - timedelta(minutes=30)))
+        assert result.outcomes[0].status == "rejected"
+        firsts.append([a["kind"] for a in intake_alerts(result.alerts)])
+    assert firsts == [["recalled_lot_scanned"]] + [[]] * 9
+    (alert,) = w.p.alerts(kind="recalled_lot_scanned")
+    assert alert["count"] == 10 and alert["status"] == "open" and alert["lot"] == "L1"
+    assert alert["first_seen"] < alert["last_seen"]
+    feed = [e for e in w.p.ledger.alert_feed if e["id"] == alert["id"]]
+    assert [e["change"] for e in feed] == ["raised"] + ["repeated"] * 9
+    assert [e["count"] for e in feed] == list(range(1, 11))
+    repeats = [s for _, _, t, s in w.stored() if t.endswith("StockPoint.AlertRepeated")]
+    assert len(repeats) == 9 and {r["alert_id"] for r in repeats} == {alert["id"]}
+    again = Processor(w.store, w.p.case_id_key, clock=lambda: w.now)
+    assert again.alerts(kind="recalled_lot_scanned") == w.p.alerts(kind="recalled_lot_scanned")
+    assert again.state_digest() == w.p.state_digest()
+    # a patient's case: its own alert, every time
+    for case in ("OR-1", "OR-2"):
+        w.post(w.usage(1, lot="L1", case_id=case))
+    assert len(w.p.alerts(kind="recalled_lot_used")) == 2
+    # resolved: the next refused scan is a new alert
+    w.p.change_alert(alert["id"], "resolved", "lot quarantined", ADMIN)
+    result = w.post(w.usage(1, lot="L1"))
+    assert [a["kind"] for a in intake_alerts(result.alerts)] == ["recalled_lot_scanned"]
+    assert len(w.p.alerts(kind="recalled_lot_scanned", status="open")) == 1
+
+
+def test_a_repeat_is_relayed_to_the_alerts_topic_as_a_repeated_change(stocked: World) -> None:
+    """The distributed profile's relay publishes each stored repeat to ``alerts`` with the
+    alert's id and ``change: "repeated"``, keyed by its stock point like the raise."""
+    import orjson
+
+    from streams.relay import REPEATED, relayed_message
+    from streams.topics import Topics
+    w = stocked
+    w.post(w.recall(["L1"]), by=ADMIN)
+    for _ in range(2):
+        w.now += timedelta(minutes=1)
+        w.post(w.usage(1, lot="L1"))
+    (alert,) = w.p.alerts(kind="recalled_lot_scanned")
+    topics = Topics()
+    raised = [n for n in w.store.notifications() if n.topic.endswith("StockPoint.AlertRaised")
+              and orjson.loads(n.state)["alert"]["id"] == alert["id"]]
+    (repeat,) = [n for n in w.store.notifications() if n.topic == REPEATED]
+    topic, key, value = relayed_message(repeat, topics)
+    assert topic == topics.alerts and key == relayed_message(raised[0], topics)[1]
+    body = orjson.loads(value)
+    assert (body["alert_id"], body["change"], body["kind"]) == (alert["id"], "repeated", "StockPoint.AlertRepeated")
