@@ -241,7 +241,7 @@ def test_repeated_refused_scans_of_one_recalled_lot_are_one_alert_with_a_count(s
     w = stocked
     w.post(w.recall(["L1"]), by=ADMIN)
     firsts = []
-    for k in range(10):
+    for _ in range(10):
         w.now += timedelta(minutes=1)
         result = w.post(w.usage(1, lot="L1", at=w.now - timedelta(minutes=30)))
         assert result.outcomes[0].status == "rejected"
