@@ -171,6 +171,10 @@ class Ledger:
             if event.event.get("type") != "implied_transfer":
                 self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], event.flags)
             e = event.event
+            for flag in event.flags:  # a flag whose data_quality alert is open: counted on it
+                open_id = self.open_alert_keys.get((event.originator_id, c.ALERT_DATA_QUALITY, flag))
+                if open_id is not None:
+                    self._repeated(open_id, event.timestamp, e.get("event_id"))
             if e["type"] == "receipt" and e.get("po_id") in self.po_open:
                 remaining = self.po_open[e["po_id"]]
                 key = (e["sku"], e["location"])
@@ -242,12 +246,7 @@ class Ledger:
                     self.open_alert_keys.pop(tuple(alert["dedupe_key"]), None)
                 self._feed(event.status, alert, event.reason)
         elif isinstance(event, StockPoint.AlertRepeated):
-            alert = self.alerts.get(event.alert_id)
-            if alert is not None:
-                alert["count"] = int(alert.get("count") or 1) + 1
-                alert["last_seen"] = iso_utc(event.timestamp)
-                alert["last_event_id"] = event.event_id
-                self._feed("repeated", alert)
+            self._repeated(event.alert_id, event.timestamp, event.event_id)
         elif isinstance(event, StockPoint.Refused | RefusalLog.Refused):
             eid = event.event.get("event_id") if isinstance(event.event, dict) else None
             if isinstance(eid, str) and not any(e["code"] == c.EVENT_ID_REUSED for e in event.errors):
@@ -336,6 +335,15 @@ class Ledger:
 
     def open_transfer_requests(self, key: tuple[str, str]) -> list[str]:
         return [rid for rid, _ in self.transfers_due.get(key, ())]
+
+    def _repeated(self, alert_id: str, at: datetime, event_id: str | None) -> None:
+        """The condition of an open alert happened again: counted on it, and on the feed."""
+        alert = self.alerts.get(alert_id)
+        if alert is not None:
+            alert["count"] = int(alert.get("count") or 1) + 1
+            alert["last_seen"] = iso_utc(at)
+            alert["last_event_id"] = event_id
+            self._feed("repeated", alert)
 
     def _feed(self, change: str, alert: dict[str, Any], reason: str | None = None) -> None:
         """The alert feed: every raise, acknowledgement and resolution, numbered in log order
@@ -553,16 +561,18 @@ class Intake:
         """Raise an alert; a bookkeeping ``flag`` alert is raised once per stock point and
         flag while it is open (and one event with two flags raises two alerts), and so is a
         ``dedupe`` alert once per stock point and kind (and ``subject``: an order, say). A
-        ``group`` alert is one per stock point, kind and ``lot`` (or ``subject``) while open,
-        and so is a flag alert; each repeat of its condition is counted on it (a stored
-        ``AlertRepeated``: ``count``, ``first_seen``, ``last_seen``; ``change: "repeated"`` on
-        the alert feed) instead of a new alert. (A ``dedupe`` alert is a condition the planner
-        keeps checking, such as a stockout risk: its re-checks are not repeats.)"""
+        ``group`` alert is one per stock point, kind and ``lot`` (or ``subject``) while open:
+        each repeat of its condition is counted on it (a stored ``AlertRepeated``: ``count``,
+        ``first_seen``, ``last_seen``; ``change: "repeated"`` on the alert feed) instead of a
+        new alert. A flag alert counts its repeats too, from the flagged facts themselves
+        (``Ledger.index``: a backfill of late events stores no extra event per fact). (A
+        ``dedupe`` alert is a condition the planner keeps checking, such as a stockout risk:
+        its re-checks are not repeats.)"""
         counted = group or flag is not None
         dedupe = dedupe or counted
         key = (sp.id, kind, flag if flag is not None else (lot or subject))
         if dedupe and key in self.ledger.open_alert_keys:
-            if counted and isinstance(sp, StockPoint):
+            if group and isinstance(sp, StockPoint):
                 sp.repeat_alert(now, self.ledger.open_alert_keys[key], event.get("event_id"))
                 self._touch(sp)
             return None
