@@ -57,6 +57,18 @@ def rows(t: TableResult, weights: dict[str, float] | None = None) -> list[list[s
     return out
 
 
+def alert_line(t: TableResult) -> str:
+    """A sentence on dynamic's alerts at safety factor 1 (none when it has no figures)."""
+    a = t.results["dynamic"].figures.get("alerts")
+    if not a:
+        return ""
+    share = a["stockout_risk_followed_by_stockout"]
+    kinds = ", ".join(f"{k} {v:.2f}" for k, v in a["by_kind_per_stock_point_month"].items())
+    return (f"dynamic's alerts: {a['per_stock_point_month']:.2f} per stock point and month ({kinds}; "
+            f"{a['repeats']} repeats counted on open alerts); stockout_risk followed by a stockout within "
+            f"the lead time: {'-' if share is None else f'{share:.0%}'} of {a['stockout_risk']}")
+
+
 def table(c: Comparison) -> list[Table]:
     """The comparison's tables for the terminal."""
     out = []
@@ -67,6 +79,7 @@ def table(c: Comparison) -> list[Table]:
             rt.add_column(h, justify="left" if i == 0 else "right")
         for row in rows(t, c.weights):
             rt.add_row(*row)
+        rt.caption = alert_line(t)
         out.append(rt)
     return out
 
@@ -80,6 +93,8 @@ def markdown(c: Comparison) -> str:
         parts.append("|" + " --- |" * len(HEADERS))
         parts.extend("| " + " | ".join(row) + " |" for row in rows(t, c.weights))
         parts.append("")
+        if alert_line(t):
+            parts.extend([alert_line(t) + ".", ""])
     return "\n".join(parts)
 
 
@@ -146,6 +161,7 @@ def write_html(c: Comparison, path: Path) -> None:
         f"<h2>{html.escape(TABLE_TITLES[name])}</h2><table><tr>{head}</tr>"
         + "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
                   for row in rows(t, c.weights)) + "</table>"
+        + f"<p>{html.escape(alert_line(t))}</p>"
         + '<div class="grid">'
         + _bar_chart({n: weighted(r.figures, c.weights) for n, r in t.results.items()},
                      "weighted stockout-days (safety factor 1)", "{:,.0f}")

@@ -163,6 +163,7 @@ def simulate_policy(world: World, name: str, setup: Setup | None = None,
     classes = sorted(set(crit_of.values()))
     by_class = {c: KpiTally() for c in classes}
     cycles = {c: CycleTally() for c in classes}
+    out_days: dict[str, set[int]] = {}  # stock point -> its stockout days (counted)
     counts = {"orders": 0, "order_lines": 0, "emergency_orders": 0, "recalled_value": 0.0}
     series: dict[str, dict[str, list[Any]]] = {
         sp: {"on_hand": [], "reorder_point": [], "safety_stock": [], "forecast": [], "demand": []}
@@ -295,6 +296,8 @@ def simulate_policy(world: World, name: str, setup: Setup | None = None,
                 by_class[c].close_day([row for row in rows if crit_of[row[0]] == c])
             for sp_id, wanted_today, met, _, _ in rows:
                 cycles[crit_of[sp_id]].day(sp_id, is_stockout_day(wanted_today - met))
+                if is_stockout_day(wanted_today - met):
+                    out_days.setdefault(sp_id, set()).add(day)
         # 6. the policy orders
         if dynamic is not None:
             wanted = dynamic.decisions()
@@ -364,7 +367,35 @@ def simulate_policy(world: World, name: str, setup: Setup | None = None,
         figures["events_processed"] = dynamic.events
         figures["events_rejected"] = len(dynamic.rejected)
         figures["service_levels"] = dynamic.service_levels()
+        figures["alerts"] = alert_figures(dynamic, world, out_days)
     return RunResult(name, figures, series)
+
+
+def alert_figures(dynamic: Dynamic, world: World, out_days: dict[str, set[int]]) -> dict[str, Any]:
+    """The dynamic run's alerts raised after warm-up: per stock point and month, by kind (a
+    grouped alert counts once, its repeats in ``repeats``), and the share of ``stockout_risk``
+    alerts followed by a real stockout at their stock point within the item's quoted lead
+    time (day of the raise included)."""
+    months = max(world.days - WARM_UP_DAYS, 1) / (365 / 12)
+    n_sp = max(len(world.hospital.stock_points), 1)
+    by_kind: dict[str, int] = {}
+    repeats, risks, followed = 0, 0, 0
+    for alert in dynamic.processor.alerts(limit=1 << 30):
+        day = (datetime.fromisoformat(alert["raised_at"].replace("Z", "+00:00")) - START).days
+        if day < WARM_UP_DAYS:
+            continue
+        by_kind[alert["kind"]] = by_kind.get(alert["kind"], 0) + 1
+        repeats += int(alert.get("count") or 1) - 1
+        if alert["kind"] == "stockout_risk" and alert.get("sku") and alert.get("location"):
+            sp_id = f"{alert['sku']}@{alert['location']}"
+            lead = world.hospital.items[alert["sku"]].lead_time_days if alert["sku"] in world.hospital.items else 0
+            risks += 1
+            followed += any(d in out_days.get(sp_id, ()) for d in range(day, day + lead + 1))
+    total = sum(by_kind.values())
+    return {"per_stock_point_month": total / n_sp / months,
+            "by_kind_per_stock_point_month": {k: v / n_sp / months for k, v in sorted(by_kind.items())},
+            "repeats": repeats, "stockout_risk": risks,
+            "stockout_risk_followed_by_stockout": followed / risks if risks else None}
 
 
 SERVICE_TOLERANCE = 0.01  # no calibration takes a class's cycle service more than this below its target

@@ -181,3 +181,11 @@ def test_a_clean_backtest_runs_every_policy_on_the_history(tmp_path: Path) -> No
     assert r.figures["demand"] == sum(30 + (d * 7) % 23 for d in range(120) if d >= WARM_UP_DAYS) + sum(
         1 for d in range(120) if d % 3 == 0 and d >= WARM_UP_DAYS)
     assert r.figures["events_rejected"] == 0
+
+
+def test_dynamic_reports_its_alerts_per_stock_point_and_month_and_how_often_a_risk_came_true() -> None:
+    world = build_world("surge", SMALL["days"] + 30, 1, SMALL["n_items"])
+    a = simulate_policy(world, "dynamic").figures["alerts"]
+    assert a["per_stock_point_month"] == pytest.approx(sum(a["by_kind_per_stock_point_month"].values()))
+    assert a["per_stock_point_month"] > 0 and a["stockout_risk"] > 0
+    assert 0.0 <= a["stockout_risk_followed_by_stockout"] <= 1.0
