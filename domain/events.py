@@ -80,6 +80,9 @@ EVENT_TYPES: dict[str, EventSpec] = {
         EventSpec("waste", STOCK, ("location",), _OPS, True, True),
         EventSpec("transfer", STOCK, ("from_location", "to_location"), _OPS, True, True),
         EventSpec("stock_count", STOCK, ("location",), _OPS, True, True),
+        # Use the shelf could not meet (a scan at an empty bin, a cabinet's failed pick): demand
+        # seen, not stock moved (issue 20: a stockout no longer hides demand).
+        EventSpec("demand_unmet", STOCK, ("location",), _OPS, True, True),
         EventSpec("lot_changed", LOT, ("lot", "change", "reason"), _ADMIN, True),
         EventSpec("recall_issued", RECALL, ("reference",), _ADMIN, True),
         EventSpec("recall_closed", RECALL, ("reference",), _ADMIN),
@@ -397,6 +400,13 @@ def check_envelope(
                                          f"GTIN {gtin} is not 8, 12, 13 or 14 digits with a valid check digit"))
         if spec.needs_item and sku is None and gtin is None:
             errors.append(FieldError("sku", c.MISSING_FIELD, "'sku' or 'gtin' is required"))
+
+    if spec.type == "demand_unmet":
+        for name in ("lot", "serial", "case_id"):
+            if event.get(name) not in (None, ""):
+                errors.append(FieldError(name, c.MALFORMED,
+                                         f"demand not met used no stock: leave out '{name}' (send the use itself "
+                                         "when stock is found)"))
 
     if spec.needs_quantity:
         q = event.get("quantity")

@@ -684,8 +684,8 @@ class Intake:
         lot = event.get("lot") or ""
         flags: list[str] = []
 
-        # The lot's recorded expiry wins over a scanned one.
-        expiry = self._expiry(item.sku, lot, event, flags, now)
+        # The lot's recorded expiry wins over a scanned one (demand not met used no lot).
+        expiry = None if event["type"] == "demand_unmet" else self._expiry(item.sku, lot, event, flags, now)
 
         if event["type"] == "usage":
             refusal = self._point_of_care(sp, here, item, lot, expiry, event, at, flags, now)
@@ -712,6 +712,8 @@ class Intake:
             moves = [["add", lot, q]]
         elif etype == "stock_count":
             moves = [["set", lot, q]]
+        elif etype == "demand_unmet":
+            moves = []
         else:  # usage, waste
             moves = [["add", lot, -q]]
             if lot and lot not in sp.lots:

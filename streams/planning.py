@@ -51,7 +51,7 @@ from online_models.usage_size import UsageSize
 MODEL_VERSION = "daily-tsb+cusum-spike+ew-leadtime+usage-size/4"
 SYSTEM = Principal("system", c.ADMIN)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-DEMAND_TYPES = frozenset({"usage", "implied_transfer"})
+DEMAND_TYPES = frozenset({"usage", "implied_transfer", "demand_unmet"})
 WARM_UP_DAYS = 7  # days of history before spikes are tested against the baseline
 
 

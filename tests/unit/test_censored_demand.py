@@ -73,3 +73,21 @@ def test_a_negative_book_balance_is_not_an_empty_shelf(world: World) -> None:
     model = w.p.planner.models[stock_point_id(SKU, WARD)]
     assert model.demand.censored_days == 0
     assert _estimate(w) <= 4.5
+
+
+def test_demand_the_empty_shelf_could_not_meet_counts_as_demand_seen(world: World) -> None:
+    """Issue 20: a scanner or cabinet that reports the uses it could not serve
+    (``demand_unmet``) tells the model what an empty shelf hides: the demand estimate after a
+    week empty at a ward using 10 a day stays at 10, not at the 6 a day of before (it rises to
+    what was really wanted), and the fact moves no stock and opens no lot."""
+    w = world
+    _history(w, stock=126)  # 6 a day, used up on day 21
+    before = _estimate(w)
+    start = w.now - timedelta(days=9)
+    for day in range(6):  # the ward now wants 10 a day, none there
+        w.post(w.stock("demand_unmet", 10, lot=None, at=start + timedelta(days=day, hours=12)))
+    assert w.lots() == {} and not w.p.ledger.lot(SKU, "")
+    assert _estimate(w) > 1.2 * before
+    refused = w.post(w.stock("demand_unmet", 2, lot="L1"))
+    assert refused.outcomes[0].status == "rejected"
+    assert refused.outcomes[0].errors[0]["field"] == "lot"
