@@ -111,11 +111,20 @@ def worker(relay: Annotated[bool, typer.Option(
 
 
 @app.command()
-def snapshot() -> None:
-    """Write a snapshot of the write model of the data directory (the service stopped): the
-    next start reads it and only the log after it (embedded profile)."""
+def snapshot(url: Annotated[str | None, typer.Option(
+                 help="A running service: it writes the snapshot (POST /v1/admin/snapshot)")] = None,
+             key: Annotated[str | None, typer.Option(envvar="REPLENISH_ADMIN_KEY",
+                                                     help="An admin key for --url")] = None,
+             ) -> None:
+    """Write a snapshot of the write model: of the data directory (the service stopped), or
+    inside a running service with --url and --key. The next start reads it and only the log
+    after it (embedded profile)."""
     from infra.wiring import build_processor, snapshot_dir
     from streams import snapshots
+
+    if url is not None:
+        _snapshot_in_service(url, key)
+        return
 
     settings = _settings()
     if settings.profile == "distributed":
@@ -133,6 +142,26 @@ def snapshot() -> None:
                   f"{processor.position:,} written to {path} ({path.stat().st_size / 1e6:.1f} MB) "
                   f"in {time.perf_counter() - started:.2f} s")
     processor.store.close()
+
+
+def _snapshot_in_service(url: str, key: str | None) -> None:
+    import httpx
+
+    if not key:
+        console.print("[red]error:[/red] --key (an admin key; or REPLENISH_ADMIN_KEY) is needed with --url")
+        raise typer.Exit(2)
+    try:
+        r = httpx.post(f"{url.rstrip('/')}/v1/admin/snapshot", headers={"Authorization": f"Bearer {key}"},
+                       timeout=httpx.Timeout(30, read=None))
+    except httpx.HTTPError as exc:
+        console.print(f"[red]error:[/red] could not reach {url}: {exc}")
+        raise typer.Exit(1) from None
+    if r.status_code != 200:
+        console.print(f"[red]error:[/red] the service answered {r.status_code}: {r.text[:500]}")
+        raise typer.Exit(1)
+    data = r.json()
+    console.print(f"snapshot at notification {data['position']:,} written by the service to {data['file']} "
+                  f"({data['bytes'] / 1e6:.1f} MB) in {data['seconds']:.2f} s")
 
 
 @app.command()

@@ -1,12 +1,15 @@
-"""Administration of the running service: rebuilding the projections from the store.
+"""Administration of the running service: rebuilding the projections from the store, and
+writing a snapshot of the write model now.
 
-The embedded engine belongs to the service process, so ``replenish replay --projections
---url ...`` asks the service to rebuild through this route.
+The embedded engine and the embedded store belong to the service process, so ``replenish
+replay --projections --url ...`` and ``replenish snapshot --url ...`` ask the service through
+these routes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -14,10 +17,28 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
 
-from api.deps import ADMINS, require
+from api.deps import ADMINS, Runner, require
+from api.responses import JSON
 from domain.intake import Principal
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+@router.post("/snapshot", response_class=JSON)
+async def snapshot(runner: Runner, _: Annotated[Principal, Depends(require(*ADMINS))]) -> JSON:
+    """Write a snapshot of the write model now, on the processor's thread between batches
+    (``streams.snapshots``; the service also writes them every
+    ``REPLENISH_SNAPSHOT_EVERY_EVENTS`` events or ``REPLENISH_SNAPSHOT_EVERY_MINUTES``
+    minutes). Answers ``{"file", "position", "bytes", "seconds"}``; 409 on the distributed
+    profile, whose workers rebuild from PostgreSQL."""
+    snapshotter = getattr(runner, "snapshotter", None)
+    processor = getattr(runner, "processor", None)
+    if snapshotter is None or processor is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "snapshots are written by the embedded profile's service")
+    started = time.perf_counter()
+    path = await runner.read(snapshotter.take, processor)
+    return JSON({"file": path.name, "position": processor.position, "bytes": path.stat().st_size,
+                 "seconds": round(time.perf_counter() - started, 3)})
 
 
 @router.post("/projections/rebuild", response_class=StreamingResponse,

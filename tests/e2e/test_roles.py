@@ -77,6 +77,7 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/v1/kpis"): READERS,
     ("GET", "/v1/kpis/{name}"): READERS,
     ("POST", "/v1/admin/projections/rebuild"): ADMINS,
+    ("POST", "/v1/admin/snapshot"): ADMINS,
     ("GET", "/healthz"): PUBLIC,
 }
 # Documentation pages FastAPI serves outside the schema: no key, and they show no data.
