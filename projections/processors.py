@@ -304,31 +304,26 @@ def _alert_raised(event: StoredEvent) -> Iterator[tuple[str, Row]]:
     }
 
 
+def _alert_change_row(event: StoredEvent, change: str, status: str, event_id: str, message: str) -> Row:
+    """A row of ``alerts`` for a change of an alert raised before (its kind, lot and so on
+    are on the raise's row)."""
+    sku, location = _sp_from_stream(event.stream_id)
+    return {"alert_id": _text(event.body.get("alert_id")), "notification_id": event.notification_id,
+            "change": change, "kind": "", "severity": "", "site": "", "location": location, "sku": sku,
+            "lot": "", "at": _recorded_at(event), "status": status, "event_id": event_id, "message": message,
+            "supplier": _scorecard_supplier(event.stream_id)}
+
+
 @on("StockPoint.AlertChanged")
 @on("SupplierScorecard.AlertChanged")
 def _alert_changed(event: StoredEvent) -> Iterator[tuple[str, Row]]:
-    body = event.body
-    sku, location = _sp_from_stream(event.stream_id)
-    yield "alerts", {
-        "alert_id": _text(body.get("alert_id")), "notification_id": event.notification_id,
-        "change": _text(body.get("status")) or "changed", "kind": "", "severity": "", "site": "",
-        "location": location, "sku": sku, "lot": "", "at": _recorded_at(event),
-        "status": _text(body.get("status")), "event_id": "", "message": _text(body.get("reason")),
-        "supplier": _scorecard_supplier(event.stream_id),
-    }
+    status = _text(event.body.get("status"))
+    yield "alerts", _alert_change_row(event, status or "changed", status, "", _text(event.body.get("reason")))
 
 
 @on("StockPoint.AlertRepeated")
 def _alert_repeated(event: StoredEvent) -> Iterator[tuple[str, Row]]:
-    body = event.body
-    sku, location = _sp_from_stream(event.stream_id)
-    yield "alerts", {
-        "alert_id": _text(body.get("alert_id")), "notification_id": event.notification_id,
-        "change": "repeated", "kind": "", "severity": "", "site": "",
-        "location": location, "sku": sku, "lot": "", "at": _recorded_at(event),
-        "status": "open", "event_id": _text(body.get("event_id")), "message": "",
-        "supplier": "",
-    }
+    yield "alerts", _alert_change_row(event, "repeated", "open", _text(event.body.get("event_id")), "")
 
 
 # Where a decision keeps each number, first match wins: the decision itself, its policy, the
