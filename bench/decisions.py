@@ -84,7 +84,7 @@ def main() -> None:
     print("\n## Summary: weighted stockout-days at dynamic's average inventory value\n")
     print("| seeds | seed | scenario | table | dynamic | " + " | ".join(BASELINES)
           + " | dynamic at most every baseline | at most half of batch | dynamic's classes short |")
-    print("|" + " --- |" * (9 + len(BASELINES) - 4))
+    print("|" + " --- |" * (8 + len(BASELINES)))
     for kind, seed, scenario, tname, r in summary:
         b = r["baselines_at_dynamic_inventory"]
         print(f"| {kind} | {seed} | {scenario} | {tname} | {r['dynamic']:,.0f} | "

@@ -8,20 +8,24 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from domain.kpis import DEFAULT_CRITICALITY_WEIGHTS
 from streams.simulation.backtest import read_history
 from streams.simulation.report import table, write_html, write_json
 from streams.simulation.runner import Comparison, World, build_world, compare_world, history_world
 
 
 def parse_weights(text: str | None) -> dict[str, float] | None:
-    """``critical=10,high=3,normal=1`` as a dict (None: the defaults); ValueError when malformed."""
+    """``critical=10,high=3,normal=1`` as a dict, a class left out keeping its default (None:
+    the defaults); ValueError when malformed or naming no criticality."""
     if not text:
         return None
-    out: dict[str, float] = {}
+    out: dict[str, float] = dict(DEFAULT_CRITICALITY_WEIGHTS)
     for part in text.split(","):
         name, sep, value = part.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"expected class=weight, found {part!r}")
+        if name.strip() not in DEFAULT_CRITICALITY_WEIGHTS:
+            raise ValueError(f"{name.strip()!r} is no criticality (critical, high, normal)")
         weight = float(value)
         if not weight >= 0 or weight == float("inf"):
             raise ValueError(f"a weight is a number of at least 0, found {value!r}")

@@ -7,7 +7,7 @@ import math
 from online_models.slotted import Slotted
 
 _SLOTS = ("tau_days", "min_ratio", "factor", "threshold", "level", "t_last", "active", "cusum",
-          "charged", "fall", "gain", "profile", "hours", "day", "days", "day_mean", "day_var")
+          "charged", "fall", "gain", "profile", "hours", "day", "days", "totals", "day_mean", "day_var")
 PROFILE_MEMORY = 0.05  # the hour-of-day profile's weight for a new day, after its first 14
 PROFILE_FIRST_DAYS = 14
 MIN_RATE = 0.05  # a baseline below this per day is taken as this (the drift never stops)
@@ -80,7 +80,8 @@ class SpikeDetector(Slotted):
         self.hours = [0.0] * 24  # the current day's use by hour
         self.day: int | None = None  # the current day (days since the epoch)
         self.days = 0  # days closed into the profile
-        self.day_mean = 0.0  # EW mean and variance of the days' totals (days without use too)
+        self.totals = 0  # days' totals learned (days without use too)
+        self.day_mean = 0.0  # EW mean and variance of the days' totals
         self.day_var = 0.0
 
     def _decayed(self, t: float) -> float:
@@ -108,8 +109,8 @@ class SpikeDetector(Slotted):
             self.cusum += qty * self.gain
 
     def _learn_total(self, total: float) -> None:
-        n = self.days + 1
-        a = 1.0 / n if n <= PROFILE_FIRST_DAYS else PROFILE_MEMORY
+        self.totals += 1
+        a = 1.0 / self.totals if self.totals <= PROFILE_FIRST_DAYS else PROFILE_MEMORY
         d = total - self.day_mean
         self.day_mean += a * d
         self.day_var = (1.0 - a) * (self.day_var + a * d * d)
@@ -146,7 +147,7 @@ class SpikeDetector(Slotted):
         mean = max(mean, 0.0)
         # The dispersion of the days' totals as this detector saw them (the baseline's own
         # variance is of its estimate's residuals, and smaller); at least the baseline's.
-        seen = self.day_var / self.day_mean if self.days >= PROFILE_FIRST_DAYS and self.day_mean > 0 else 0.0
+        seen = self.day_var / self.day_mean if self.totals >= PROFILE_FIRST_DAYS and self.day_mean > 0 else 0.0
         phi = max(var / mean if mean > 0 else 1.0, seen, 1.0)
         hour = _hour(t_days)
         if self.charged is None:  # the first test: the CUSUM starts here

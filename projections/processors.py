@@ -323,7 +323,7 @@ def _alert_changed(event: StoredEvent) -> Iterator[tuple[str, Row]]:
 
 @on("StockPoint.AlertRepeated")
 def _alert_repeated(event: StoredEvent) -> Iterator[tuple[str, Row]]:
-    yield "alerts", _alert_change_row(event, "repeated", "open", _text(event.body.get("event_id")), "")
+    yield "alerts", _alert_change_row(event, "repeated", "", _text(event.body.get("event_id")), "")
 
 
 # Where a decision keeps each number, first match wins: the decision itself, its policy, the

@@ -51,6 +51,12 @@ from online_models.usage_size import UsageSize
 MODEL_VERSION = "daily-tsb+cusum-spike+ew-leadtime+usage-size/4"
 SYSTEM = Principal("system", c.ADMIN)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def wall_days(local: datetime) -> float:
+    """Days since the epoch on a wall clock: ``local``'s date and time read as if in UTC (a
+    daylight-saving change moves it an hour, as it moves the ward's day)."""
+    return (local.replace(tzinfo=UTC) - EPOCH).total_seconds() / 86400.0
 DEMAND_TYPES = frozenset({"usage", "implied_transfer", "demand_unmet"})
 WARM_UP_DAYS = 7  # days of history before spikes are tested against the baseline
 
@@ -122,7 +128,8 @@ class StockPointModel:
         self.undershoot_day = -1
 
     def learn_use(self, t_days: float, day: int, weekday: int, qty: float, spike: bool = True) -> None:
-        """One use of ``qty`` at ``t_days`` (days since the epoch), on local day number ``day``;
+        """One use of ``qty`` at ``t_days`` (days since the epoch on the location's wall clock,
+        ``wall_days``), on local day number ``day``;
         ``spike=False`` keeps it from the spike detector (a use the schedule announced)."""
         self.demand.learn_one(day, weekday, qty)
         if spike:
@@ -293,7 +300,9 @@ class Planner:
             # A scheduled case's use was announced by the schedule: a busy OR day is not a spike.
             scheduled = bool(etype == "usage" and e.get("case_id")
                              and e["case_id"] in self.ledger.scheduled.get(e["location"], {}))
-            model.learn_use((at - EPOCH).total_seconds() / 86400.0, local.toordinal(), local.weekday(),
+            # The spike detector's clock is the location's wall clock (its hour-of-day profile
+            # must not move an hour at a daylight-saving change); the demand model's days too.
+            model.learn_use(wall_days(local), local.toordinal(), local.weekday(),
                             e["quantity"], spike=not scheduled)
             use = self.scheduled_use.setdefault(sp_id, [0.0, 0.0])
             use[0] += e["quantity"] if scheduled else 0.0

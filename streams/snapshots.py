@@ -8,8 +8,9 @@ eventsourcing's snapshots are per aggregate; this format is ours:
 - its first line a JSON header: ``format`` (``SNAPSHOT_FORMAT``), ``model`` (the planner's
   ``MODEL_VERSION``: the online models' state is theirs), ``position`` (the last
   notification id the state includes), ``events`` (how many events the log held then),
-  ``created_at``, ``bytes`` and ``hmac`` (HMAC-SHA-256 of the body, keyed by the service's
-  case-id key: a file changed by anyone without the key is refused, as is a corrupt one);
+  ``created_at``, ``bytes`` and ``hmac`` (HMAC-SHA-256 of the other header fields and the
+  body, keyed by the service's case-id key: a file changed by anyone without the key is
+  refused, as is a corrupt one);
 - then the body: the state pickled (protocol 5) and zlib-compressed.
 
 A snapshot of another format or model version, or one whose HMAC does not match, is ignored with a log line
@@ -36,7 +37,7 @@ import orjson
 from streams.planning import MODEL_VERSION
 
 log = logging.getLogger(__name__)
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: the HMAC covers the header's fields too (1: the body only)
 KEEP = 2
 PREFIX, SUFFIX = "snapshot-", ".bin"
 
@@ -49,8 +50,11 @@ class Snapshot:
     path: Path
 
 
-def _mac(key: bytes, body: bytes) -> str:
-    return hmac.new(hashlib.sha256(b"replenish-snapshot:" + key).digest(), body, hashlib.sha256).hexdigest()
+def _mac(key: bytes, header: dict[str, Any], body: bytes) -> str:
+    """HMAC-SHA-256 of the header's fields (but ``hmac``, keys sorted) and the body."""
+    fields = orjson.dumps({k: v for k, v in header.items() if k != "hmac"}, option=orjson.OPT_SORT_KEYS)
+    return hmac.new(hashlib.sha256(b"replenish-snapshot:" + key).digest(), fields + b"\n" + body,
+                    hashlib.sha256).hexdigest()
 
 
 def write(directory: Path, key: bytes, position: int, events: int, state: Any) -> Path:
@@ -58,7 +62,8 @@ def write(directory: Path, key: bytes, position: int, events: int, state: Any) -
     directory.mkdir(parents=True, exist_ok=True)
     body = zlib.compress(pickle.dumps(state, protocol=5), 1)
     header = {"format": SNAPSHOT_FORMAT, "model": MODEL_VERSION, "position": position, "events": events,
-              "created_at": datetime.now(UTC).isoformat(), "bytes": len(body), "hmac": _mac(key, body)}
+              "created_at": datetime.now(UTC).isoformat(), "bytes": len(body)}
+    header["hmac"] = _mac(key, header, body)
     path = directory / f"{PREFIX}{position:012d}{SUFFIX}"
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as f:
@@ -84,7 +89,7 @@ def read(path: Path, key: bytes) -> Snapshot:
         raise ValueError(f"format {fmt!r}, not {SNAPSHOT_FORMAT}")
     if header.get("model") != MODEL_VERSION:
         raise ValueError(f"made by model {header.get('model')!r}, not {MODEL_VERSION!r}")
-    if len(body) != header.get("bytes") or not hmac.compare_digest(str(header.get("hmac")), _mac(key, body)):
+    if len(body) != header.get("bytes") or not hmac.compare_digest(str(header.get("hmac")), _mac(key, header, body)):
         raise ValueError("its checksum does not match its contents (corrupt, or not written with this key)")
     return Snapshot(int(header["position"]), int(header["events"]), pickle.loads(zlib.decompress(body)), path)
 

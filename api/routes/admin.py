@@ -36,8 +36,8 @@ async def snapshot(runner: Runner, _: Annotated[Principal, Depends(require(*ADMI
     if snapshotter is None or processor is None:
         raise HTTPException(status.HTTP_409_CONFLICT, "snapshots are written by the embedded profile's service")
     started = time.perf_counter()
-    path = await runner.read(snapshotter.take, processor)
-    return JSON({"file": path.name, "position": processor.position, "bytes": path.stat().st_size,
+    path, position = await runner.read(lambda: (snapshotter.take(processor), processor.position))
+    return JSON({"file": path.name, "position": position, "bytes": path.stat().st_size,
                  "seconds": round(time.perf_counter() - started, 3)})
 
 

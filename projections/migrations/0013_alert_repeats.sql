@@ -23,7 +23,29 @@ WHERE stored_kind IN ('StockPoint.AlertChanged', 'SupplierScorecard.AlertChanged
 UNION ALL
 SELECT ifNull(top.alert_id, '') AS alert_id, notification_id, 'repeated' AS change,
        '' AS kind, '' AS severity, '' AS site, sp_location AS location, sp_sku AS sku, '' AS lot,
-       recorded_at AS at, 'open' AS status, ifNull(top.event_id, '') AS event_id, '' AS message,
+       recorded_at AS at, '' AS status, ifNull(top.event_id, '') AS event_id, '' AS message,
        '' AS supplier
 FROM notifications_stage
 WHERE stored_kind = 'StockPoint.AlertRepeated';
+
+-- An alert's current state: a repeat says nothing of its status (an acknowledged alert stays
+-- acknowledged while its condition repeats); ``repeats`` counts them.
+DROP VIEW IF EXISTS alerts_current;
+
+CREATE VIEW IF NOT EXISTS alerts_current AS
+SELECT alert_id,
+       argMaxIf(kind, notification_id, change = 'raised') AS kind,
+       argMaxIf(severity, notification_id, change = 'raised') AS severity,
+       argMaxIf(site, notification_id, change = 'raised') AS site,
+       argMaxIf(location, notification_id, change = 'raised') AS location,
+       argMaxIf(sku, notification_id, change = 'raised') AS sku,
+       argMaxIf(lot, notification_id, change = 'raised') AS lot,
+       minIf(at, change = 'raised') AS raised_at,
+       argMaxIf(status, notification_id, change != 'repeated') AS status,
+       max(at) AS updated_at,
+       argMaxIf(event_id, notification_id, change = 'raised') AS event_id,
+       argMaxIf(message, notification_id, change = 'raised') AS message,
+       argMaxIf(supplier, notification_id, change != 'repeated') AS supplier,
+       countIf(change = 'repeated') AS repeats
+FROM alerts
+GROUP BY alert_id;

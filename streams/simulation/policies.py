@@ -119,7 +119,8 @@ class Baseline:
         lt = float(item.lead_time_days)
         pack = float(item.pack_size)
         k = self.setup.safety_factor
-        by_cost = self.setup.allocation == "cost" and self.name != "static_par" and mean > 0
+        by_cost = (self.setup.allocation == "cost" and self.name != "static_par" and mean > 0
+                   and item.unit_cost > 0)  # (as the planner: an unpriced item keeps its criticality's)
         cycle_days = CYCLE_DAYS
         if by_cost:
             life = item.shelf_life_days

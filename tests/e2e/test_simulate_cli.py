@@ -41,8 +41,9 @@ def test_simulate_weights_the_headline_as_asked_and_refuses_bad_weights(tmp_path
         by = figures["by_criticality"]
         assert figures["weighted_stockout_days"] == sum(
             (100 if c == "critical" else 1) * v["stockout_days"] for c, v in by.items())
-    bad = run_cli("simulate", "--weights", "critical=lots", data_dir=tmp_path)
-    assert bad.returncode == 2 and "--weights" in bad.stdout
+    for weights in ("critical=lots", "crtical=10"):
+        bad = run_cli("simulate", "--weights", weights, data_dir=tmp_path)
+        assert bad.returncode == 2 and "--weights" in bad.stdout, weights
 
 
 def test_simulate_refuses_an_unknown_scenario(tmp_path: Path) -> None:

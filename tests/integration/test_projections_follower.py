@@ -225,3 +225,5 @@ def test_a_repeat_of_an_alert_is_a_row_of_its_own(databases: Any) -> None:
         assert len(ids) == 1, name
         changes = sorted(r[2] for r in contents(db, "alerts") if r[0] in ids)
         assert changes == ["raised", "repeated"], (name, rows)
+        (current,) = db.query(f"SELECT status, repeats FROM alerts_current WHERE alert_id = '{ids.pop()}'").result_rows
+        assert current == ("open", 1), name

@@ -78,7 +78,7 @@ def test_a_negative_book_balance_is_not_an_empty_shelf(world: World) -> None:
 def test_demand_the_empty_shelf_could_not_meet_counts_as_demand_seen(world: World) -> None:
     """Issue 20: a scanner or cabinet that reports the uses it could not serve
     (``demand_unmet``) tells the model what an empty shelf hides: the demand estimate after a
-    week empty at a ward using 10 a day stays at 10, not at the 6 a day of before (it rises to
+    week empty at a ward now wanting 10 a day rises well above the 6 a day of before (towards
     what was really wanted), and the fact moves no stock and opens no lot."""
     w = world
     _history(w, stock=126)  # 6 a day, used up on day 21

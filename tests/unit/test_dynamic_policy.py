@@ -12,9 +12,10 @@ import statistics
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from unit_world import ADMIN, BUYER, SCANNER, T0, WARD, World, sqlite_store
@@ -28,6 +29,7 @@ SUTURE = "SUT-2"  # a consumable used on the ward, one at a time
 IMPLANT = "IMPL-HIP"  # used in hip cases in the OR
 OR = "OR1"
 START = (T0 - timedelta(days=150)).replace(hour=0)  # a midnight (UTC)
+PARIS = ZoneInfo("Europe/Paris")  # the ward's time zone (``unit_world``)
 
 
 # -- a ward whose clock follows the events ---------------------------------------------------
@@ -71,7 +73,8 @@ def daily_uses(rng: random.Random, first_day: int, days: int, per_day: float,
                ratio: float = 1.0) -> Iterator[tuple[datetime, int]]:
     """(instant, quantity) of uses on days ``first_day``.. after START: Poisson uses of one
     unit, or (``ratio`` = variance/mean > 1) negative binomial daily totals made of uses of
-    logarithmic sizes; between 06:00 and 20:00 UTC."""
+    logarithmic sizes; between 06:00 and 20:00 on the ward's clock (Paris: a ward keeps its
+    hours through a daylight-saving change)."""
     if ratio > 1.0:
         theta = 1.0 - 1.0 / ratio
         rate = per_day / (ratio - 1.0) * math.log(ratio)
@@ -90,7 +93,8 @@ def daily_uses(rng: random.Random, first_day: int, days: int, per_day: float,
                 p *= theta * size / (size + 1)
                 size += 1
                 u -= p
-            yield START + timedelta(days=day, hours=hour), size
+            midnight = datetime.combine((START + timedelta(days=day)).date(), time(), tzinfo=PARIS)
+            yield (midnight + timedelta(hours=hour)).astimezone(UTC), size
 
 
 def decisions(w: World, sku: str = SUTURE, location: str = WARD, cause: str | None = None,
@@ -551,7 +555,8 @@ def test_use_posted_once_a_day_as_one_bulk_quantity_raises_no_spike_over_a_year(
     raised = []
     for day in range(1, 366):
         qty = sum(1 for _ in range(40) if rng.random() < 0.5)  # binomial, mean 20
-        _, result = use(w, START + timedelta(days=day, hours=6), qty)
+        six = datetime.combine((START + timedelta(days=day)).date(), time(6), tzinfo=PARIS)  # the ward's 06:00
+        _, result = use(w, six.astimezone(UTC), qty)
         raised += spike_alerts(result)
     assert raised == []
     assert evaluated(w.p)["inputs"]["demand_spike"] is False

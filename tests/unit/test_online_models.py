@@ -397,3 +397,28 @@ def test_lead_time_noise_within_its_spread_starts_no_burst() -> None:
         lt.learn_one(rng.gauss(5.0, 0.5))
         bursts += lt.boost == 2  # a burst just started (its first receipt learned)
     assert bursts <= 3
+
+
+def test_a_daily_post_at_a_fixed_local_hour_stays_quiet_across_daylight_saving_changes() -> None:
+    """The planner feeds the detector the location's wall clock (``planning.wall_days``): a
+    ward posting its day's use at 06:00 Zurich time for two years passes four daylight-saving
+    changes without an alarm. Fed the UTC instants instead, the post moves an hour at each
+    change, meets an hour with no share of the day's fall, and raises false alarms."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from streams.planning import EPOCH, StockPointModel, wall_days
+    zone = ZoneInfo("Europe/Zurich")
+    alarms = {}
+    for clock in ("wall", "utc"):
+        rng, model, on, onsets = random.Random(12), StockPointModel(), False, 0
+        first = datetime(2025, 1, 1, 6, tzinfo=zone)
+        for k in range(730):
+            local = (first + timedelta(days=k)).replace(hour=6)  # 06:00 local, whatever the offset
+            t = wall_days(local) if clock == "wall" else (local.astimezone(UTC) - EPOCH).total_seconds() / 86400
+            model.learn_use(t, local.toordinal(), local.weekday(), float(poisson(rng, 20.0)))
+            now = model.estimate().spike
+            onsets += now and not on
+            on = now
+        alarms[clock] = onsets
+    assert alarms["wall"] == 0 and alarms["utc"] > 0, alarms

@@ -51,7 +51,7 @@ def test_a_start_from_a_snapshot_and_the_log_after_it_equals_a_full_replay(store
     assert _models(again) == _models(restored)
 
 
-@pytest.mark.parametrize("damage", ["format", "model", "bytes", "key", "truncated"])
+@pytest.mark.parametrize("damage", ["format", "model", "relabelled", "bytes", "key", "truncated"])
 def test_a_changed_or_foreign_snapshot_is_ignored_with_the_reason(
         stored: World, tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
     w = stored
@@ -59,9 +59,11 @@ def test_a_changed_or_foreign_snapshot_is_ignored_with_the_reason(
     path = snapshots.write(tmp_path / "snap", KEY, w.p.position, w.p.position, w.p.snapshot_state())
     raw = path.read_bytes()
     if damage == "format":
-        path.write_bytes(raw.replace(b'"format":1', b'"format":99', 1))
-    elif damage == "model":  # another model version's state (the HMAC covers only the body)
+        path.write_bytes(raw.replace(b'"format":2', b'"format":99', 1))
+    elif damage == "model":  # another model version's state (checked before the HMAC)
         path.write_bytes(raw.replace(b'"model":"', b'"model":"older-', 1))
+    elif damage == "relabelled":  # a header field changed without the key: the HMAC says so
+        path.write_bytes(raw.replace(b'"events":', b'"events":1', 1))
     elif damage == "bytes":
         path.write_bytes(raw[:-10] + bytes(b ^ 0xFF for b in raw[-10:]))
     elif damage == "truncated":
