@@ -47,7 +47,7 @@ def weighted_stockout_days(by_criticality: dict[str, float], weights: dict[str, 
     10, high 3, normal 1; a class without a weight counts 1).
 
     >>> weighted_stockout_days({"critical": 2, "high": 1, "normal": 5})
-    30.0
+    28.0
     """
     w = DEFAULT_CRITICALITY_WEIGHTS if weights is None else weights
     return float(sum(w.get(k, 1.0) * v for k, v in by_criticality.items()))
