@@ -6,6 +6,7 @@ hash chain of ``domain.chain`` covers. Aggregate ids are text (``sp:...``, ``lot
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -124,6 +125,7 @@ class EventStore(Application[str]):
 
 
 _CREATED_CONCURRENTLY = ("concurrently updated", "pg_type", "already exists", "__migration__")
+ATTEMPTS = 10  # tries of ``created_concurrently``
 
 
 def created_concurrently(make: Callable[[], T]) -> T:
@@ -132,14 +134,16 @@ def created_concurrently(make: Callable[[], T]) -> T:
     ``CREATE ... IF NOT EXISTS`` run by two sessions at once can fail in one of them ("tuple
     concurrently updated", a duplicate key in its catalog), and so can the library's first
     tracking record (``__migration__``), as when two workers start together."""
-    for attempt in range(5):
+    for attempt in range(ATTEMPTS):
         try:
             return make()
         except (InternalError, IntegrityError, ProgrammingError) as exc:
             text = str(exc)
-            if attempt == 4 or not any(sign in text for sign in _CREATED_CONCURRENTLY):
+            if attempt == ATTEMPTS - 1 or not any(sign in text for sign in _CREATED_CONCURRENTLY):
                 raise
-            time.sleep(0.05 * (attempt + 1))
+            # A random wait: sessions that collided and waited alike collided again (seen once
+            # in CI with six stores opened together: five tries, all in step).
+            time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))
     raise AssertionError("unreachable")
 
 
