@@ -296,7 +296,7 @@ class Planner:
             model = self.models.get(sp_id)
             if model is None:
                 model = self.models[sp_id] = StockPointModel()
-            at, local = self._local_time(e)
+            _, local = self._local_time(e)
             # A scheduled case's use was announced by the schedule: a busy OR day is not a spike.
             scheduled = bool(etype == "usage" and e.get("case_id")
                              and e["case_id"] in self.ledger.scheduled.get(e["location"], {}))
