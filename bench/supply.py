@@ -10,14 +10,24 @@ developing):
    the supplier delivers in 5 days (±0.5) until day 120, then in 10 days for 60 days, then
    in 5 again. Figures: days from the first order becoming overdue (past the old lead time's
    mean + 2 sd) until the reorder point covers the demand over the new lead time at the
-   service level (6 × 10 days + its safety stock, measured as ROP ≥ 6 × 10); the lead time
+   service level (6 × 10 days + its safety stock, measured as ROP ≥ 6 × 10; the first order
+   is the first placed on or after day 120, overdue 6 days after it is placed); the lead time
    in use against the truth before and after; orders after the recovery until the reorder
-   point is back within 10 % of its level before the change.
+   point is back within 10 % of its level before the change (its mean over the 30 days
+   before), and within 10 % of a control's on the same day (the same seed with a supplier
+   that never changes: the old level without the demand estimate's own drift).
 2. **A stock point runs empty for several days.** The same demand; no delivery from day 150
    to day 156 (a supplier's outage), so the shelf is empty for days. Figure: the demand
    estimate before, at the end of and two weeks after the stockout, against the truth of 6.
 
-In both, **stockout-days at equal on-hand**: the same loop run with a static par and a
+3. **Lead-time estimators, order by order** (``--estimators``): the service's hand-written
+   ``LeadTime`` against River's ``stats.EWMean``/``EWVar`` at the same weight, alone and
+   restarted by River's drift detectors (ADWIN, Page-Hinkley), on sequences of lead times
+   (5 days ± 0.5 for 30 orders, 10 for 8, 5 again for 30; and a steady supplier): the mean
+   absolute error of the mean in use for the next order, orders until it is within 10 % of a
+   new level, the spread in use on the steady supplier, and µs per update.
+
+In the first two, **stockout-days at equal on-hand**: the same loop run with a static par and a
 nightly 28-day batch forecast (the same uses, the same lead time for an order placed on the
 same day, the same outage), each tuned by its safety factor to the dynamic loop's average
 on-hand; days with a lost use, counted from day 60.
@@ -32,6 +42,7 @@ import argparse
 import math
 import random
 import statistics
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from statistics import NormalDist
@@ -150,22 +161,29 @@ def steady(day: int, rng: random.Random) -> float:
     return max(1.0, rng.gauss(5.0, 0.5))
 
 
-def lead_time_figures(loop: Loop) -> dict[str, float | None]:
+def lead_time_figures(loop: Loop, control: Loop) -> dict[str, float | None]:
+    """``control``: the same seed with a supplier that never changes (the same uses), whose
+    reorder point on the same day is the old level without the demand estimate's own drift."""
     late_after = 5.0 + 2 * 0.5  # the old lead time's mean + 2 sd
-    first_overdue = CHANGE + late_after  # the first order placed at the change is late from here
+    placed = next(d for d, _, _ in loop.orders if d >= CHANGE)  # the first order at the new lead time
+    first_overdue = placed + late_after  # is late from here
     covers = next((d for d in range(int(first_overdue), DAYS) if loop.rop[d] >= RATE * 10.0), None)
     before = statistics.mean(loop.rop[CHANGE - 30:CHANGE])
-    recovered_orders = None
     after_orders = [o for o in loop.orders if o[0] >= RECOVER]
-    for k, (_, _, arrive) in enumerate(after_orders, start=1):
-        if abs(loop.rop[min(arrive, DAYS - 1)] - before) <= 0.1 * before:
-            recovered_orders = k
-            break
+
+    def recovered(level: Any) -> int | None:
+        for k, (_, _, arrive) in enumerate(after_orders, start=1):
+            day = min(arrive, DAYS - 1)
+            if abs(loop.rop[day] - level(day)) <= 0.1 * level(day):
+                return k
+        return None
+
     lt_err_before = statistics.mean(abs(x - 5.0) for x in loop.lead_time_in_use[CHANGE - 30:CHANGE])
     lt_err_during = statistics.mean(abs(x - 10.0) for x in loop.lead_time_in_use[CHANGE + 20:RECOVER])
     lt_err_after = statistics.mean(abs(x - 5.0) for x in loop.lead_time_in_use[RECOVER + 40:RECOVER + 80])
     return {"days_to_cover": None if covers is None else covers - first_overdue,
-            "rop_before": before, "orders_to_recover": recovered_orders,
+            "rop_before": before, "orders_to_recover": recovered(lambda _: before),
+            "orders_to_recover_vs_control": recovered(lambda d: control.rop[d]),
             "lt_err_before": lt_err_before, "lt_err_during": lt_err_during, "lt_err_after": lt_err_after}
 
 
@@ -248,27 +266,124 @@ def equal_on_hand(loop: Loop) -> dict[str, float]:
     return out
 
 
+class RiverLeadTime:
+    """River's exponentially weighted mean and variance at the hand-written model's weight,
+    optionally restarted (mean, variance and detector anew) when a River drift detector fires."""
+
+    def __init__(self, detector: Any = None, alpha: float = 0.1) -> None:
+        from river import stats
+        self.make_detector, self.alpha = detector, alpha
+        self.mean, self.var = stats.EWMean(alpha), stats.EWVar(alpha)
+        self.detector = detector() if detector else None
+        self.n = 0
+
+    def learn_one(self, days: float) -> None:
+        from river import stats
+        if self.detector is not None:
+            self.detector.update(days)
+            if self.detector.drift_detected:
+                self.mean, self.var = stats.EWMean(self.alpha), stats.EWVar(self.alpha)
+                self.detector, self.n = self.make_detector(), 0
+        self.n += 1
+        self.mean.update(days)
+        self.var.update(days)
+
+    def predict(self) -> tuple[float, float]:
+        return self.mean.get(), self.var.get()
+
+
+class HandLeadTime:
+    """The service's ``online_models.lead_time.LeadTime`` with its master-data prior (5 days)."""
+
+    def __init__(self) -> None:
+        from online_models.lead_time import LeadTime
+        self.model = LeadTime()
+
+    def learn_one(self, days: float) -> None:
+        self.model.learn_one(days)
+
+    def predict(self) -> tuple[float, float]:
+        return self.model.predict(5.0)
+
+
+def estimators() -> dict[str, Any]:
+    from river import drift
+    return {"hand-written (service)": HandLeadTime,
+            "river EWMean/EWVar": RiverLeadTime,
+            "river + ADWIN restart": lambda: RiverLeadTime(drift.ADWIN),
+            "river + Page-Hinkley restart": lambda: RiverLeadTime(lambda: drift.PageHinkley(min_instances=5, delta=0.1,
+                                                                                              threshold=5.0)),
+            "river + Page-Hinkley (defaults)": lambda: RiverLeadTime(drift.PageHinkley)}
+
+
+def estimator_figures(make: Any, seeds: list[int]) -> dict[str, float]:
+    """Order by order: truth 5 ± 0.5 (30 orders), 10 (8), 5 (30); and a steady 5 ± 0.5 (68 orders,
+    its error and spread in use after the first 10)."""
+    errors, to_new, to_old, sds, steady_mae, spent, updates = [], [], [], [], [], 0.0, 0
+    for seed in seeds:
+        rng = random.Random(f"estimators-{seed}")
+        truth = [5.0] * 30 + [10.0] * 8 + [5.0] * 30
+        model = make()
+        predicted = []
+        for mu in truth:
+            predicted.append(model.predict()[0])
+            t0 = time.perf_counter()
+            model.learn_one(max(1.0, rng.gauss(mu, 0.5)))
+            spent += time.perf_counter() - t0
+            updates += 1
+        errors.append(statistics.mean(abs(p - t) for p, t in zip(predicted[10:], truth[10:], strict=True)))
+        to_new.append(next((k for k in range(8) if abs(predicted[30 + k] - 10.0) <= 1.0), 8))
+        to_old.append(next((k for k in range(30) if abs(predicted[38 + k] - 5.0) <= 0.5), 30))
+        steady = make()
+        steady_errors = []
+        for k in range(68):
+            if k >= 10:
+                steady_errors.append(abs(steady.predict()[0] - 5.0))
+            steady.learn_one(max(1.0, rng.gauss(5.0, 0.5)))
+        sds.append(math.sqrt(max(steady.predict()[1], 0.0)))
+        steady_mae.append(statistics.mean(steady_errors))
+    return {"mae_days": statistics.mean(errors), "orders_to_new": statistics.mean(to_new),
+            "orders_back": statistics.mean(to_old), "steady_sd": statistics.mean(sds),
+            "steady_mae_days": statistics.mean(steady_mae),
+            "us_per_update": spent / updates * 1e6}
+
+
+def report_estimators(seeds: list[int]) -> None:
+    print(f"lead-time estimators, order by order, {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}): mean abs error"
+          " of the next order's mean (days), orders until within 10 % of the doubled level (of 8) and back"
+          " (of 30); on a steady supplier the mean's error and the spread (truth 0.5); µs per update")
+    for name, make in estimators().items():
+        f = estimator_figures(make, seeds)
+        print(f"  {name:32} mae {f['mae_days']:.2f}  to new {f['orders_to_new']:.2f}  back {f['orders_back']:.2f}"
+              f"  steady: mae {f['steady_mae_days']:.2f} sd {f['steady_sd']:.2f}  {f['us_per_update']:.1f} µs",
+              flush=True)
+
+
 def report(seeds: list[int]) -> None:
     loops = [Loop(s, doubling).run() for s in seeds]
-    rows = [lead_time_figures(loop) | equal_on_hand(loop) for loop in loops]
+    rows = [lead_time_figures(loop, Loop(loop.seed, steady).run()) | equal_on_hand(loop) for loop in loops]
     print(f"lead time doubles on day {CHANGE} (5 -> 10 days), recovers on day {RECOVER}; seeds {seeds}"
           f" (stockout-days from day {COUNT_FROM}, each baseline at the dynamic loop's average on-hand)")
     for key in rows[0]:
         values = [r[key] for r in rows]
         shown = ", ".join("-" if v is None else f"{v:.2f}" for v in values)
-        print(f"  {key:26} {shown}", flush=True)
+        print(f"  {key:30} {shown}", flush=True)
     loops2 = [Loop(s, steady, OUTAGE).run() for s in seeds]
     rows2 = [stockout_figures(loop) | equal_on_hand(loop) for loop in loops2]
     print(f"no delivery from day {OUTAGE[0]} to {OUTAGE[1]}; demand {RATE:g} a day; seeds {seeds}")
     for key in rows2[0]:
-        print(f"  {key:26} " + ", ".join(f"{r[key]:.2f}" for r in rows2), flush=True)
+        print(f"  {key:30} " + ", ".join(f"{r[key]:.2f}" for r in rows2), flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--held-out", type=int, default=3)
+    ap.add_argument("--estimators", type=int, default=200, help="sequences per estimator (0: none)")
     args = ap.parse_args()
+    if args.estimators:
+        report_estimators(list(range(1, args.estimators + 1)))
+        report_estimators(list(range(1001, 1001 + args.estimators)))  # held out
     report(list(range(1, args.seeds + 1)))
     if args.held_out:
         print("held out:")

@@ -257,8 +257,9 @@ def reorder_policy(ltd: LeadTimeDemand, alpha: float,
                          ltd=ltd, covered=covered)
 
 
-def censored_lead_time(mean: float, var: float, at_least: list[float],
-                       weight: float) -> tuple[float, float]:
+def censored_lead_time(mean: float, var: float, at_least: list[float], weight: float,
+                       surprised_weight: float | None = None,
+                       surprise_sds: float = 3.0) -> tuple[float, float]:
     """Lead-time mean and variance (days, days²) after learning from open orders known to take
     at least ``at_least`` days each (their age, or a later arrival the supplier announced):
     right-censored observations, which say the supplier is slower than the model believes
@@ -271,6 +272,12 @@ def censored_lead_time(mean: float, var: float, at_least: list[float],
     its next observation). One late order moves the estimate a little; several, or one that
     keeps ageing, move it further; when they arrive, their real lead times replace them.
 
+    A bound ``surprise_sds`` spreads or more above the mean (an order still open that late has
+    well under 1 % chance under the model: the supplier changed) is learned with
+    ``surprised_weight`` when given, the weight the lead-time model gives a receipt that
+    reveals a change, so the estimate follows a slower supplier within days of the first
+    order becoming late, not after it arrives.
+
     >>> censored_lead_time(5.0, 1.0, [], 0.1)
     (5.0, 1.0)
     >>> censored_lead_time(5.0, 1.0, [4.0], 0.1)         # not yet late: nothing learned
@@ -281,6 +288,9 @@ def censored_lead_time(mean: float, var: float, at_least: list[float],
     >>> m, v = censored_lead_time(5.0, 1.0, [9.0, 9.5, 10.0], 0.1)
     >>> round(m, 2)
     6.37
+    >>> m, v = censored_lead_time(5.0, 1.0, [9.0], 0.1, surprised_weight=0.6)  # 4 sd: a change
+    >>> round(m, 2), round(v, 2)
+    (7.54, 4.69)
     """
     new_mean, new_var = mean, var
     for a in sorted(at_least):
@@ -293,9 +303,10 @@ def censored_lead_time(mean: float, var: float, at_least: list[float],
             conditional = new_mean + sd * math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi) / tail
         else:  # far in the tail: E[L | L ≥ a] ≈ a + σ/z
             conditional = a + sd / z
+        w = weight if surprised_weight is None or z < surprise_sds else max(weight, surprised_weight)
         d = max(conditional, a) - new_mean
-        new_mean += weight * d
-        new_var = (1.0 - weight) * (new_var + weight * d * d)
+        new_mean += w * d
+        new_var = (1.0 - w) * (new_var + w * d * d)
     return new_mean, new_var
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+from online_models.forecasts import ForecastChoice
 from online_models.slotted import Slotted
 
 _SLOTS = ("alpha", "gamma", "day", "today", "n_days", "p", "size", "size_var", "level", "var", "season", "w2",
-          "out", "out_today", "censored_days")
+          "out", "out_today", "censored_days", "choice")
 
 
 class DailyDemand(Slotted):
@@ -33,6 +34,11 @@ class DailyDemand(Slotted):
     (``censored_days`` counts those skipped).
     ``predict_one()`` gives (mean, variance) of use per day; ``forecast(weekday)`` the mean
     for one weekday; ``mean_error_var()`` how uncertain the estimated mean itself is.
+
+    Online forecast choice: each closed day also teaches ``choice`` (``ForecastChoice``: five
+    more forecasters beside TSB and the level, each scored on its own out-of-sample error);
+    ``chosen()`` gives the best one's mean per day, what the policy uses. ``predict_one`` stays
+    the model's own (the spike detector's baseline).
 
     >>> m = DailyDemand(alpha=0.1)
     >>> for day in range(60):
@@ -61,6 +67,7 @@ class DailyDemand(Slotted):
         self.out = False  # the stock point has nothing to use now
         self.out_today = False  # ... or had nothing at some time on the open day
         self.censored_days = 0  # days skipped as censored (use below the forecast while empty)
+        self.choice = ForecastChoice()
 
     def learn_one(self, day: int, weekday: int, qty: float) -> None:
         if self.day is None:
@@ -125,6 +132,7 @@ class DailyDemand(Slotted):
             k = 7.0 / sum(self.season)
             self.season = [f * k for f in self.season]
             self.level /= k
+        self.choice.learn_day(q, self.p * self.size, self.level, "tsb" if self.is_intermittent() else "ses")
 
     def is_intermittent(self) -> bool:
         """Fewer than three days in four see demand (average inter-demand interval > 1.33,
@@ -140,6 +148,20 @@ class DailyDemand(Slotted):
             var = self.p * self.size_var + self.p * (1 - self.p) * self.size * self.size
             return mean, var
         return self.level, self.var
+
+    def chosen(self) -> tuple[str, float, float]:
+        """The forecaster that feeds the policy (``ForecastChoice``; before it has scored
+        enough days, TSB on intermittent demand and the level otherwise, as ``predict_one``),
+        its mean use per day and the variance of that mean (as ``mean_error_var``)."""
+        own = "tsb" if self.is_intermittent() else "ses"
+        name, i = self.choice.chosen(default=own)
+        mean, var = self.predict_one()
+        if name in ("tsb", "ses"):
+            if name != own:
+                mean = self.p * self.size if name == "tsb" else self.level
+            return name, mean, self.mean_error_var()
+        return name, self.choice.forecasts(self.p * self.size, self.level)[i], \
+            var * self.choice.mean_error_share(i, self.n_days)
 
     def mean_error_var(self) -> float:
         """Variance of the estimated mean per day: the daily variance times the sum of the

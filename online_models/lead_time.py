@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from online_models.slotted import Slotted
 
-_SLOTS = ("alpha", "n", "mean", "var", "on_time", "boost", "surprised", "ref")
+_SLOTS = ("alpha", "n", "mean", "var", "on_time", "boost", "surprised", "ref", "last")
 # Two receipts in a row this many spreads from the mean, on the same side, are a change of the
-# supplier's lead time, not noise (one late delivery is): the second and the next receipts, up
-# to ``BOOST_ORDERS``, are learned with weight ``BOOST_ALPHA``, so mean and spread follow a
-# change, and come back after it ends, within a few orders.
+# supplier's lead time, not noise (one late delivery is): the model restarts at the new level
+# (the mean of the two) with the spread it had within the old one (a shift of the level is not
+# spread), and the next receipts, up to ``BOOST_ORDERS``, are learned with weight
+# ``BOOST_ALPHA``, so mean and spread follow a change, and come back after it ends, within a
+# few orders. An open order this many spreads past the mean is the same evidence before it
+# arrives (``domain.policy.censored_lead_time``'s ``surprised_weight``).
 SURPRISE_SDS = 3.0
 BOOST_ORDERS = 3
 BOOST_ALPHA = 0.6
@@ -45,6 +48,7 @@ class LeadTime(Slotted):
         self.boost = 0  # receipts left to learn at BOOST_ALPHA
         self.surprised = 0  # the last receipt was far above (1) or below (-1) the mean, or not (0)
         self.ref = (0.0, 0.0)  # mean and spread before that receipt, to test the next one against
+        self.last = 0.0  # the last receipt's lead time
 
     def learn_one(self, days: float, on_time: bool | None = None) -> None:
         surprise = False
@@ -60,12 +64,15 @@ class LeadTime(Slotted):
         a = max(self.alpha, 1.0 / self.n)
         if self.boost:
             a, self.boost = max(a, BOOST_ALPHA), self.boost - 1
-        d = days - self.mean
-        self.mean += a * d
-        # The jump that reveals a change is a shift of the level, not spread within it.
-        self.var = (1 - a) * (self.var + (0.0 if surprise else a * d * d)) if self.n > 1 else 0.0
         if on_time is not None:
             self.on_time += a * ((1.0 if on_time else 0.0) - self.on_time)
+        if surprise:  # a change: restart at the new level, with the spread within the old one
+            self.mean, self.var = (self.last + days) / 2, min(self.var, self.ref[1] ** 2)
+        else:
+            d = days - self.mean
+            self.mean += a * d
+            self.var = (1 - a) * (self.var + a * d * d) if self.n > 1 else 0.0
+        self.last = days
 
     def next_weight(self, prior_weight: float = 2.0) -> float:
         """The weight the next observation gets (as ``learn_one`` and ``predict`` give it):

@@ -43,12 +43,12 @@ from domain.policy import (
     undershoot,
 )
 from online_models.demand import DailyDemand
-from online_models.lead_time import LeadTime
+from online_models.lead_time import BOOST_ALPHA, SURPRISE_SDS, LeadTime
 from online_models.procedures import ProcedureUsage
 from online_models.spike import SpikeDetector
 from online_models.usage_size import UsageSize
 
-MODEL_VERSION = "daily-tsb+cusum-spike+ew-leadtime+usage-size/4"
+MODEL_VERSION = "daily-choice7+cusum-spike+ew-leadtime-restart+usage-size/6"
 SYSTEM = Principal("system", c.ADMIN)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -106,6 +106,7 @@ class DemandEstimate(NamedTuple):
     undershoot: LeadTimeDemand
     intermittent: bool
     censored_days: int = 0  # days of stockout skipped by the demand model (use below forecast)
+    forecaster: str = "ses"  # the forecaster whose mean this is (``ForecastChoice``)
 
 
 NO_DEMAND = DemandEstimate(0.0, 0.0, 0.0, False, 0.0, LeadTimeDemand(0.0, 0.0), True)
@@ -146,7 +147,8 @@ class StockPointModel:
         """Demand per day for the policy: the baseline, lifted to the recent rate during a
         spike (or, with too little history for a baseline, when the recent rate is higher)."""
         demand, spike = self.demand, self.spike
-        base_mean, var = demand.predict_one()
+        _, var = demand.predict_one()
+        forecaster, base_mean, mean_error_var = demand.chosen()
         mean, spike_on = base_mean, False
         # On intermittent demand a day's lumpy use looks like a spike to a one-day window
         # (false alarms ordered weeks of dear kits): there the baseline (TSB) follows alone.
@@ -158,9 +160,9 @@ class StockPointModel:
             recent = spike.recent_rate(spike.t_last)
             if recent > mean:
                 mean, var = recent, max(var, recent)
-        return DemandEstimate(mean, var, base_mean, spike_on, demand.mean_error_var(),
+        return DemandEstimate(mean, var, base_mean, spike_on, mean_error_var,
                               LeadTimeDemand(*self.undershoot), demand.is_intermittent(),
-                              demand.censored_days)
+                              demand.censored_days, forecaster)
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.demand, self.spike, self.sizes, self.undershoot, self.undershoot_day)
@@ -223,7 +225,8 @@ class Policy(NamedTuple):
             "override": self.override,
             "inputs": {
                 "demand_mean_per_day": est.mean, "demand_sd_per_day": math.sqrt(max(est.var, 0.0)),
-                "baseline_mean_per_day": est.baseline_mean, "demand_spike": est.spike,
+                "baseline_mean_per_day": est.baseline_mean, "forecaster": est.forecaster,
+                "demand_spike": est.spike,
                 "demand_mean_error_sd": math.sqrt(est.mean_error_var),
                 "intermittent": est.intermittent,
                 "lead_time_days": self.lead_time_days,
@@ -376,7 +379,7 @@ class Planner:
         if overdue:  # censored observations: the supplier is slower than the model believes
             lt_model = self.lead_times.get((item.supplier or "", sp.sku)) or LeadTime()
             lt_mean, lt_var = censored_lead_time(lt_mean, lt_var, [o["at_least_days"] for o in overdue],
-                                                 lt_model.next_weight())
+                                                 lt_model.next_weight(), BOOST_ALPHA, SURPRISE_SDS)
         known = self._known_demand(sp, now, lt_mean)
         # The daily demand d learned from every use already expects the average case load;
         # of the lead time's d·L the schedule already shows the share k = (share of this

@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 
 import online_models.demand
+import online_models.forecasts
 import online_models.lead_time
 import online_models.procedures
 import online_models.spike
 import online_models.usage_size
 from domain.policy import undershoot
 from online_models.demand import DailyDemand
+from online_models.forecasts import ForecastChoice
 from online_models.lead_time import LeadTime
 from online_models.procedures import ProcedureUsage
 from online_models.spike import SpikeDetector
@@ -61,6 +63,9 @@ MODELS: dict[str, tuple[Callable[[], Any], Inputs, Callable[..., None]]] = {
     "UsageSize": (lambda: UsageSize(alpha=0.1), lambda i, rng: (float(rng.choice((1, 1, 2, 10))),),
                   UsageSize.learn_one),
     "StockPointModel": (StockPointModel, stock_point_input, StockPointModel.learn_use),
+    "ForecastChoice": (ForecastChoice, lambda i, rng: (float(rng.choice((0, 1, 2, 5))), rng.uniform(0, 3),
+                                                       rng.uniform(0, 3), rng.choice(("tsb", "ses"))),
+                       ForecastChoice.learn_day),
 }
 
 
@@ -125,7 +130,7 @@ def test_learning_is_deterministic(name: str) -> None:
 
 
 @pytest.mark.parametrize("module", [online_models.demand, online_models.spike, online_models.lead_time,
-                                    online_models.procedures, online_models.usage_size],
+                                    online_models.procedures, online_models.usage_size, online_models.forecasts],
                          ids=lambda m: m.__name__)
 def test_docstring_examples_run(module: Any) -> None:
     failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
