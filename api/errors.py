@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.responses import JSON
+from streams.store import StoreUnavailable
 
 # The codes of HTTP answers (refused events have their own, in ``domain.codes``).
 STATUS_CODES = {
@@ -29,6 +30,8 @@ STATUS_CODES = {
     503: "unavailable",
 }
 MALFORMED_BODY = "malformed_body"  # the body is not JSON, or not the shape the route takes
+STORE_UNAVAILABLE = "store_unavailable"  # 503: the store cannot write now (disk full, database down)
+STORE_RETRY_AFTER_SECONDS = 5
 FASTAPI_BODY_NOT_JSON = "There was an error parsing the body"  # FastAPI's 400 for such a body
 
 
@@ -78,6 +81,8 @@ def document(schema: dict[str, Any]) -> dict[str, Any]:
                 statuses |= {401, 403}
             if "{" in path:
                 statuses.add(404)
+            if method == "post":  # a write the store cannot take now (store_unavailable)
+                statuses.add(503)
             responses = op.setdefault("responses", {})
             for st in sorted(statuses):
                 if str(st) not in responses:
@@ -115,8 +120,15 @@ def install(app: FastAPI) -> None:
         not_json = any(e.get("type") == "json_invalid" for e in detail)
         return JSON({"detail": detail, "code": MALFORMED_BODY if not_json else code_of(422)}, status_code=422)
 
+    async def store_unavailable(request: Request, exc: Exception) -> JSON:
+        """Any route whose write the store refused (its disk full, the database down): 503,
+        nothing of the request stored; the service stays up and takes it again later."""
+        return JSON({"detail": str(exc), "code": STORE_UNAVAILABLE}, status_code=503,
+                    headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
+
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StoreUnavailable, store_unavailable)
 
 
-__all__ = ["MALFORMED_BODY", "STATUS_CODES", "ApiError", "code_of", "document", "install"]
+__all__ = ["MALFORMED_BODY", "STATUS_CODES", "STORE_UNAVAILABLE", "ApiError", "code_of", "document", "install"]

@@ -11,14 +11,19 @@ Targets:
 - ``causal``: a new item's master data and 1,000 dependent events in one request on a
   backlog, two workers starting at once, 20 rounds a run (tests/integration/test_causal_order.py);
 - ``stall``: a worker whose store writes wait on a lock: it rejoins, then exits with code 75
-  for its supervisor, and a new worker stores everything once (tests/integration/test_worker_stall.py).
+  for its supervisor, and a new worker stores everything once (tests/integration/test_worker_stall.py);
+- ``postgres``, ``kafka``: the server stopped and started again (``infra/<server>/stop``,
+  5 s down, ``start``) while a gateway produces 200 events a second: every event stored once,
+  every stock point's on-hand what was sent (tests/integration/test_server_restarts.py);
+- ``relay``: the worker whose relay publishes killed (SIGKILL) mid-stream: the other worker's
+  relay takes over, every stored decision and alert is published, in order per stock point;
+- ``disk``: the embedded store's disk full: 503 ``store_unavailable``, nothing half-stored, the
+  same request taken once there is room (tests/e2e/test_disk_full.py; needs root to mount a tmpfs).
 
-(``causal`` and ``stall`` take no seed: their runs differ by the timing of real processes.)
+(Only ``serve`` and ``rebalance`` take a seed; the others' runs differ by the timing of real
+processes.) The distributed targets need Kafka and PostgreSQL (``infra/up``).
 
-Not yet here: a PostgreSQL restart and a Kafka broker restart under load, the embedded store's
-disk full, the relay killed. The distributed targets need Kafka and PostgreSQL (``infra/up``).
-
-Run: ``.venv/bin/python -m bench.faults serve rebalance causal stall --runs 20``.
+Run: ``.venv/bin/python -m bench.faults serve rebalance causal stall postgres kafka relay disk --runs 20``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,13 @@ TARGETS = {
     "causal": ("tests/integration/test_causal_order.py", "REPLENISH_CAUSAL_SEED",
                {"REPLENISH_CAUSAL_ROUNDS": "20"}),
     "stall": ("tests/integration/test_worker_stall.py", "REPLENISH_STALL_SEED", {}),
+    "postgres": ("tests/integration/test_server_restarts.py::"
+                 "test_a_postgresql_restart_under_load_loses_nothing_and_stores_nothing_twice", "REPLENISH_FAULT_SEED", {}),
+    "kafka": ("tests/integration/test_server_restarts.py::"
+              "test_a_kafka_broker_restart_under_load_loses_nothing_and_stores_nothing_twice", "REPLENISH_FAULT_SEED", {}),
+    "relay": ("tests/integration/test_server_restarts.py::test_the_relay_killed_mid_stream_is_taken_over_"
+              "and_publishes_every_decision_and_alert_in_order", "REPLENISH_FAULT_SEED", {}),
+    "disk": ("tests/e2e/test_disk_full.py", "REPLENISH_FAULT_SEED", {}),
 }
 
 

@@ -17,9 +17,11 @@ from eventsourcing.application import Application
 from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.persistence import (
     IntegrityError,
+    InterfaceError,
     InternalError,
     Mapper,
     Notification,
+    OperationalError,
     ProgrammingError,
     Recording,
     StoredEvent,
@@ -29,6 +31,12 @@ from eventsourcing.persistence import (
 )
 
 T = TypeVar("T")
+
+
+class StoreUnavailable(OperationalError):
+    """The store cannot write now (its disk is full, the database is down or unreachable):
+    nothing of the batch was stored. An ``OperationalError``, so what retries a store's
+    failures (the Kafka worker) retries this too; the API answers it 503 ``store_unavailable``."""
 
 
 class OrjsonTranscoder(Transcoder):
@@ -105,8 +113,14 @@ class EventStore(Application[str]):
                             "use streams.tracked_store.TrackedEventStore")
         to_stored = self.mapper.to_stored_event
         stored = [to_stored(e) for e in events]
-        ids = (self.recorder.insert_events(stored, trackings=list(tracking)) if tracking
-               else self.recorder.insert_events(stored))
+        try:
+            ids = (self.recorder.insert_events(stored, trackings=list(tracking)) if tracking
+                   else self.recorder.insert_events(stored))
+        except StoreUnavailable:
+            raise
+        except (OperationalError, InterfaceError) as exc:
+            raise StoreUnavailable(f"the event store cannot write now ({exc}); nothing of this batch "
+                                   "was stored") from exc
         return list(ids or ())
 
     def notifications(self, start: int = 1, batch: int = 10_000) -> Iterator[Notification]:
