@@ -59,7 +59,7 @@ def build_app(settings: Settings) -> FastAPI:
     runner = EmbeddedRunner(build_processor(settings), max_batch=settings.max_batch,
                             max_queued=settings.max_queued_events)
     runner.snapshotter = snapshots.Snapshotter(
-        snapshot_dir(settings), settings.case_id_key.get_secret_value().encode(),
+        snapshots.FileSnapshots(snapshot_dir(settings), settings.case_id_key.get_secret_value().encode()),
         settings.snapshot_every_events, settings.snapshot_every_minutes)
     runner.snapshotter.last_position = runner.processor.position  # what start-up read
     return create_app(runner, settings.principals(), settings.data_dir,

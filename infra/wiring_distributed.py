@@ -17,6 +17,7 @@ from streams.kafka_app import WorkerConfig, create_worker_app
 from streams.kafka_ingest import DistributedRunner, KafkaIngest
 from streams.processor import Processor, tune_collector
 from streams.relay import Relay
+from streams.snapshots import PgSnapshots, Snapshotter
 from streams.store import EventStore, postgres_env
 from streams.topics import Topics, ensure_topics
 from streams.tracked_store import TrackedEventStore
@@ -40,13 +41,18 @@ def make_topics(settings: Settings) -> dict[str, int]:
                          settings.kafka_replication)
 
 
-def _processor(store: EventStore, settings: Settings, role: str) -> Processor:
+def _processor(store: EventStore, settings: Settings, role: str,
+               snapshots_from: PgSnapshots | None = None) -> Processor:
     """A worker's model (procurement role ``needs``: its stock points' requisitions) or the
-    API's (``notices``: the scorecards and supplier notices, one writer of those streams)."""
+    API's (``notices``: the scorecards and supplier notices, one writer of those streams);
+    ``snapshots_from``: start from its newest valid snapshot (the workers')."""
     procurement = dataclasses.replace(settings.procurement_settings(), role=role)
+    snapshot = None
+    if snapshots_from is not None:
+        snapshot = snapshots_from.newest(at_most=int(store.recorder.max_notification_id() or 0))
     return Processor(store, settings.case_id_key.get_secret_value().encode(),
                      late_after=timedelta(minutes=settings.late_after_minutes), procurement=procurement,
-                     max_event_age=timedelta(days=settings.max_event_age_days))
+                     max_event_age=timedelta(days=settings.max_event_age_days), snapshot=snapshot)
 
 
 def build_distributed_app(settings: Settings) -> FastAPI:
@@ -91,7 +97,10 @@ def run_worker(settings: Settings, relay: bool = True, loglevel: str = "INFO") -
     counts = make_topics(settings)
     topics = topics_of(settings)
     dsn = settings.postgres_dsn.get_secret_value()
-    processor = _processor(TrackedEventStore(postgres_env(dsn)), settings, "needs")
+    # Workers start from the newest valid snapshot in the store's database and write them in
+    # turn (streams.snapshots.PgSnapshots), as the embedded service does in files.
+    pg_snapshots = PgSnapshots(dsn, settings.case_id_key.get_secret_value().encode())
+    processor = _processor(TrackedEventStore(postgres_env(dsn)), settings, "needs", pg_snapshots)
     name = f"{socket.gethostname()}-{os.getpid()}"
     config = WorkerConfig(
         bootstrap=settings.kafka_bootstrap, topics=topics, roles=settings.roles_by_principal(),
@@ -101,8 +110,14 @@ def run_worker(settings: Settings, relay: bool = True, loglevel: str = "INFO") -
         stall_s=settings.worker_stall_seconds, reference_wait_s=settings.reference_wait_seconds,
         datadir=settings.data_dir / "worker")  # Faust's; empty, as workers keep no Faust tables
     config.datadir.mkdir(parents=True, exist_ok=True)
-    log.info("worker %s: %d events rebuilt from the store", name, processor.position)
+    restored = processor.restored_from
     app = create_worker_app(processor, config)
+    app.partition_worker.start_note = (
+        f"worker {name}: the model rebuilt up to position {processor.position} from "
+        + (f"snapshot {restored.name} and the log after it" if restored else "the whole log"))
+    snapshotter = Snapshotter(pg_snapshots, settings.snapshot_every_events, settings.snapshot_every_minutes)
+    snapshotter.last_position = processor.position  # what start-up read
+    app.partition_worker.snapshotter = snapshotter
     tune_collector()
     relayer = Relay(TrackedEventStore(postgres_env(dsn)), dsn, settings.kafka_bootstrap, topics).start() \
         if relay else None

@@ -146,6 +146,8 @@ class PartitionWorker:
         self.reference_waits_expired = 0  # batches judged before their reference data were stored
         self._checked_day: Any = None  # the last day the expiry check ran (once assigned)
         self._checked_overdue = 0.0  # when the stock points waiting on orders were last decided again
+        self.snapshotter: Any = None  # streams.snapshots.Snapshotter over PgSnapshots, when set
+        self.start_note: str | None = None  # how the model was built, logged once assigned
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         self._lock = asyncio.Lock()
 
@@ -168,6 +170,9 @@ class PartitionWorker:
         return offsets
 
     async def on_assigned(self, assigned: set[TP]) -> None:
+        if self.start_note:  # (logging is set up by now, not yet when the model was built)
+            log.info("%s", self.start_note)
+            self.start_note = None
         async with self._lock:
             self.assigned = {(tp.topic, tp.partition) for tp in assigned}
             for tp in list(self.next_offset):  # positions are reloaded from the store
@@ -383,6 +388,12 @@ class PartitionWorker:
         if self.assigned and time.monotonic() - self._checked_overdue >= OVERDUE_CHECK_SECONDS:
             processor.check_overdue()
             self._checked_overdue = time.monotonic()
+        snapshotter = self.snapshotter
+        if snapshotter is not None and snapshotter.due(processor.position):
+            try:
+                snapshotter.take(processor)
+            except Exception:
+                log.exception("writing a snapshot failed; the next turn tries again")
         return alerts
 
     def close(self) -> None:

@@ -36,8 +36,9 @@ async def snapshot(runner: Runner, _: Annotated[Principal, Depends(require(*ADMI
     if snapshotter is None or processor is None:
         raise HTTPException(status.HTTP_409_CONFLICT, "snapshots are written by the embedded profile's service")
     started = time.perf_counter()
-    path, position = await runner.read(lambda: (snapshotter.take(processor), processor.position))
-    return JSON({"file": path.name, "position": position, "bytes": path.stat().st_size,
+    name, position = await runner.read(lambda: (snapshotter.take(processor), processor.position))
+    path = snapshotter.target.directory / name
+    return JSON({"file": name, "position": position, "bytes": path.stat().st_size,
                  "seconds": round(time.perf_counter() - started, 3)})
 
 
