@@ -19,8 +19,8 @@ from .support import SKU, Service, now, receipt, setup_master, stock_point
 
 pytestmark = pytest.mark.e2e
 
-DISK_MB = 24
-BALLAST_MB = 4
+DISK_MB = 32
+BALLAST_MB = 10
 
 
 @pytest.fixture
