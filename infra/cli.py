@@ -289,16 +289,87 @@ def existing_store(settings: Settings) -> EventStore:
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Verify the hash chain of every stored stream; exit 1 naming the first broken link."""
+def audit_verify(
+        checkpoint: Annotated[Path | None, typer.Option(
+            help="Also check the store against the signed checkpoints in this file (one JSON a line, "
+                 "held outside the store): each must still match")] = None,
+        public_key: Annotated[Path | None, typer.Option(
+            help="The signer's public key (PEM) to check the checkpoints' signatures; default: that of "
+                 "REPLENISH_AUDIT_SIGNING_KEY")] = None,
+) -> None:
+    """Verify the hash chain of every stored stream, and with ``--checkpoint`` that the whole log
+    still hashes to each checkpoint's root; exit 1 naming what is missing or changed."""
     from streams.processor import verify_store
-    checked, broken = verify_store(existing_store(Settings()))
+    settings = Settings()
+    store = existing_store(settings)
+    checked, broken = verify_store(store)
+    failed = broken is not None
     if broken is None:
         console.print(f"[green]ok[/green]: {checked} events checked, every chain is whole")
-        return
-    console.print(f"[red]broken[/red] after {checked} events: stream {broken.stream!r} "
-                  f"version {broken.version} (notification {broken.notification_id}): {broken.reason}")
-    raise typer.Exit(1)
+    else:
+        console.print(f"[red]broken[/red] after {checked} events: stream {broken.stream!r} "
+                      f"version {broken.version} (notification {broken.notification_id}): {broken.reason}")
+    if checkpoint is not None:
+        from streams import checkpoints
+        public = None
+        if public_key is not None:
+            public = checkpoints.load_public_key(public_key.read_bytes())
+        elif settings.audit_signing_key is not None:
+            public = checkpoints.load_signing_key(settings.audit_signing_key).public_key()
+        if public is None:
+            console.print("[yellow]note[/yellow]: no public key given: the checkpoints' signatures are not checked")
+        held = checkpoints.read_file(checkpoint)
+        for cp in held:
+            problems = checkpoints.check(store, cp, public)
+            if problems:
+                failed = True
+                for problem in problems:
+                    console.print(f"[red]checkpoint of {cp.tree_size} events ({cp.timestamp})[/red]: {problem}")
+        if held and not any(checkpoints.check(store, cp, public) for cp in held):
+            console.print(f"[green]ok[/green]: the log matches all {len(held)} checkpoints "
+                          f"(the newest covers {held[-1].tree_size} events)")
+    if failed:
+        raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Make a signed checkpoint of the whole log of a stopped data directory (or of the
+    distributed store) now: printed, and appended to REPLENISH_AUDIT_CHECKPOINT_FILE if set."""
+    from streams import checkpoints
+    settings = Settings()
+    if settings.audit_signing_key is None:
+        console.print("[red]error:[/red] REPLENISH_AUDIT_SIGNING_KEY is not set (a PEM file with an Ed25519 "
+                      "private key; `replenish audit keygen --out FILE` makes one)")
+        raise typer.Exit(2)
+    cp = checkpoints.make(existing_store(settings), checkpoints.load_signing_key(settings.audit_signing_key))
+    if settings.audit_checkpoint_file is not None:
+        checkpoints.append_to_file(settings.audit_checkpoint_file, cp)
+    sys.stdout.write(cp.as_json().decode() + "\n")
+
+
+@audit_app.command("public-key")
+def audit_public_key() -> None:
+    """Print the public key (PEM) of REPLENISH_AUDIT_SIGNING_KEY, for whoever checks checkpoints."""
+    from streams import checkpoints
+    settings = Settings()
+    if settings.audit_signing_key is None:
+        console.print("[red]error:[/red] REPLENISH_AUDIT_SIGNING_KEY is not set")
+        raise typer.Exit(2)
+    key = checkpoints.load_signing_key(settings.audit_signing_key)
+    sys.stdout.write(checkpoints.public_pem(key))
+    typer.echo(f"key_id {checkpoints.key_id(key)}", err=True)
+
+
+@audit_app.command("keygen")
+def audit_keygen(out: Annotated[Path, typer.Option(help="Where to write the new private key (PEM, mode 600)")]) -> None:
+    """Make an Ed25519 signing key for the audit log's checkpoints."""
+    from streams import checkpoints
+    if out.exists():
+        console.print(f"[red]error:[/red] {out} exists; not overwritten")
+        raise typer.Exit(2)
+    key = checkpoints.new_signing_key(out)
+    console.print(f"wrote {out} (key_id {checkpoints.key_id(key)}); set REPLENISH_AUDIT_SIGNING_KEY={out}")
 
 
 @audit_app.command("export")

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     # Snapshots of the write model (embedded profile): a start reads the newest and the log after it.
     snapshot_every_events: int = Field(default=100_000, ge=1)
     snapshot_every_minutes: float = Field(default=15.0, gt=0)
+    # Signed checkpoints of the whole log (streams.checkpoints): the Ed25519 key (a PEM file),
+    # where each checkpoint is appended, and how often the service makes one.
+    audit_signing_key: Path | None = None
+    audit_checkpoint_file: Path | None = None
+    audit_checkpoint_every_events: int = Field(default=10_000, ge=1)
+    audit_checkpoint_every_minutes: float = Field(default=5.0, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
     # Projections: chdb:///dir (embedded, default under the data directory) or http(s)://...

@@ -62,6 +62,12 @@ def build_app(settings: Settings) -> FastAPI:
         snapshots.FileSnapshots(snapshot_dir(settings), settings.case_id_key.get_secret_value().encode()),
         settings.snapshot_every_events, settings.snapshot_every_minutes)
     runner.snapshotter.last_position = runner.processor.position  # what start-up read
+    if settings.audit_signing_key is not None:
+        from streams import checkpoints
+        runner.checkpointer = checkpoints.Checkpointer(
+            runner.processor.store, checkpoints.load_signing_key(settings.audit_signing_key),
+            settings.audit_checkpoint_file, settings.audit_checkpoint_every_events,
+            settings.audit_checkpoint_every_minutes)
     return create_app(runner, settings.principals(), settings.data_dir,
                       projections=build_projections(settings, runner.processor.store))
 

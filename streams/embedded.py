@@ -50,6 +50,7 @@ class EmbeddedRunner:
         self.drain_rate = 0.0  # events stored per second, exponentially weighted over batches
         self._room = asyncio.Event()
         self.snapshotter: Any = None  # streams.snapshots.Snapshotter: written from the ticks
+        self.checkpointer: Any = None  # streams.checkpoints.Checkpointer: made from the ticks
         self.listeners: list[AlertListener] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         self._queue: asyncio.Queue[tuple[list[tuple[Any, Principal]], asyncio.Future[list[Outcome]]]] | None = None
@@ -171,6 +172,12 @@ class EmbeddedRunner:
                     await loop.run_in_executor(self._executor, snapshotter.take, self.processor)
                 except Exception:
                     log.exception("writing a snapshot failed; the next tick tries again")
+            checkpointer = self.checkpointer
+            if checkpointer is not None and checkpointer.due(self.processor.position):
+                try:
+                    await loop.run_in_executor(self._executor, checkpointer.take)
+                except Exception:
+                    log.exception("making an audit checkpoint failed; the next tick tries again")
             for work in (self.processor.tick, self.processor.check_overdue):
                 try:
                     result = await loop.run_in_executor(self._executor, work)

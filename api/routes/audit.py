@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, status
 
-from api.deps import AUDITORS, Runner, require
+from api.deps import ADMINS, AUDITORS, Runner, require
 from api.responses import JSON
 from domain.intake import Principal
 from streams import traceability
@@ -68,3 +69,40 @@ async def verify(runner: Runner, _: Annotated[Principal, Depends(require(*AUDITO
 async def state_digest(runner: Runner, _: Annotated[Principal, Depends(require(*AUDITORS))]) -> JSON:
     """A digest of the live derived state; ``replenish replay`` compares a rebuild with it."""
     return JSON({"digest": await runner.read(runner.processor.state_digest)})
+
+
+# -- signed checkpoints of the whole log (streams.checkpoints) ------------------------------
+
+def _checkpointer(runner: Runner) -> Any:
+    checkpointer = getattr(runner, "checkpointer", None)
+    if checkpointer is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no audit signing key is set "
+                            "(REPLENISH_AUDIT_SIGNING_KEY): this service makes no checkpoints")
+    return checkpointer
+
+
+@router.get("/public-key", response_class=JSON)
+async def public_key(runner: Runner, _: Annotated[Principal, Depends(require(*AUDITORS))]) -> JSON:
+    """The public key (PEM) that checks this service's checkpoints, and its ``key_id``."""
+    from streams import checkpoints
+    key = _checkpointer(runner).key
+    return JSON({"key_id": checkpoints.key_id(key), "public_key": checkpoints.public_pem(key)})
+
+
+@router.post("/checkpoints", response_class=JSON)
+async def make_checkpoint(runner: Runner, _: Annotated[Principal, Depends(require(*ADMINS))]) -> JSON:
+    """Make a signed checkpoint now, covering everything stored (also appended to
+    ``REPLENISH_AUDIT_CHECKPOINT_FILE``): ``{tree_size, root_hash, last_notification_id,
+    timestamp, key_id, signature, format}``."""
+    checkpointer = _checkpointer(runner)
+    checkpoint = await runner.read(checkpointer.take)
+    return JSON(orjson.loads(checkpoint.as_json()))
+
+
+@router.get("/checkpoints/latest", response_class=JSON)
+async def latest_checkpoint(runner: Runner, _: Annotated[Principal, Depends(require(*AUDITORS))]) -> JSON:
+    """The newest checkpoint this service made (404 before the first)."""
+    checkpoint = _checkpointer(runner).last
+    if checkpoint is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no checkpoint made yet")
+    return JSON(orjson.loads(checkpoint.as_json()))

@@ -66,6 +66,9 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/v1/trace"): READERS,
     ("GET", "/v1/expiry"): READERS,
     ("GET", "/v1/audit/state-digest"): AUDITORS,
+    ("GET", "/v1/audit/public-key"): AUDITORS,
+    ("POST", "/v1/audit/checkpoints"): ADMINS,
+    ("GET", "/v1/audit/checkpoints/latest"): AUDITORS,
     ("GET", "/v1/requisitions"): READERS,
     ("GET", "/v1/requisitions/{requisition_id}"): READERS,
     ("POST", "/v1/requisitions/{requisition_id}/approve"): ACTORS,
@@ -133,10 +136,13 @@ def _headers(caller: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """One service for the whole table, with a stock point so reads find something."""
+    """One service for the whole table, with a stock point so reads find something, and an
+    audit signing key with one checkpoint made."""
+    from streams.checkpoints import new_signing_key
     data = tmp_path_factory.mktemp("roles") / "data"
     data.mkdir()
-    svc = Service(data).start()
+    new_signing_key(data.parent / "audit.pem")
+    svc = Service(data, {"REPLENISH_AUDIT_SIGNING_KEY": str(data.parent / "audit.pem")}).start()
     try:
         clients = {role: svc.client(role) for role in KEYS}
         t = now()
@@ -150,6 +156,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         alerts = clients[BUYER].get("/v1/alerts").json()["alerts"]
         assert alerts, "the fixture needs an alert"
         svc.alert_id = alerts[0]["id"]  # type: ignore[attr-defined]
+        assert clients[ADMIN].post("/v1/audit/checkpoints").status_code == 200
         for c in clients.values():
             c.close()
         yield svc

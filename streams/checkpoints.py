@@ -1,0 +1,197 @@
+"""Signed checkpoints of the whole event log (issue 16, section 1): a Merkle tree over every
+stored event in recording order (``domain.merkle``; the leaf is the event's stored ``hash``,
+the one its stream's chain carries), and a checkpoint ``{tree_size, root_hash, timestamp}``
+signed with Ed25519 (``cryptography``), so that a copy held outside the store (the checkpoint
+file, an auditor's mailbox) shows whether anything was removed, changed or reordered since.
+
+A checkpoint is one JSON object a line:
+``{"format": 1, "tree_size", "root_hash" (hex), "last_notification_id", "timestamp",
+"key_id", "signature" (hex)}``; the signature covers the bytes of ``signed_bytes`` (the
+format, size, root, last notification id, timestamp and key id, one a line). ``key_id`` is the
+first 16 hex digits of the SHA-256 of the raw public key, so keys can rotate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from domain.merkle import Frontier
+from streams.store import EventStore
+
+FORMAT = 1
+
+
+def leaf_of(state: bytes) -> bytes:
+    """The leaf of one stored event: its chain ``hash`` (hex) as bytes; an event without a
+    readable hash is its stored bytes' SHA-256 (the chain check names it)."""
+    try:
+        h = orjson.loads(state).get("hash")
+        return bytes.fromhex(h)
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return hashlib.sha256(state).digest()
+
+
+def leaves(store: EventStore) -> Iterator[tuple[int, bytes]]:
+    """(notification id, leaf) of every stored event, in recording order."""
+    for n in store.notifications():
+        yield n.id, leaf_of(n.state)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    tree_size: int
+    root_hash: str
+    last_notification_id: int
+    timestamp: str
+    key_id: str
+    signature: str = ""
+    format: int = FORMAT
+
+    def signed_bytes(self) -> bytes:
+        return (f"replenish-checkpoint/{self.format}\n{self.tree_size}\n{self.root_hash}\n"
+                f"{self.last_notification_id}\n{self.timestamp}\n{self.key_id}\n").encode()
+
+    def as_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str | dict[str, Any]) -> Checkpoint:
+        d = raw if isinstance(raw, dict) else orjson.loads(raw)
+        return cls(int(d["tree_size"]), str(d["root_hash"]), int(d["last_notification_id"]), str(d["timestamp"]),
+                   str(d["key_id"]), str(d.get("signature", "")), int(d.get("format", FORMAT)))
+
+
+def load_signing_key(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 private key in a PEM file (``REPLENISH_AUDIT_SIGNING_KEY``)."""
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} holds a {type(key).__name__}, not an Ed25519 private key")
+    return key
+
+
+def new_signing_key(path: Path) -> Ed25519PrivateKey:
+    """Make an Ed25519 key and write it to ``path`` (PEM, mode 600)."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    path.touch(mode=0o600)
+    path.write_bytes(pem)
+    return key
+
+
+def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def key_id(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def load_public_key(pem: bytes) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"not an Ed25519 public key but a {type(key).__name__}")
+    return key
+
+
+def make(store: EventStore, key: Ed25519PrivateKey, now: datetime | None = None) -> Checkpoint:
+    """A checkpoint of everything stored now, signed."""
+    return Checkpointer(store, key, None).take(now)
+
+
+class Checkpointer:
+    """A running service's checkpoints: the log's frontier kept up to date from the
+    notifications after the last one it saw (each checkpoint reads only what is new), made
+    every ``every_events`` events or ``every_minutes`` minutes once the log has moved on, and
+    appended to ``file``."""
+
+    def __init__(self, store: EventStore, key: Ed25519PrivateKey, file: Path | None,
+                 every_events: int = 10_000, every_minutes: float = 5.0, clock: Any = None) -> None:
+        import time
+        self.store, self.key, self.file = store, key, file
+        self.every_events, self.every_minutes = every_events, every_minutes
+        self._clock = clock or time.monotonic
+        self.frontier, self.last_id = Frontier(), 0
+        self.last: Checkpoint | None = None
+        self.last_at = self._clock()
+
+    def catch_up(self) -> None:
+        for n in self.store.notifications(start=self.last_id + 1):
+            self.frontier.append(leaf_of(n.state))
+            self.last_id = n.id
+
+    def due(self, position: int) -> bool:
+        moved = position - (self.last.last_notification_id if self.last else 0)
+        return moved > 0 and (moved >= self.every_events
+                              or self._clock() - self.last_at >= self.every_minutes * 60)
+
+    def take(self, now: datetime | None = None) -> Checkpoint:
+        """A checkpoint of everything stored now, signed, appended to the file."""
+        self.catch_up()
+        unsigned = Checkpoint(self.frontier.size, self.frontier.root().hex(), self.last_id,
+                              (now or datetime.now(UTC)).isoformat(), key_id(self.key))
+        checkpoint = Checkpoint(**{**asdict(unsigned), "signature": self.key.sign(unsigned.signed_bytes()).hex()})
+        if self.file is not None:
+            append_to_file(self.file, checkpoint)
+        self.last, self.last_at = checkpoint, self._clock()
+        return checkpoint
+
+
+def append_to_file(path: Path, checkpoint: Checkpoint) -> None:
+    with path.open("ab") as f:
+        f.write(checkpoint.as_json() + b"\n")
+
+
+def read_file(path: Path) -> list[Checkpoint]:
+    return [Checkpoint.from_json(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def check(store: EventStore, checkpoint: Checkpoint, public: Ed25519PublicKey | None = None) -> list[str]:
+    """What no longer matches ``checkpoint`` (empty: the store still holds exactly the log it
+    signed, as its first ``tree_size`` events, and perhaps more after): a bad signature; fewer
+    events than it covers (the newest removed); another root over its first ``tree_size``
+    events (an event changed, removed or reordered, or a stream removed), with the first
+    notification id from which the store's log departs from the checkpoint's, where known."""
+    problems = []
+    if public is not None:
+        if key_id(public) != checkpoint.key_id:
+            problems.append(f"the checkpoint was signed by key {checkpoint.key_id}, not by {key_id(public)}")
+        else:
+            try:
+                public.verify(bytes.fromhex(checkpoint.signature), checkpoint.signed_bytes())
+            except (InvalidSignature, ValueError):
+                problems.append("the checkpoint's signature does not verify: the checkpoint itself was changed")
+    frontier, last = Frontier(), 0
+    for nid, leaf in leaves(store):
+        if frontier.size == checkpoint.tree_size:
+            break
+        frontier.append(leaf)
+        last = nid
+    if frontier.size < checkpoint.tree_size:
+        problems.append(f"the store holds {frontier.size} events where the checkpoint covers "
+                        f"{checkpoint.tree_size}: {checkpoint.tree_size - frontier.size} are missing "
+                        f"(the newest removed, or others)")
+    elif frontier.root().hex() != checkpoint.root_hash:
+        problems.append(f"the store's first {checkpoint.tree_size} events do not hash to the checkpoint's "
+                        f"root: an event was changed, removed or reordered, or a stream removed")
+    elif last != checkpoint.last_notification_id:
+        problems.append(f"the checkpoint's last event was notification {checkpoint.last_notification_id}; "
+                        f"the store's is {last}")
+    return problems
+
+
+__all__ = ["FORMAT", "Checkpoint", "Checkpointer", "append_to_file", "check", "key_id", "leaf_of", "leaves", "load_public_key",
+           "load_signing_key", "make", "new_signing_key", "public_pem", "read_file"]
