@@ -25,7 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from domain.merkle import Frontier
+from domain.merkle import Frontier, consistency_proof, inclusion_proof, leaf_hash, root
 from streams.store import EventStore
 
 FORMAT = 1
@@ -150,6 +150,44 @@ class Checkpointer:
         return checkpoint
 
 
+def _first_leaves(store: EventStore, size: int) -> tuple[list[int], list[bytes]]:
+    ids: list[int] = []
+    found: list[bytes] = []
+    for nid, leaf in leaves(store):
+        if len(found) == size:
+            break
+        ids.append(nid)
+        found.append(leaf)
+    return ids, found
+
+
+def inclusion(store: EventStore, notification_id: int, size: int) -> dict[str, Any]:
+    """The proof that the stored event ``notification_id`` is a leaf of the tree of the log's
+    first ``size`` events (RFC 9162 2.1.3): its leaf index and hash, the root and the audit path
+    (hex). ``LookupError`` when the event is not among them. (It reads the log up to ``size``.)"""
+    ids, found = _first_leaves(store, size)
+    if len(found) < size:
+        raise LookupError(f"the log holds {len(found)} events, not {size}")
+    if notification_id not in ids:
+        raise LookupError(f"notification {notification_id} is not among the first {size} events")
+    index = ids.index(notification_id)
+    return {"notification_id": notification_id, "leaf_index": index, "tree_size": size,
+            "leaf_hash": leaf_hash(found[index]).hex(), "root_hash": root(found).hex(),
+            "proof": [p.hex() for p in inclusion_proof(found, index)]}
+
+
+def consistency(store: EventStore, first: int, second: int) -> dict[str, Any]:
+    """The proof that the tree of the log's first ``first`` events is a prefix of the tree of
+    its first ``second`` (RFC 9162 2.1.4): both roots and the proof (hex)."""
+    if not 0 < first <= second:
+        raise LookupError(f"no consistency proof from {first} to {second} events")
+    _, found = _first_leaves(store, second)
+    if len(found) < second:
+        raise LookupError(f"the log holds {len(found)} events, not {second}")
+    return {"first": first, "second": second, "first_root": root(found[:first]).hex(),
+            "second_root": root(found).hex(), "proof": [p.hex() for p in consistency_proof(found, first)]}
+
+
 def append_to_file(path: Path, checkpoint: Checkpoint) -> None:
     with path.open("ab") as f:
         f.write(checkpoint.as_json() + b"\n")
@@ -193,5 +231,5 @@ def check(store: EventStore, checkpoint: Checkpoint, public: Ed25519PublicKey | 
     return problems
 
 
-__all__ = ["FORMAT", "Checkpoint", "Checkpointer", "append_to_file", "check", "key_id", "leaf_of", "leaves", "load_public_key",
+__all__ = ["FORMAT", "Checkpoint", "Checkpointer", "append_to_file", "check", "consistency", "inclusion", "key_id", "leaf_of", "leaves", "load_public_key",
            "load_signing_key", "make", "new_signing_key", "public_pem", "read_file"]

@@ -106,3 +106,28 @@ async def latest_checkpoint(runner: Runner, _: Annotated[Principal, Depends(requ
     if checkpoint is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no checkpoint made yet")
     return JSON(orjson.loads(checkpoint.as_json()))
+
+
+@router.get("/proof/inclusion", response_class=JSON)
+async def inclusion_proof(notification: int, size: int, runner: Runner,
+                          _: Annotated[Principal, Depends(require(*AUDITORS))]) -> JSON:
+    """That the stored event ``notification`` (its notification id) is in the tree of the log's
+    first ``size`` events (a checkpoint's ``tree_size``): RFC 9162's audit path, with the leaf
+    index, the leaf hash and the root, to check against a signed checkpoint."""
+    from streams import checkpoints
+    try:
+        return JSON(await runner.read(checkpoints.inclusion, runner.processor.store, notification, size))
+    except LookupError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+
+
+@router.get("/proof/consistency", response_class=JSON)
+async def consistency_proof(first: int, second: int, runner: Runner,
+                            _: Annotated[Principal, Depends(require(*AUDITORS))]) -> JSON:
+    """That the tree of the log's first ``first`` events (an older checkpoint's size) is a
+    prefix of the tree of its first ``second`` (a newer one's): RFC 9162's proof and both roots."""
+    from streams import checkpoints
+    try:
+        return JSON(await runner.read(checkpoints.consistency, runner.processor.store, first, second))
+    except LookupError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None

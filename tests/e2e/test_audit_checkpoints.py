@@ -40,6 +40,17 @@ def test_a_checkpoint_held_outside_the_store_catches_the_newest_events_deleted(t
             assert statuses(post_events(scanner, [usage("c-u2", t - timedelta(minutes=10), 3, "L1")])) == ["accepted"]
             second = admin.post("/v1/audit/checkpoints").json()
             assert second["tree_size"] > first["tree_size"]
+            # Proofs against the two signed roots, checked with the RFC's algorithms.
+            from domain.merkle import verify_consistency, verify_inclusion
+            c = auditor.get(f"/v1/audit/proof/consistency?first={first['tree_size']}&second={second['tree_size']}").json()
+            assert (c["first_root"], c["second_root"]) == (first["root_hash"], second["root_hash"])
+            assert verify_consistency(first["tree_size"], second["tree_size"], bytes.fromhex(first["root_hash"]),
+                                      bytes.fromhex(second["root_hash"]), [bytes.fromhex(p) for p in c["proof"]])
+            i = auditor.get(f"/v1/audit/proof/inclusion?notification=3&size={second['tree_size']}").json()
+            assert verify_inclusion(bytes.fromhex(i["leaf_hash"]), i["leaf_index"], second["tree_size"],
+                                    [bytes.fromhex(p) for p in i["proof"]], bytes.fromhex(second["root_hash"]))
+            assert auditor.get(f"/v1/audit/proof/inclusion?notification=3&size={second['tree_size'] + 50}"
+                               ).status_code == 404
     finally:
         service.stop()
     assert [orjson.loads(line)["tree_size"] for line in held.read_bytes().splitlines()] == \

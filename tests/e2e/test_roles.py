@@ -69,6 +69,8 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/v1/audit/public-key"): AUDITORS,
     ("POST", "/v1/audit/checkpoints"): ADMINS,
     ("GET", "/v1/audit/checkpoints/latest"): AUDITORS,
+    ("GET", "/v1/audit/proof/inclusion"): AUDITORS,
+    ("GET", "/v1/audit/proof/consistency"): AUDITORS,
     ("GET", "/v1/requisitions"): READERS,
     ("GET", "/v1/requisitions/{requisition_id}"): READERS,
     ("POST", "/v1/requisitions/{requisition_id}/approve"): ACTORS,
@@ -104,7 +106,9 @@ ALLOWED_STATUS = {
     ("POST", "/v1/requisitions/{requisition_id}/reject"): 404,
 }
 # Query strings that routes need (the fixture's stock point has lot L1).
-QUERY = {("GET", "/v1/trace"): f"?sku={SKU}&lot=L1", ("GET", "/v1/transfer-requests"): "?source=CS"}
+QUERY = {("GET", "/v1/trace"): f"?sku={SKU}&lot=L1", ("GET", "/v1/transfer-requests"): "?source=CS",
+         ("GET", "/v1/audit/proof/inclusion"): "?notification=1&size=2",
+         ("GET", "/v1/audit/proof/consistency"): "?first=1&second=2"}
 
 CALLERS = (*ROLES, "no key", "wrong key", "wrong scheme")
 
