@@ -19,6 +19,7 @@ from api.routes import (
     alerts,
     audit,
     events,
+    imports,
     kpis,
     procurement,
     recalls,
@@ -76,7 +77,7 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
     app.state.webhooks = dispatcher
     app.state.projection_service = projections
     app.state.projections = None  # the KPI reader, once the projections have started
-    for module in (events, stock_points, alerts, webhooks, audit, recalls, trace, procurement, kpis, admin):
+    for module in (events, stock_points, alerts, webhooks, audit, recalls, trace, procurement, kpis, admin, imports):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

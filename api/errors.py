@@ -55,6 +55,7 @@ EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/events"): (413, 422, 429, 503),
     ("post", "/v1/scans"): (422, 429, 503),
     ("get", "/v1/trace"): (404,),
+    ("post", "/v1/import/{kind}"): (422,),
     ("get", "/v1/audit/public-key"): (404,),
     ("get", "/v1/audit/checkpoints/latest"): (404,),
     ("post", "/v1/audit/checkpoints"): (404,),

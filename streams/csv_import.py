@@ -133,15 +133,13 @@ def parse(kind: str, text: str, source: str, now: datetime) -> list[Row]:
     return rows
 
 
-def run(kind: str, rows: list[Row], partial: bool, known: Callable[[str], bool],
-        submit: Callable[[list[dict[str, Any]]], Iterable[dict[str, Any]]]) -> Report:
-    """Store the rows: nothing when any is refused and not ``partial``; rows already stored by
-    an earlier import of the same file (``known(event_id)``) are skipped; ``submit`` posts
-    events and gives their outcomes (``{"status", "errors"}``) in order."""
+def plan(kind: str, rows: list[Row], partial: bool, known: Callable[[str], bool]) -> tuple[Report, list[Row]]:
+    """What to submit: nothing when any row is refused and not ``partial``; rows an earlier
+    import of the same file stored (``known(event_id)``) are counted ``already``."""
     report = Report(kind, rows)
     if report.refused and not partial:
         report.stored_nothing = True
-        return report
+        return report, []
     todo = []
     for row in rows:
         if row.errors:
@@ -150,7 +148,12 @@ def run(kind: str, rows: list[Row], partial: bool, known: Callable[[str], bool],
             report.already += 1
         else:
             todo.append(row)
-    for row, outcome in zip(todo, submit([r.event for r in todo]), strict=True):
+    return report, todo
+
+
+def settle(report: Report, todo: list[Row], outcomes: Iterable[dict[str, Any]]) -> Report:
+    """Count the submitted rows' outcomes (``{"status", "errors"}``, in order)."""
+    for row, outcome in zip(todo, outcomes, strict=True):
         if outcome.get("status") == c.ACCEPTED:
             report.stored += 1
         elif outcome.get("status") == c.DUPLICATE:
@@ -161,4 +164,11 @@ def run(kind: str, rows: list[Row], partial: bool, known: Callable[[str], bool],
     return report
 
 
-__all__ = ["BOOLEANS", "KINDS", "MAX_ROWS", "NUMBERS", "Report", "Row", "parse", "run"]
+def run(kind: str, rows: list[Row], partial: bool, known: Callable[[str], bool],
+        submit: Callable[[list[dict[str, Any]]], Iterable[dict[str, Any]]]) -> Report:
+    """``plan``, ``submit`` (posts events, gives their outcomes in order), ``settle``."""
+    report, todo = plan(kind, rows, partial, known)
+    return settle(report, todo, submit([r.event for r in todo]) if todo else [])
+
+
+__all__ = ["BOOLEANS", "KINDS", "MAX_ROWS", "NUMBERS", "Report", "Row", "parse", "plan", "run", "settle"]

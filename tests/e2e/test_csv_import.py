@@ -75,5 +75,15 @@ def test_import_through_a_running_service(tmp_path: Path) -> None:
         again = run_cli("import", "items", str(tmp_path / "i.csv"), "--url", service.base, "--key", KEYS["admin"],
                         data_dir=tmp_path)
         assert "0 stored, 2 already there" in again.stdout, again.stdout
+        with service.client("admin") as admin:  # the route takes the same file: the same ids
+            r = admin.post("/v1/import/items?name=i.csv", content=ITEMS.encode(), headers={"Content-Type": "text/csv"})
+            assert r.status_code == 200 and r.json()["already"] == 2 and r.json()["stored"] == 0, r.text
+            bad = "sku,base_unit,criticality\nGOWN,each,high\nCAP,each,urgent\n"
+            r = admin.post("/v1/import/items?name=b.csv", content=bad.encode(), headers={"Content-Type": "text/csv"})
+            body = r.json()
+            assert body["stored_nothing"] and [x["line"] for x in body["refused"]] == [3], body
+            r = admin.post("/v1/import/items?name=b.csv&partial=true", content=bad.encode(),
+                           headers={"Content-Type": "text/csv"})
+            assert r.json()["stored"] == 1, r.text
     finally:
         service.stop()
