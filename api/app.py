@@ -34,9 +34,11 @@ from streams.webhooks import WebhookDispatcher
 
 
 def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
-               data_dir: Path, projections: Any = None) -> FastAPI:
+               data_dir: Path, projections: Any = None, listeners: tuple[Any, ...] = ()) -> FastAPI:
     """``projections``: the read side (``projections.service.ProjectionService``), started
-    with the app and woken after each stored batch; without it the KPI routes answer 503."""
+    with the app and woken after each stored batch; without it the KPI routes answer 503.
+    ``listeners``: other ways in served with the app (``streams.hl7_feed.Hl7Listener``), each
+    with ``start`` and ``stop``."""
     dispatcher = WebhookDispatcher(data_dir / "webhooks.json", lambda seq: runner.read(
         runner.processor.alert_feed_since, seq))
 
@@ -50,10 +52,14 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
             await asyncio.to_thread(projections.start)
             app.state.projections = projections.reader
             waking = asyncio.create_task(_wake_after_batches(runner, projections), name="projections-wake")
+        for listener in listeners:
+            await listener.start()
         tune_collector()  # start-up is done: what it made lives as long as the process
         try:
             yield
         finally:
+            for listener in listeners:
+                await listener.stop()
             if waking is not None:
                 waking.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

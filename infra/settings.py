@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     audit_checkpoint_every_minutes: float = Field(default=5.0, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
+    # HL7 v2 over MLLP (streams.hl7_feed): served by `serve` when a port is set; senders as
+    # "APP@FACILITY:role[:principal]" entries.
+    hl7_port: int | None = None
+    hl7_senders: str = ""
     # Projections: chdb:///dir (embedded, default under the data directory) or http(s)://...
     clickhouse_dsn: str | None = None
     clickhouse_database: str = "replenish"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -69,7 +70,17 @@ def build_app(settings: Settings) -> FastAPI:
             settings.audit_checkpoint_file, settings.audit_checkpoint_every_events,
             settings.audit_checkpoint_every_minutes)
     return create_app(runner, settings.principals(), settings.data_dir,
-                      projections=build_projections(settings, runner.processor.store))
+                      projections=build_projections(settings, runner.processor.store),
+                      listeners=hl7_listeners(settings, runner))
+
+
+def hl7_listeners(settings: Settings, runner: Any) -> tuple[Any, ...]:
+    """The HL7 MLLP listener when REPLENISH_HL7_PORT is set (in the serving process: it submits
+    as the API does, to the embedded store or to Kafka)."""
+    if settings.hl7_port is None:
+        return ()
+    from streams.hl7_feed import Hl7Listener, parse_senders
+    return (Hl7Listener(runner.submit, parse_senders(settings.hl7_senders), settings.host, settings.hl7_port),)
 
 
 def build_projections(settings: Settings, store: EventStore) -> ProjectionService:

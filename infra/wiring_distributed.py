@@ -58,7 +58,7 @@ def _processor(store: EventStore, settings: Settings, role: str,
 def build_distributed_app(settings: Settings) -> FastAPI:
     """The API on the distributed profile: events go to Kafka; reads come from a model that
     follows the PostgreSQL store. ``settings`` must be ``prepared()``."""
-    from infra.wiring import build_projections
+    from infra.wiring import build_projections, hl7_listeners
 
     make_topics(settings)
     store = postgres_store(settings)
@@ -68,7 +68,7 @@ def build_distributed_app(settings: Settings) -> FastAPI:
     # The read side follows the same store: a ClickHouse server (REPLENISH_CLICKHOUSE_DSN), or
     # on one machine the embedded engine in this process.
     app = create_app(runner, settings.principals(), settings.data_dir,
-                     projections=build_projections(settings, store))
+                     projections=build_projections(settings, store), listeners=hl7_listeners(settings, runner))
     app.state.poster_roles = settings.roles_by_principal()
     return app
 

@@ -1,0 +1,60 @@
+"""The HL7 v2 reader (``streams.hl7_feed.read``): every real sample of the corpus is mapped or
+refused with a reason, never an exception; patient segments never reach an event; any text
+gets an ACK."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import hl7
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.hl7_feed import Mapped, ack, parse_senders, read
+
+SAMPLES = Path(__file__).resolve().parents[1] / "e2e" / "hl7_samples"
+NOW = datetime(2026, 12, 7, tzinfo=UTC)
+SENDERS = parse_senders("SCHApp@GHHSFacility:scanner,BLT_TIE@BLT:scanner,IMMAPP@GHHSFacility:scanner,"
+                        "WCDataSend@SENDING_FAC:scanner,GPMS@CTX:scanner")
+
+
+def test_every_sample_is_mapped_or_refused_with_a_reason_and_no_patient_data_goes_further() -> None:
+    files = sorted(SAMPLES.glob("*.hl7"))
+    assert len(files) == 12
+    mapped = 0
+    for f in files:
+        raw = f.read_text()
+        m = read(raw, SENDERS, NOW)
+        assert m.control_id, f.name
+        if m.reject is None:
+            mapped += 1
+            assert m.events, f.name
+            for e in m.events:
+                assert e["type"] in ("surgery_scheduled", "surgery_cancelled", "usage")
+                text = str(e)
+                assert "EVERYMAN" not in text and "PATID1234" not in text and "Duck" not in text, f.name
+        else:
+            assert m.reject, f.name
+        hl7.parse(ack(m, None if m.reject else [], NOW))  # every answer is HL7 itself
+    assert mapped >= 10
+
+
+def test_the_room_change_of_s14_moves_the_case_and_s15_cancels_it() -> None:
+    book = read((SAMPLES / "siu_s12_ghh_colon_biopsy_book.hl7").read_text(), SENDERS, NOW).events[0]
+    moved = read((SAMPLES / "siu_s14_ghh_colon_biopsy_room_change.hl7").read_text(), SENDERS, NOW).events[0]
+    cancel = read((SAMPLES / "siu_s15_ghh_colon_biopsy_cancel.hl7").read_text(), SENDERS, NOW).events[0]
+    assert (book["case_id"], book["location"], book["procedure"]) == ("12345", "Room01", "76164006")
+    assert book["scheduled_for"] == "2021-09-24T09:30:00+02:15"
+    assert (moved["case_id"], moved["location"]) == ("12345", "Room02")
+    assert (cancel["type"], cancel["case_id"]) == ("surgery_cancelled", "12345")
+    again = read((SAMPLES / "siu_s12_ghh_colon_biopsy_book.hl7").read_text(), SENDERS, NOW).events[0]
+    assert again["event_id"] == book["event_id"] != moved["event_id"]
+
+
+@given(st.text(max_size=300))
+def test_any_text_is_read_without_an_exception_and_answered(text: str) -> None:
+    m = read(text, SENDERS, NOW)
+    assert isinstance(m, Mapped)
+    answer = ack(m, None if m.reject is not None else [], NOW)
+    assert answer.startswith("MSH|^~\\&|REPLENISH|") and "\rMSA|A" in answer
