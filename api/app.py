@@ -52,13 +52,15 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
             await asyncio.to_thread(projections.start)
             app.state.projections = projections.reader
             waking = asyncio.create_task(_wake_after_batches(runner, projections), name="projections-wake")
-        for listener in listeners:
-            await listener.start()
-        tune_collector()  # start-up is done: what it made lives as long as the process
+        started = []
         try:
+            for listener in listeners:
+                await listener.start()
+                started.append(listener)
+            tune_collector()  # start-up is done: what it made lives as long as the process
             yield
         finally:
-            for listener in listeners:
+            for listener in started:
                 await listener.stop()
             if waking is not None:
                 waking.cancel()

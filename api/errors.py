@@ -11,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.responses import JSON
+from streams.embedded import Overloaded
+from streams.kafka_ingest import IngestUnavailable
 from streams.store import StoreUnavailable
 
 # The codes of HTTP answers (refused events have their own, in ``domain.codes``).
@@ -55,7 +57,7 @@ EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/events"): (413, 422, 429, 503),
     ("post", "/v1/scans"): (422, 429, 503),
     ("get", "/v1/trace"): (404,),
-    ("post", "/v1/import/{kind}"): (422,),
+    ("post", "/v1/import/{kind}"): (422, 429),
     ("get", "/v1/audit/public-key"): (404,),
     ("get", "/v1/audit/checkpoints/latest"): (404,),
     ("post", "/v1/audit/checkpoints"): (404,),
@@ -134,7 +136,19 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
+    async def overloaded(request: Request, exc: Exception) -> JSON:
+        """Any route whose events the embedded queue had no room for: 429, nothing taken."""
+        assert isinstance(exc, Overloaded)
+        return JSON({"detail": str(exc), "code": "overloaded"}, status_code=429,
+                    headers={"Retry-After": str(exc.retry_after)})
+
+    async def ingest_unavailable(request: Request, exc: Exception) -> JSON:
+        """Any route whose events Kafka did not take (distributed profile): 503."""
+        return JSON({"detail": str(exc), "code": code_of(503)}, status_code=503)
+
     app.add_exception_handler(StoreUnavailable, store_unavailable)
+    app.add_exception_handler(Overloaded, overloaded)
+    app.add_exception_handler(IngestUnavailable, ingest_unavailable)
 
 
 __all__ = ["MALFORMED_BODY", "STATUS_CODES", "STORE_UNAVAILABLE", "ApiError", "code_of", "document", "install"]

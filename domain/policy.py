@@ -258,8 +258,8 @@ def reorder_policy(ltd: LeadTimeDemand, alpha: float,
 
 
 def censored_lead_time(mean: float, var: float, at_least: list[float], weight: float,
-                       surprised_weight: float | None = None,
-                       surprise_sds: float = 3.0) -> tuple[float, float]:
+                       surprised_weight: float | None = None, surprise_sds: float = 3.0,
+                       spread_floor: float = 0.0) -> tuple[float, float]:
     """Lead-time mean and variance (days, days²) after learning from open orders known to take
     at least ``at_least`` days each (their age, or a later arrival the supplier announced):
     right-censored observations, which say the supplier is slower than the model believes
@@ -272,8 +272,9 @@ def censored_lead_time(mean: float, var: float, at_least: list[float], weight: f
     its next observation). One late order moves the estimate a little; several, or one that
     keeps ageing, move it further; when they arrive, their real lead times replace them.
 
-    A bound ``surprise_sds`` spreads or more above the mean (an order still open that late has
-    well under 1 % chance under the model: the supplier changed) is learned with
+    A bound ``surprise_sds`` spreads or more above the mean (the spread at least
+    ``spread_floor`` times the mean; an order still open that late has well under 1 % chance
+    under the model: the supplier changed) is learned with
     ``surprised_weight`` when given, the weight the lead-time model gives a receipt that
     reveals a change, so the estimate follows a slower supplier within days of the first
     order becoming late, not after it arrives.
@@ -303,7 +304,8 @@ def censored_lead_time(mean: float, var: float, at_least: list[float], weight: f
             conditional = new_mean + sd * math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi) / tail
         else:  # far in the tail: E[L | L ≥ a] ≈ a + σ/z
             conditional = a + sd / z
-        w = weight if surprised_weight is None or z < surprise_sds else max(weight, surprised_weight)
+        surprising = (a - new_mean) / max(sd, spread_floor * new_mean) >= surprise_sds
+        w = max(weight, surprised_weight) if surprised_weight is not None and surprising else weight
         d = max(conditional, a) - new_mean
         new_mean += w * d
         new_var = (1.0 - w) * (new_var + w * d * d)

@@ -156,12 +156,13 @@ def import_csv(
     or through a running service with --url and --key. Nothing is stored from a file with a
     refused row unless --partial; rows an earlier import stored are skipped. Exit 1 when a row
     is refused."""
+    import csv
     from datetime import UTC, datetime
 
     from streams import csv_import
     try:
         rows = csv_import.parse(kind, file.read_text(encoding="utf-8"), file.name, datetime.now(UTC))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     if url is not None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from online_models.slotted import Slotted
 
 _SLOTS = ("alpha", "n", "mean", "var", "on_time", "boost", "surprised", "ref", "last")
+# The spread a surprise is judged by is at least this share of the mean (a very steady
+# supplier's few hours late are not a change).
+SPREAD_FLOOR = 0.1
 # Two receipts in a row this many spreads from the mean, on the same side, are a change of the
 # supplier's lead time, not noise (one late delivery is): the model restarts at the new level
 # (the mean of the two) with the spread it had within the old one (a shift of the level is not
-# spread), and the next receipts, up to ``BOOST_ORDERS``, are learned with weight
-# ``BOOST_ALPHA``, so mean and spread follow a change, and come back after it ends, within a
-# few orders. An open order this many spreads past the mean is the same evidence before it
+# spread), and the next ``BOOST_ORDERS`` − 1 receipts are learned with weight ``BOOST_ALPHA``,
+# so mean and spread follow a change, and come back after it ends, within a few orders. An
+# open order this many spreads past the mean (the same floor) is the same evidence before it
 # arrives (``domain.policy.censored_lead_time``'s ``surprised_weight``).
 SURPRISE_SDS = 3.0
 BOOST_ORDERS = 3
@@ -53,7 +56,7 @@ class LeadTime(Slotted):
     def learn_one(self, days: float, on_time: bool | None = None) -> None:
         surprise = False
         if self.n >= BOOST_ORDERS and not self.boost:
-            mean, sd = self.ref if self.surprised else (self.mean, max(self.var ** 0.5, 0.1 * self.mean, 1e-9))
+            mean, sd = self.ref if self.surprised else (self.mean, max(self.var ** 0.5, SPREAD_FLOOR * self.mean, 1e-9))
             side = 1 if days - mean > SURPRISE_SDS * sd else -1 if mean - days > SURPRISE_SDS * sd else 0
             surprise = side != 0 and side == self.surprised
             if surprise:

@@ -3,8 +3,8 @@ contracts, one row an event (``item_registered``, ``location_registered``,
 ``supplier_registered``, ``supplier_contract``).
 
 - Columns are named as the event's fields. Empty cells are left out. A cell of a list or
-  object field holds JSON (``units`` ``{"box": 10}``, ``gtins``, ``substitutes``,
-  ``certificates``, ``price_breaks``); the number fields (``NUMBERS``) and the true/false
+  object field (``JSON_FIELDS``: ``units`` ``{"box": 10}``, ``gtins``, ``substitutes``,
+  ``certificates``, ``price_breaks``) holds JSON; the number fields (``NUMBERS``) and the true/false
   fields (``BOOLEANS``) are read as such; every other cell is text, as written (an SKU
   ``00123`` keeps its zeros).
 - ``effective_from`` (optional column, a date or an instant with an offset) is the event's
@@ -12,9 +12,11 @@ contracts, one row an event (``item_registered``, ``location_registered``,
 - Each row's ``event_id`` is derived from the file's name and the row's cells
   (``import-<kind>-<sha256 prefix>``), so importing the same file again finds its rows already
   stored (``already``) and stores nothing twice.
-- Every row is checked first (the same stateless checks as any posted event); a file with a
-  refused row stores nothing unless ``partial`` (then its good rows are stored), and the report
-  names each refused row by its line number.
+- Every row is checked first with the stateless checks any posted event gets (fields,
+  types, codes); a file with a row refused there stores nothing unless ``partial`` (then its
+  good rows are stored), and the report names each refused row by its line number. What needs
+  the stored state (a contract for an unknown supplier) is refused when the rows are stored,
+  row by row, and reported the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ KINDS = {"items": "item_registered", "locations": "location_registered",
 NUMBERS = frozenset({"pack_size", "lead_time_days", "lead_time_sd_days", "unit_cost", "price", "min_order",
                      "shelf_life_days"})
 BOOLEANS = frozenset({"consignment", "divisible"})
+JSON_FIELDS = frozenset({"units", "gtins", "substitutes", "certificates", "price_breaks", "extra"})
 TRUE, FALSE = frozenset({"true", "yes", "1"}), frozenset({"false", "no", "0"})
 MAX_ROWS = 10_000
 
@@ -53,6 +56,7 @@ class Report:
     kind: str
     rows: list[Row]
     stored: int = 0  # rows accepted now
+    queued: int = 0  # rows taken for storing (distributed profile: their outcome came later)
     already: int = 0  # rows a previous import stored
     stored_nothing: bool = False  # refused rows and not partial: nothing was submitted
 
@@ -61,7 +65,8 @@ class Report:
         return [r for r in self.rows if r.errors]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "rows": len(self.rows), "stored": self.stored, "already": self.already,
+        return {"kind": self.kind, "rows": len(self.rows), "stored": self.stored, "queued": self.queued,
+                "already": self.already,
                 "stored_nothing": self.stored_nothing,
                 "refused": [{"line": r.line, "event_id": r.event.get("event_id"), "errors": r.errors}
                             for r in self.refused]}
@@ -77,7 +82,7 @@ def _cell(name: str, text: str) -> Any:
         if low in FALSE:
             return False
         raise ValueError(f"'{name}' must be true or false, not {text!r}")
-    if text[:1] in ("{", "["):
+    if name in JSON_FIELDS:
         return orjson.loads(text)
     return text
 
@@ -158,6 +163,8 @@ def settle(report: Report, todo: list[Row], outcomes: Iterable[dict[str, Any]]) 
             report.stored += 1
         elif outcome.get("status") == c.DUPLICATE:
             report.already += 1
+        elif outcome.get("status") == "queued":
+            report.queued += 1
         else:
             row.errors = list(outcome.get("errors") or [{"field": "", "code": str(outcome.get("status")),
                                                            "message": "not stored"}])

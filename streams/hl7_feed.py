@@ -82,8 +82,8 @@ def _ts(text: str) -> str | None:
     if not m:
         return None
     y, mo, d, h, mi, s, tz = m.groups()
-    offset = UTC if not tz else timezone(timedelta(hours=int(tz[:3]), minutes=int(tz[0] + tz[3:])))
     try:
+        offset = UTC if not tz else timezone(timedelta(hours=int(tz[:3]), minutes=int(tz[0] + tz[3:])))
         t = datetime(int(y), int(mo or 1), int(d or 1), int(h or 0), int(mi or 0), int(s or 0), tzinfo=offset)
     except ValueError:
         return None

@@ -43,7 +43,7 @@ from domain.policy import (
     undershoot,
 )
 from online_models.demand import DailyDemand
-from online_models.lead_time import BOOST_ALPHA, SURPRISE_SDS, LeadTime
+from online_models.lead_time import BOOST_ALPHA, SPREAD_FLOOR, SURPRISE_SDS, LeadTime
 from online_models.procedures import ProcedureUsage
 from online_models.spike import SpikeDetector
 from online_models.usage_size import UsageSize
@@ -379,7 +379,7 @@ class Planner:
         if overdue:  # censored observations: the supplier is slower than the model believes
             lt_model = self.lead_times.get((item.supplier or "", sp.sku)) or LeadTime()
             lt_mean, lt_var = censored_lead_time(lt_mean, lt_var, [o["at_least_days"] for o in overdue],
-                                                 lt_model.next_weight(), BOOST_ALPHA, SURPRISE_SDS)
+                                                 lt_model.next_weight(), BOOST_ALPHA, SURPRISE_SDS, SPREAD_FLOOR)
         known = self._known_demand(sp, now, lt_mean)
         # The daily demand d learned from every use already expects the average case load;
         # of the lead time's d·L the schedule already shows the share k = (share of this

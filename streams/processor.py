@@ -124,8 +124,25 @@ class Processor:
         self._unfrozen = 0  # events stored or replayed since the model was last frozen
         self._deferred: dict[str, str | None] | None = None  # stock points to decide after the batch
         self.restored_from: Snapshot | None = None
+        self._stale = False  # a failed batch left the model ahead of the store: rebuild first
         if snapshot is None or not self.restore(snapshot):
             self.rebuild()
+
+    def _recover(self) -> None:
+        """After a batch that was not stored: the model back to what the store holds. When the
+        store cannot be read either (still down), the model is marked stale and rebuilt before
+        anything else is processed or followed, so nothing unstored is ever taken as seen."""
+        try:
+            self.rebuild()
+            self._stale = False
+        except BaseException:
+            self._stale = True
+            log.warning("the model could not be rebuilt after a failed batch; it will be before the next one")
+
+    def _fresh(self) -> None:
+        if self._stale:
+            self.rebuild()
+            self._stale = False
 
     def _new_intake(self, ledger: Ledger) -> Intake:
         return Intake(ledger, self.case_id_key, self.late_after, self._history, self.max_event_age)
@@ -135,6 +152,7 @@ class Processor:
                 tracking: Sequence[Tracking] = ()) -> BatchResult:
         """Decide and store a batch of (raw event, principal) in order; ``tracking`` (the
         positions consumed, one per Kafka topic-partition) is stored in the same transaction."""
+        self._fresh()
         now = self.clock()
         try:
             if self.purchasing.enabled and self.ledger.collecting:
@@ -164,7 +182,7 @@ class Processor:
                 self._note_poster(event)
         except BaseException:
             self._deferred = None
-            self.rebuild()
+            self._recover()
             raise
         self._maybe_freeze(len(recorded))
         return BatchResult(outcomes, alerts, len(recorded))
@@ -280,6 +298,7 @@ class Processor:
 
         A recall among them makes this processor check the uses it stored of the recalled lot
         (in its next ``process``): one recorded before the recall was known is flagged then."""
+        self._fresh()
         to_domain = self.store.mapper.to_domain_event
         n = 0
         for notification in self.store.notifications(start=self.position + 1):
@@ -533,7 +552,7 @@ class Processor:
         except ApprovalError:
             raise
         except BaseException:
-            self.rebuild()
+            self._recover()
             raise
         return result, alerts, len(recorded)
 

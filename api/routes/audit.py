@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from api.deps import ADMINS, AUDITORS, Runner, require
 from api.responses import JSON
@@ -109,7 +109,7 @@ async def latest_checkpoint(runner: Runner, _: Annotated[Principal, Depends(requ
 
 
 @router.get("/proof/inclusion", response_class=JSON)
-async def inclusion_proof(notification: int, size: int, runner: Runner,
+async def inclusion_proof(notification: Annotated[int, Query(ge=1)], size: Annotated[int, Query(ge=1)], runner: Runner,
                           _: Annotated[Principal, Depends(require(*AUDITORS))]) -> JSON:
     """That the stored event ``notification`` (its notification id) is in the tree of the log's
     first ``size`` events (a checkpoint's ``tree_size``): RFC 9162's audit path, with the leaf
@@ -122,7 +122,7 @@ async def inclusion_proof(notification: int, size: int, runner: Runner,
 
 
 @router.get("/proof/consistency", response_class=JSON)
-async def consistency_proof(first: int, second: int, runner: Runner,
+async def consistency_proof(first: Annotated[int, Query(ge=1)], second: Annotated[int, Query(ge=1)], runner: Runner,
                             _: Annotated[Principal, Depends(require(*AUDITORS))]) -> JSON:
     """That the tree of the log's first ``first`` events (an older checkpoint's size) is a
     prefix of the tree of its first ``second`` (a newer one's): RFC 9162's proof and both roots."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -35,7 +36,7 @@ async def import_csv(kind: str, request: Request, runner: Runner,
     try:
         text = (await request.body()).decode("utf-8")
         rows = csv_import.parse(kind, text, name, datetime.now(UTC))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, csv.Error) as exc:
         raise ApiError(status.HTTP_422_UNPROCESSABLE_ENTITY, f"not a CSV file of {kind}: {exc}", MALFORMED_BODY) from None
     processor = runner.processor
 

@@ -23,7 +23,8 @@ def test_a_checkpoint_held_outside_the_store_catches_the_newest_events_deleted(t
     assert made.returncode == 0 and key.exists(), made.stdout + made.stderr
     data = tmp_path / "data"
     data.mkdir()
-    env = {"REPLENISH_AUDIT_SIGNING_KEY": str(key), "REPLENISH_AUDIT_CHECKPOINT_FILE": str(held)}
+    env = {"REPLENISH_AUDIT_SIGNING_KEY": str(key), "REPLENISH_AUDIT_CHECKPOINT_FILE": str(held),
+           "REPLENISH_AUDIT_CHECKPOINT_EVERY_MINUTES": "600"}  # only the two asked for below
     service = Service(data, env).start()
     try:
         t = now()

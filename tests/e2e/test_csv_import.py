@@ -85,5 +85,8 @@ def test_import_through_a_running_service(tmp_path: Path) -> None:
             r = admin.post("/v1/import/items?name=b.csv&partial=true", content=bad.encode(),
                            headers={"Content-Type": "text/csv"})
             assert r.json()["stored"] == 1, r.text
+            huge = "sku,base_unit,description\nG,each," + "x" * 200_000 + "\n"
+            r = admin.post("/v1/import/items", content=huge.encode(), headers={"Content-Type": "text/csv"})
+            assert r.status_code == 422 and r.json()["code"] == "malformed_body", r.text
     finally:
         service.stop()

@@ -63,3 +63,12 @@ def test_a_bad_row_stops_the_file_unless_partial() -> None:
     assert report.stored_nothing and sent == []
     report = run("items", parse("items", text, "x.csv", NOW), True, lambda _: False, submit)
     assert report.stored == 1 and [e["sku"] for e in sent[0]] == ["A"]
+
+
+def test_a_text_cell_that_looks_like_json_stays_text_and_a_huge_cell_is_a_refusal_not_a_crash() -> None:
+    text = csv_text(["sku", "base_unit", "description"], [["G", "each", "[Sterile] gauze"], ["H", "each", "[1]"]])
+    rows = parse("items", text, "x.csv", NOW)
+    assert [r.event["description"] for r in rows] == ["[Sterile] gauze", "[1]"] and not any(r.errors for r in rows)
+    import pytest
+    with pytest.raises((ValueError, csv.Error)):
+        parse("items", csv_text(["sku", "base_unit", "description"], [["G", "each", "x" * 200_000]]), "x.csv", NOW)
