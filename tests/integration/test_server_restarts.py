@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
+
+from streams.store import EventStore
 
 from .distributed_world import (
     LOCATIONS,
@@ -37,22 +40,33 @@ def restart(server: str) -> None:
             time.sleep(DOWN_SECONDS)
 
 
-def under_load(d: Deployment, server: str) -> None:
-    d.start_worker().wait_assigned()
+def master(d: Deployment) -> None:
     d.produce(master_data(), principal="gw-erp")
     wait_for(lambda: {e["event_id"] for e in master_data()} <= d.stored_ids(), 60,
              "the master data to be stored", every=0.5)
+
+
+def through(d: Deployment, fault: Callable[[], None], what: str) -> tuple[SteadyStream, set[str], EventStore]:
+    """A steady stream for 3 s, ``fault``, 3 s more; then wait until every event produced is
+    stored: the stream, its event ids and the store."""
     stream = SteadyStream(d, per_second=200.0).start()
     try:
         time.sleep(3.0)
-        restart(server)
+        fault()
         time.sleep(3.0)
     finally:
         stream.stop()
     ids = {e["event_id"] for e in stream.events}
     store = d.store()
     wait_for(lambda: ids <= set(recorded_counts(store)), STORED_WITHIN_S,
-             f"every event produced to be stored after the {server} restart\n{d.logs()}", every=1.0)
+             f"every event produced to be stored after {what}\n{d.logs()}", every=1.0)
+    return stream, ids, store
+
+
+def under_load(d: Deployment, server: str) -> None:
+    d.start_worker().wait_assigned()
+    master(d)
+    stream, ids, store = through(d, lambda: restart(server), f"the {server} restart")
     counts = recorded_counts(store)
     assert [i for i in ids if counts.get(i) != 1] == [], "every event stored exactly once"
     p = d.processor()
@@ -83,21 +97,13 @@ def test_the_relay_killed_mid_stream_is_taken_over_and_publishes_every_decision_
     first.wait_assigned()
     wait_for(lambda: "relay: publishing" in first.log(), 30, "the first worker's relay to publish")
     second = d.start_worker()
-    d.produce(master_data(), principal="gw-erp")
-    wait_for(lambda: {e["event_id"] for e in master_data()} <= d.stored_ids(), 60,
-             "the master data to be stored", every=0.5)
-    stream = SteadyStream(d, per_second=200.0).start()
-    try:
-        time.sleep(3.0)
+    master(d)
+
+    def kill_the_publisher() -> None:
         first.kill()
         wait_for(lambda: "relay: publishing" in second.log(), 60, f"the second worker's relay to publish\n{d.logs()}")
-        time.sleep(3.0)
-    finally:
-        stream.stop()
-    ids = {e["event_id"] for e in stream.events}
-    store = d.store()
-    wait_for(lambda: ids <= set(recorded_counts(store)), STORED_WITHIN_S,
-             f"every event produced to be stored\n{d.logs()}", every=1.0)
+
+    _, _, store = through(d, kill_the_publisher, "the relay's worker was killed")
     relayed_kinds = {DECIDED, RAISED, CHANGED, REPEATED}
     stored = [(n.id, n.originator_id) for n in store.notifications() if n.topic in relayed_kinds]
     assert len(stored) > 100
