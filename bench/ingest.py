@@ -108,8 +108,9 @@ def free_port() -> int:
 class Service:
     """``replenish serve`` on a free loopback port over a fresh data directory."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.extra_env = dict(env or {})
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / "serve.log"
@@ -120,7 +121,7 @@ class Service:
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "infra.cli"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("REPLENISH_")}
         env.update(REPLENISH_DATA_DIR=str(self.data_dir), REPLENISH_CASE_ID_KEY=CASE_ID_KEY,
-                   REPLENISH_API_KEYS=API_KEYS)
+                   REPLENISH_API_KEYS=API_KEYS, **self.extra_env)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [*cmd, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
