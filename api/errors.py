@@ -134,18 +134,18 @@ def install(app: FastAPI) -> None:
         return JSON({"detail": str(exc), "code": STORE_UNAVAILABLE}, status_code=503,
                     headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
 
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, invalid)
     async def overloaded(request: Request, exc: Exception) -> JSON:
         """Any route whose events the embedded queue had no room for: 429, nothing taken."""
         assert isinstance(exc, Overloaded)
-        return JSON({"detail": str(exc), "code": "overloaded"}, status_code=429,
+        return JSON({"detail": str(exc), "code": code_of(429)}, status_code=429,
                     headers={"Retry-After": str(exc.retry_after)})
 
     async def ingest_unavailable(request: Request, exc: Exception) -> JSON:
         """Any route whose events Kafka did not take (distributed profile): 503."""
         return JSON({"detail": str(exc), "code": code_of(503)}, status_code=503)
 
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StoreUnavailable, store_unavailable)
     app.add_exception_handler(Overloaded, overloaded)
     app.add_exception_handler(IngestUnavailable, ingest_unavailable)

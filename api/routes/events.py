@@ -12,9 +12,7 @@ from api.deps import POSTERS, SCANNERS, Runner, authenticate, require
 from api.errors import MALFORMED_BODY, ApiError
 from api.responses import JSON
 from domain.codes import ADMIN, AUDITOR
-from domain.intake import Outcome, Principal
-from streams.embedded import Overloaded
-from streams.kafka_ingest import IngestUnavailable
+from domain.intake import Principal
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -29,16 +27,6 @@ EVENTS_EXAMPLE = {
 
 def _results(outcomes: list[Any]) -> JSON:
     return JSON({"results": [o.as_dict() for o in outcomes]})
-
-
-async def _submit(runner: Runner, events: list[Any], principal: Principal) -> list[Outcome]:
-    try:
-        return await runner.submit(events, principal)
-    except IngestUnavailable as exc:  # distributed profile: Kafka did not take them
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
-    except Overloaded as exc:  # embedded profile: the queue has no room (nothing was taken)
-        raise ApiError(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), "overloaded",
-                       headers={"Retry-After": str(exc.retry_after)}) from None
 
 
 async def _json_body(request: Request) -> Any:
@@ -77,7 +65,7 @@ async def post_events(request: Request, runner: Runner,
                             f"at most {MAX_EVENTS} events per request; got {len(events)}")
     if not events:
         return JSON({"results": []})
-    return _results(await _submit(runner, events, principal))
+    return _results(await runner.submit(events, principal))
 
 
 @router.get("/events/{event_id}", response_class=JSON)
@@ -122,4 +110,4 @@ async def post_scan(request: Request, runner: Runner,
     event.setdefault("occurred_at", datetime.now(UTC).isoformat())
     if "barcode" not in event:
         event["barcode"] = ""
-    return _results(await _submit(runner, [event], principal))
+    return _results(await runner.submit([event], principal))
