@@ -132,7 +132,7 @@ class DailyDemand(Slotted):
             k = 7.0 / sum(self.season)
             self.season = [f * k for f in self.season]
             self.level /= k
-        self.choice.learn_day(q, self.p * self.size, self.level, "tsb" if self.is_intermittent() else "ses")
+        self.choice.learn_day(q, self.p * self.size, self.level, self._own())
 
     def is_intermittent(self) -> bool:
         """Fewer than three days in four see demand (average inter-demand interval > 1.33,
@@ -153,15 +153,15 @@ class DailyDemand(Slotted):
         """The forecaster that feeds the policy (``ForecastChoice``; before it has scored
         enough days, TSB on intermittent demand and the level otherwise, as ``predict_one``),
         its mean use per day and the variance of that mean (as ``mean_error_var``)."""
-        own = "tsb" if self.is_intermittent() else "ses"
-        name, i = self.choice.chosen(default=own)
-        mean, var = self.predict_one()
+        name, i = self.choice.chosen(default=self._own())
+        mean = self.choice.forecasts(self.p * self.size, self.level)[i]
         if name in ("tsb", "ses"):
-            if name != own:
-                mean = self.p * self.size if name == "tsb" else self.level
             return name, mean, self.mean_error_var()
-        return name, self.choice.forecasts(self.p * self.size, self.level)[i], \
-            var * self.choice.mean_error_share(i, self.n_days)
+        return name, mean, self.predict_one()[1] * self.choice.mean_error_share(i, self.n_days)
+
+    def _own(self) -> str:
+        """Which of the model's own two views ``predict_one`` gives: TSB or the level."""
+        return "tsb" if self.is_intermittent() else "ses"
 
     def mean_error_var(self) -> float:
         """Variance of the estimated mean per day: the daily variance times the sum of the
