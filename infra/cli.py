@@ -393,13 +393,13 @@ def audit_verify(
         if public is None:
             console.print("[yellow]note[/yellow]: no public key given: the checkpoints' signatures are not checked")
         held = checkpoints.read_file(checkpoint)
-        for cp in held:
-            problems = checkpoints.check(store, cp, public)
-            if problems:
-                failed = True
-                for problem in problems:
-                    console.print(f"[red]checkpoint of {cp.tree_size} events ({cp.timestamp})[/red]: {problem}")
-        if held and not any(checkpoints.check(store, cp, public) for cp in held):
+        found = checkpoints.check_all(store, held, public)
+        for cp, problems in zip(held, found, strict=True):
+            for problem in problems:
+                console.print(f"[red]checkpoint of {cp.tree_size} events ({cp.timestamp})[/red]: {problem}")
+        if any(found):
+            failed = True
+        elif held:
             console.print(f"[green]ok[/green]: the log matches all {len(held)} checkpoints "
                           f"(the newest covers {held[-1].tree_size} events)")
     if failed:

@@ -198,38 +198,55 @@ def read_file(path: Path) -> list[Checkpoint]:
 
 
 def check(store: EventStore, checkpoint: Checkpoint, public: Ed25519PublicKey | None = None) -> list[str]:
-    """What no longer matches ``checkpoint`` (empty: the store still holds exactly the log it
-    signed, as its first ``tree_size`` events, and perhaps more after): a bad signature; fewer
-    events than it covers (the newest removed); another root over its first ``tree_size``
-    events (an event changed, removed or reordered, or a stream removed), with the first
-    notification id from which the store's log departs from the checkpoint's, where known."""
-    problems = []
-    if public is not None:
-        if key_id(public) != checkpoint.key_id:
-            problems.append(f"the checkpoint was signed by key {checkpoint.key_id}, not by {key_id(public)}")
-        else:
-            try:
-                public.verify(bytes.fromhex(checkpoint.signature), checkpoint.signed_bytes())
-            except (InvalidSignature, ValueError):
-                problems.append("the checkpoint's signature does not verify: the checkpoint itself was changed")
+    """What no longer matches ``checkpoint`` (``check_all`` of one)."""
+    return check_all(store, [checkpoint], public)[0]
+
+
+def check_all(store: EventStore, held: list[Checkpoint], public: Ed25519PublicKey | None = None) -> list[list[str]]:
+    """For each checkpoint, what no longer matches it (empty: the store still holds exactly
+    the log it signed, as its first ``tree_size`` events, and perhaps more after): a bad
+    signature; fewer events than it covers (the newest removed); another root over its first
+    ``tree_size`` events (an event changed, removed or reordered, or a stream removed). The
+    log is read once, up to the largest checkpoint."""
+    problems: list[list[str]] = []
+    for cp in held:
+        found = []
+        if public is not None:
+            if key_id(public) != cp.key_id:
+                found.append(f"the checkpoint was signed by key {cp.key_id}, not by {key_id(public)}")
+            else:
+                try:
+                    public.verify(bytes.fromhex(cp.signature), cp.signed_bytes())
+                except (InvalidSignature, ValueError):
+                    found.append("the checkpoint's signature does not verify: the checkpoint itself was changed")
+        problems.append(found)
+    sizes = {cp.tree_size for cp in held}
     frontier, last = Frontier(), 0
-    for nid, leaf in leaves(store):
-        if frontier.size == checkpoint.tree_size:
-            break
-        frontier.append(leaf)
-        last = nid
-    if frontier.size < checkpoint.tree_size:
-        problems.append(f"the store holds {frontier.size} events where the checkpoint covers "
-                        f"{checkpoint.tree_size}: {checkpoint.tree_size - frontier.size} are missing "
-                        f"(the newest removed, or others)")
-    elif frontier.root().hex() != checkpoint.root_hash:
-        problems.append(f"the store's first {checkpoint.tree_size} events do not hash to the checkpoint's "
-                        f"root: an event was changed, removed or reordered, or a stream removed")
-    elif last != checkpoint.last_notification_id:
-        problems.append(f"the checkpoint's last event was notification {checkpoint.last_notification_id}; "
-                        f"the store's is {last}")
+    seen = {0: (frontier.root().hex(), 0)} if 0 in sizes else {}
+    largest = max(sizes, default=0)
+    if largest > 0:
+        for nid, leaf in leaves(store):
+            frontier.append(leaf)
+            last = nid
+            if frontier.size in sizes:
+                seen[frontier.size] = (frontier.root().hex(), last)
+            if frontier.size == largest:
+                break
+    for cp, found in zip(held, problems, strict=True):
+        if cp.tree_size not in seen:
+            found.append(f"the store holds {frontier.size} events where the checkpoint covers "
+                         f"{cp.tree_size}: {cp.tree_size - frontier.size} are missing "
+                         f"(the newest removed, or others)")
+            continue
+        root_hash, at = seen[cp.tree_size]
+        if root_hash != cp.root_hash:
+            found.append(f"the store's first {cp.tree_size} events do not hash to the checkpoint's "
+                         f"root: an event was changed, removed or reordered, or a stream removed")
+        elif at != cp.last_notification_id:
+            found.append(f"the checkpoint's last event was notification {cp.last_notification_id}; "
+                         f"the store's is {at}")
     return problems
 
 
-__all__ = ["FORMAT", "Checkpoint", "Checkpointer", "append_to_file", "check", "consistency", "inclusion", "key_id", "leaf_of", "leaves", "load_public_key",
+__all__ = ["FORMAT", "Checkpoint", "Checkpointer", "append_to_file", "check", "check_all", "consistency", "inclusion", "key_id", "leaf_of", "leaves", "load_public_key",
            "load_signing_key", "make", "new_signing_key", "public_pem", "read_file"]

@@ -175,3 +175,15 @@ def test_the_independent_verifier_passes_a_clean_export_and_fails_a_tampered_one
     assert not independent_verify(lines[:-1], cp, pem)  # the newest removed
     assert not independent_verify([lines[1], lines[0], *lines[2:]], cp, pem)  # reordered
     assert not independent_verify(lines, {**cp, "tree_size": cp["tree_size"] - 1}, pem)  # checkpoint changed
+
+
+def test_several_checkpoints_are_checked_in_one_pass_each_on_its_own_prefix(tmp_path: Path, key) -> None:
+    w, db = filled(tmp_path)
+    older = checkpoints.make(w.store, key)
+    w.post(w.usage(1))
+    newer = checkpoints.make(w.store, key)
+    assert checkpoints.check_all(w.store, [newer, older], key.public_key()) == [[], []]
+    last = rows(db)[-1]
+    delete(db, "originator_id = ? AND originator_version = ?", (last[1], last[2]))
+    found = checkpoints.check_all(sqlite_store(db), [newer, older], key.public_key())
+    assert found[1] == [] and len(found[0]) == 1 and "missing" in found[0][0]
