@@ -93,6 +93,11 @@ def decode(raw: bytes, key: bytes, path: Path) -> Snapshot:
     return Snapshot(int(header["position"]), int(header["events"]), pickle.loads(zlib.decompress(body)), path)
 
 
+def name_of(position: int) -> str:
+    """A snapshot's name: ``snapshot-<position, 12 digits>`` (a file adds ``SUFFIX``)."""
+    return f"{PREFIX}{position:012d}"
+
+
 # What reading a snapshot can raise besides ``ValueError`` (a body that does not unpickle).
 UNREADABLE = (OSError, ValueError, pickle.UnpicklingError, zlib.error, EOFError, AttributeError,
               ImportError, KeyError, TypeError)
@@ -101,7 +106,7 @@ UNREADABLE = (OSError, ValueError, pickle.UnpicklingError, zlib.error, EOFError,
 def write(directory: Path, key: bytes, position: int, events: int, state: Any) -> Path:
     """Write ``state`` as of ``position``; returns the file. Older files beyond ``KEEP`` go."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{PREFIX}{position:012d}{SUFFIX}"
+    path = directory / f"{name_of(position)}{SUFFIX}"
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as f:
         f.write(encode(key, position, events, state))
@@ -166,15 +171,14 @@ class PgSnapshots:
 
     def write(self, position: int, events: int, state: Any) -> str | None:
         import psycopg
-        data = encode(self.key, position, events, state)
         with psycopg.connect(self.dsn) as conn, conn.transaction():
             if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,)).fetchone()[0]:  # type: ignore[index]
-                return None
+                return None  # (before the state is pickled: a worker that skips its turn does no work)
             conn.execute(f"INSERT INTO {TABLE} (position, data) VALUES (%s, %s) ON CONFLICT (position) DO NOTHING",
-                         (position, data))
+                         (position, encode(self.key, position, events, state)))
             conn.execute(f"DELETE FROM {TABLE} WHERE position NOT IN "
                          f"(SELECT position FROM {TABLE} ORDER BY position DESC LIMIT %s)", (KEEP,))
-        return f"{PREFIX}{position:012d}"
+        return name_of(position)
 
     def newest(self, at_most: int | None = None) -> Snapshot | None:
         """The newest usable row (at most at ``at_most``, the store's end), or None; each one
@@ -183,7 +187,7 @@ class PgSnapshots:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             positions = [r[0] for r in conn.execute(f"SELECT position FROM {TABLE} ORDER BY position DESC")]
             for position in positions:
-                name = f"{PREFIX}{position:012d}"
+                name = name_of(position)
                 if at_most is not None and position > at_most:
                     log.warning("snapshot %s ignored: it is ahead of the store (position %d > %d)",
                                 name, position, at_most)
