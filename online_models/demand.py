@@ -8,7 +8,7 @@ from online_models.forecasts import ForecastChoice
 from online_models.slotted import Slotted
 
 _SLOTS = ("alpha", "gamma", "day", "today", "n_days", "p", "size", "size_var", "level", "var", "season", "w2",
-          "out", "out_today", "censored_days", "choice")
+          "out", "out_today", "censored_days", "choice", "start_day")
 
 
 class DailyDemand(Slotted):
@@ -68,15 +68,26 @@ class DailyDemand(Slotted):
         self.out_today = False  # ... or had nothing at some time on the open day
         self.censored_days = 0  # days skipped as censored (use below the forecast while empty)
         self.choice = ForecastChoice()
+        self.start_day: int | None = None  # the first stock's day, until the first use (``start``)
 
     def learn_one(self, day: int, weekday: int, qty: float) -> None:
         if self.day is None:
-            self.day = day
-        elif day > self.day:
+            self.day = day if self.start_day is None else min(self.start_day, day)
+        if day > self.day:
             self._close_days_until(day)
         # Use dated before the open day (late events) counts in the open day: the clock
         # never goes back, so replay in recording order gives the same state.
         self.today += qty
+
+    def start(self, day: int) -> None:
+        """The stock point had stock from day number ``day`` on: the days from then to the
+        first use are days without use, not days before the stock point existed. Without it,
+        an item first used after weeks on the shelf is judged by that one day: a kit used once
+        in three weeks looks like a use a day. Only the first use opens the clock (history
+        posted receipts first, uses after, still counts each use on its own day); the earliest
+        start before it is kept; no-op once the clock runs."""
+        if self.day is None:
+            self.start_day = day if self.start_day is None else min(self.start_day, day)
 
     def stocked_out(self, out: bool, day: int) -> None:
         """Whether the stock point has nothing left to use from day number ``day`` on (its

@@ -48,7 +48,7 @@ from online_models.procedures import ProcedureUsage
 from online_models.spike import SpikeDetector
 from online_models.usage_size import UsageSize
 
-MODEL_VERSION = "daily-choice7+cusum-spike+ew-leadtime-restart+usage-size/6"
+MODEL_VERSION = "daily-choice7+cusum-spike+ew-leadtime-restart+usage-size+stock-start/7"
 SYSTEM = Principal("system", c.ADMIN)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -324,6 +324,12 @@ class Planner:
                     self.supplier_items.setdefault(po.supplier, []).append(lt)
                 lt.learn_one(max(days, 0.0), on_time)
         model = self.models.get(sp_id)
+        if model is None and etype == "receipt":
+            # The demand clock starts with the first stock: the quiet days before the first
+            # use are days without use (``DailyDemand.start``).
+            _, local = self._local_time(e)
+            model = self.models[sp_id] = StockPointModel()
+            model.demand.start(local.toordinal())
         sp = self.ledger.streams.get(sp_id)
         if model is not None and isinstance(sp, StockPoint):
             # Nothing left to use: the days until stock returns are censored demand. A negative

@@ -91,3 +91,46 @@ def test_demand_the_empty_shelf_could_not_meet_counts_as_demand_seen(world: Worl
     refused = w.post(w.stock("demand_unmet", 2, lot="L1"))
     assert refused.outcomes[0].status == "rejected"
     assert refused.outcomes[0].errors[0]["field"] == "lot"
+
+
+def test_quiet_days_on_the_shelf_before_the_first_use_count_as_days_without_use(world: World) -> None:
+    """A kit received and first used three weeks later: the demand clock starts at the
+    receipt, so one use of 6 reads as about 6/22 a day, not 6 a day (which once ordered a
+    year of an intermittent item in the simulator)."""
+    w = world
+    start = w.now - timedelta(days=25)
+    w.post(w.receipt(6, at=start))
+    w.post(w.usage(6, at=start + timedelta(days=21, hours=10)))
+    w.post(w.usage(1, at=start + timedelta(days=22, hours=10)))  # closes the day of the 6
+    estimate = _estimate(w)
+    assert 0.05 < estimate < 1.0
+    model = w.p.planner.models[stock_point_id(SKU, WARD)]
+    assert model.demand.n_days == 22
+
+
+def test_the_demand_clock_starts_at_the_earliest_stock_and_runs_from_the_first_use() -> None:
+    m = DailyDemand()
+    m.start(10)
+    m.start(3)  # a receipt posted later but dated earlier: stock was there from day 3
+    m.start(12)
+    m.learn_one(20, 20 % 7, 5.0)
+    m.learn_one(21, 21 % 7, 0.0)
+    assert m.n_days == 18  # days 3..20 closed
+    assert abs(m.predict_one()[0] - 5.0 / 18) < 0.01
+    m.start(0)  # once the clock runs, nothing moves it back
+    m.learn_one(22, 22 % 7, 0.0)
+    assert m.n_days == 19
+
+
+def test_history_posted_receipts_first_then_uses_counts_each_use_on_its_own_day() -> None:
+    """An import of a year's history by kind (every receipt, then every use): receipts do
+    not open the clock, so the uses are not all lumped into the day of the last receipt."""
+    m = DailyDemand()
+    for day in range(0, 100, 10):
+        m.start(day)
+        m.stocked_out(False, day)
+    for day in range(100):
+        m.learn_one(day, day % 7, 2.0)
+    m.advance(100)
+    assert m.n_days == 100
+    assert abs(m.predict_one()[0] - 2.0) < 1e-9

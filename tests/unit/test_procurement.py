@@ -390,7 +390,10 @@ def test_a_ward_is_restocked_by_a_transfer_request_and_the_central_store_buys() 
     w = World(procurement=ON)
     ok(w, supplier(w, "GSUP"))
     ok(w, terms(w, "GSUP", 2.0, sku=SKU), by=BUYER)
-    ok(w, w.receipt(200, "L1", location=STORE, at=w.now - timedelta(days=40)),
+    # (the central store is stocked the day before, with little: its first outflow, the
+    # transfer, is then a day's demand, not one in forty quiet days, and takes it below its
+    # reorder point)
+    ok(w, w.receipt(30, "L1", location=STORE, at=w.now - timedelta(days=1)),
        w.receipt(60, "L1", location=WARD, at=w.now - timedelta(days=40)), by=SCANNER)
     for day in range(20, 0, -1):  # use at the ward until it needs restocking
         ok(w, w.usage(5, "L1", location=WARD, at=w.now - timedelta(days=day)), by=SCANNER)
@@ -573,7 +576,7 @@ def test_an_unpriced_item_master_supplier_does_not_beat_a_priced_contract() -> N
     ok(w, supplier(w, "MASTER"), supplier(w, "RELY"),
        w.item(sku=CATH, criticality="normal", lead_time_days=3, supplier="MASTER"), w.location(OR, site=SITE))
     ok(w, terms(w, "RELY", 10), by=BUYER)
-    ok(w, w.receipt(100, "LH", location=OR, sku=CATH, at=w.now - timedelta(days=30)), by=SCANNER)
+    ok(w, w.receipt(100, "LH", location=OR, sku=CATH, at=w.now - timedelta(days=20)), by=SCANNER)
     demand(w)
     req = purchases(w)[-1]
     assert req["supplier"] == "RELY" and req["status"] == "ordered"
@@ -585,7 +588,7 @@ def test_an_item_master_price_without_a_contract_waits_for_a_buyer() -> None:
     w = World(procurement=ON)
     ok(w, supplier(w, "MASTER"), w.item(sku=CATH, lead_time_days=3, supplier="MASTER", unit_cost=2),
        w.location(OR, site=SITE))
-    ok(w, w.receipt(100, "LH", location=OR, sku=CATH, at=w.now - timedelta(days=30)), by=SCANNER)
+    ok(w, w.receipt(100, "LH", location=OR, sku=CATH, at=w.now - timedelta(days=20)), by=SCANNER)
     demand(w)
     req = purchases(w)[-1]
     assert req["status"] == "pending_approval" and "no_contract" in req["needs_buyer"]
