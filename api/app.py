@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api import errors
+from api import errors, ui
 from api.responses import JSON
 from api.routes import (
     admin,
@@ -34,11 +34,12 @@ from streams.webhooks import WebhookDispatcher
 
 
 def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
-               data_dir: Path, projections: Any = None, listeners: tuple[Any, ...] = ()) -> FastAPI:
+               data_dir: Path, projections: Any = None, listeners: tuple[Any, ...] = (),
+               ui_secret: bytes | None = None) -> FastAPI:
     """``projections``: the read side (``projections.service.ProjectionService``), started
     with the app and woken after each stored batch; without it the KPI routes answer 503.
     ``listeners``: other ways in served with the app (``streams.hl7_feed.Hl7Listener``), each
-    with ``start`` and ``stop``."""
+    with ``start`` and ``stop``. ``ui_secret``: the page's session-cookie key (``api.ui``)."""
     dispatcher = WebhookDispatcher(data_dir / "webhooks.json", lambda seq: runner.read(
         runner.processor.alert_feed_since, seq))
 
@@ -87,6 +88,7 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
     app.state.projections = None  # the KPI reader, once the projections have started
     for module in (events, stock_points, alerts, webhooks, audit, recalls, trace, procurement, kpis, admin, imports):
         app.include_router(module.router)
+    ui.install(app, ui_secret)  # the page for the supply team, /ui/
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

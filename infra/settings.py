@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     api_keys: SecretStr = SecretStr("")
     case_id_key: SecretStr = SecretStr("")
+    # The page's (/ui/) session cookies are signed with this (32 characters or more); unset, a
+    # random key per process: sessions then end at a restart, and differ between API processes.
+    ui_session_secret: SecretStr = SecretStr("")
     dev: bool = False
     late_after_minutes: float = 60.0
     # A stock event whose occurred_at is older than this is refused (stale_timestamp).
@@ -104,6 +107,13 @@ class Settings(BaseSettings):
         """REPLENISH_CLICKHOUSE_DSN, else the embedded engine in ``<data_dir>/clickhouse``."""
         from projections.client import default_dsn
         return self.clickhouse_dsn or default_dsn(self.data_dir)
+
+    def ui_secret(self) -> bytes | None:
+        """The page's session-cookie key (None: a random one per process)."""
+        secret = self.ui_session_secret.get_secret_value()
+        if secret and len(secret) < 32:
+            raise SettingsError("REPLENISH_UI_SESSION_SECRET must be 32 characters or more")
+        return secret.encode() if secret else None
 
     def principals(self) -> dict[str, Principal]:
         """API keys -> principals, from ``key:role`` or ``key:role:principal`` entries."""

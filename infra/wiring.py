@@ -71,7 +71,8 @@ def build_app(settings: Settings) -> FastAPI:
             settings.audit_checkpoint_every_minutes)
     return create_app(runner, settings.principals(), settings.data_dir,
                       projections=build_projections(settings, runner.processor.store),
-                      listeners=hl7_listeners(settings, runner))
+                      listeners=hl7_listeners(settings, runner),
+                      ui_secret=settings.ui_secret())
 
 
 def hl7_listeners(settings: Settings, runner: Any) -> tuple[Any, ...]:

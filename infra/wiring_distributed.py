@@ -68,7 +68,8 @@ def build_distributed_app(settings: Settings) -> FastAPI:
     # The read side follows the same store: a ClickHouse server (REPLENISH_CLICKHOUSE_DSN), or
     # on one machine the embedded engine in this process.
     app = create_app(runner, settings.principals(), settings.data_dir,
-                     projections=build_projections(settings, store), listeners=hl7_listeners(settings, runner))
+                     projections=build_projections(settings, store), listeners=hl7_listeners(settings, runner),
+                      ui_secret=settings.ui_secret())
     app.state.poster_roles = settings.roles_by_principal()
     return app
 

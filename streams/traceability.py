@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import orjson
 
-from domain.aggregates import ChainedAggregate, PurchaseOrder, Recall, StockPoint
+from domain.aggregates import ChainedAggregate, PurchaseOrder, Recall, StockPoint, stock_point_id
 from domain.events import iso_utc, parse_instant
 from domain.trace import TRACE_COLUMNS, csv_cell, trace_row
 from streams.processor import Processor
@@ -298,3 +298,78 @@ def export(store: EventStore, out: IO[bytes], start: datetime | None = None,
         out.write(line)
         n += 1
     return n
+
+
+def stock_point_series(p: Processor, sku: str, location: str, since: datetime | None = None
+                       ) -> dict[str, list[tuple[str, float | None]]] | None:
+    """A stock point's history over time, for a chart: ``on_hand`` after each stock fact
+    (by ``occurred_at``, the balances folded as ``audit_stock_point`` folds them, every lot),
+    and from each policy decision (at its ``decided_at``) the ``reorder_point``,
+    ``safety_stock``, ``order_up_to`` and ``forecast`` (demand per day) it set, and
+    ``on_order`` where the decision recorded it. Each series is (UTC ISO instant, value), in
+    time order, from ``since`` on (the value in force at ``since`` first); None for a stock
+    point with no stored events."""
+    events = p.store.stream(stock_point_id(sku, location))
+    if not events:
+        return None
+    facts: list[tuple[str, int, list[tuple[str, str, float]]]] = []
+    plan: dict[str, list[tuple[str, float | None]]] = {
+        "reorder_point": [], "safety_stock": [], "order_up_to": [], "forecast": [], "on_order": []}
+    for i, e in enumerate(events):
+        if isinstance(e, StockPoint.Recorded):
+            at = parse_instant(e.event["occurred_at"])
+            facts.append((iso_utc(at) if at else e.event["occurred_at"], i, _net(e.moves)))
+        elif isinstance(e, StockPoint.Decided):
+            d = e.decision
+            at = d.get("decided_at")
+            policy = d.get("policy") or {}
+            if not at or d["type"] in ("expiry_checked", "quarantined"):
+                continue
+            if policy:
+                inputs = policy.get("inputs") or {}
+                plan["reorder_point"].append((at, policy.get("reorder_point")))
+                plan["safety_stock"].append((at, policy.get("safety_stock")))
+                plan["order_up_to"].append((at, policy.get("order_up_to")))
+                plan["forecast"].append((at, inputs.get("demand_mean_per_day")))
+            if d.get("on_order") is not None:
+                plan["on_order"].append((at, float(d["on_order"])))
+    on_hand: list[tuple[str, float | None]] = []
+    balances: dict[str, float] = {}
+    for at, _, moves in sorted(facts):
+        for op, lot, q in moves:
+            balances[lot] = q if op == "set" else balances.get(lot, 0.0) + q
+        on_hand.append((at, sum(balances.values())))
+    out = {"on_hand": on_hand} | {k: sorted(v) for k, v in plan.items()}
+    if since is not None:
+        cut = iso_utc(since)
+        out = {k: _from(v, cut) for k, v in out.items()}
+    return out
+
+
+def _net(moves: list[list[Any]]) -> list[tuple[str, str, float]]:
+    return [(op, lot, float(q)) for op, lot, q in moves]
+
+
+def _from(series: list[tuple[str, float | None]], cut: str) -> list[tuple[str, float | None]]:
+    """The points at or after ``cut``, led by the value in force at ``cut`` (a step series)."""
+    before = [pt for pt in series if pt[0] < cut]
+    after = [pt for pt in series if pt[0] >= cut]
+    return ([(cut, before[-1][1])] if before else []) + after
+
+
+def stock_points(p: Processor, sku: str | None = None, location: str | None = None) -> list[dict[str, Any]]:
+    """Every stock point (``sku``, ``location``: a part of either, any case), with its balance,
+    reorder point, whether it waits for replenishment and its open alerts; those with open
+    alerts first, then by SKU and location."""
+    rows = []
+    sku_q, loc_q = (sku or "").lower(), (location or "").lower()
+    for agg in p.ledger.streams.values():
+        if not isinstance(agg, StockPoint):
+            continue
+        if sku_q not in agg.sku.lower() or loc_q not in agg.location.lower():
+            continue
+        rows.append({"sku": agg.sku, "location": agg.location, "site": agg.site,
+                     "balance": sum(agg.lots.values()), "reorder_point": agg.reorder_point,
+                     "replenishment_needed": agg.need_open, "open_alerts": len(agg.open_alerts),
+                     "last_event_at": agg.latest_occurred_at})
+    return sorted(rows, key=lambda r: (-r["open_alerts"], r["sku"], r["location"]))

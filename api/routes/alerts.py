@@ -48,21 +48,29 @@ async def stream_alerts(request: Request, runner: Runner,
     elif since is not None:
         start = since
     else:
-        start = len(await runner.read(lambda: runner.processor.ledger.alert_feed))
-
-    async def events() -> AsyncIterator[bytes]:
-        position = start
-        yield b": replenish alert stream\nretry: 2000\n\n"
-        while not await request.is_disconnected():
-            batch: list[dict[str, Any]] = await runner.read(runner.processor.alert_feed_since, position)
-            for entry in batch:
-                position = entry["seq"]
-                yield b"id: %d\nevent: alert\ndata: %s\n\n" % (position, orjson.dumps(entry))
-            if not batch and not await runner.wait_changed(KEEPALIVE_SECONDS):
-                yield b": keepalive\n\n"
-
-    return StreamingResponse(events(), media_type="text/event-stream",
+        start = await feed_end(runner)
+    return StreamingResponse(alert_events(request, runner, start), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def feed_end(runner: Runner) -> int:
+    """The alert feed's number now: a stream started from it gives what happens next."""
+    return len(await runner.read(lambda: runner.processor.ledger.alert_feed))
+
+
+async def alert_events(request: Request, runner: Runner, start: int) -> AsyncIterator[bytes]:
+    """The alert feed after number ``start`` as Server-Sent Events (``event: alert``, ``id:``
+    the feed number), with a keep-alive comment when nothing happens; until the client goes.
+    (The API's stream and the page's.)"""
+    position = start
+    yield b": replenish alert stream\nretry: 2000\n\n"
+    while not await request.is_disconnected():
+        batch: list[dict[str, Any]] = await runner.read(runner.processor.alert_feed_since, position)
+        for entry in batch:
+            position = entry["seq"]
+            yield b"id: %d\nevent: alert\ndata: %s\n\n" % (position, orjson.dumps(entry))
+        if not batch and not await runner.wait_changed(KEEPALIVE_SECONDS):
+            yield b": keepalive\n\n"
 
 
 async def _change(alert_id: str, status_: str, body: Reason, runner: Runner,

@@ -95,6 +95,29 @@ DOCS: dict[tuple[str, str], str] = {
     # Swagger UI's and ReDoc's own assets, served from the service (no CDN): public, as the pages.
     ("GET", "/static-offline-docs/{path}"): PUBLIC,
 }
+# The page for the supply team (/ui/, outside the schema): a session cookie instead of a key;
+# each page and action has the API's roles for the same thing (tests/e2e/test_ui_http.py tests
+# them role by role; without a session a page sends to the sign-in form).
+UI: dict[tuple[str, str], frozenset[str] | str] = {
+    ("GET", "/ui/"): PUBLIC,  # (a redirect to the alerts)
+    ("GET", "/ui/sign-in"): PUBLIC,
+    ("POST", "/ui/sign-in"): PUBLIC,
+    ("POST", "/ui/sign-out"): frozenset(ROLES),
+    ("GET", "/ui/alerts"): READERS,
+    ("GET", "/ui/alerts/rows"): READERS,
+    ("GET", "/ui/alerts/stream"): READERS,
+    ("POST", "/ui/alerts/{alert_id}/acknowledge"): ACTORS,
+    ("POST", "/ui/alerts/{alert_id}/resolve"): ACTORS,
+    ("GET", "/ui/stock-points"): READERS,
+    ("GET", "/ui/stock-points/{sku}/{location}"): READERS,
+    ("GET", "/ui/approvals"): READERS,
+    ("POST", "/ui/requisitions/{requisition_id}/approve"): ACTORS,
+    ("POST", "/ui/requisitions/{requisition_id}/reject"): ACTORS,
+    ("GET", "/ui/recalls"): READERS,
+    ("GET", "/ui/kpis"): READERS,
+    ("GET", "/ui/kpis/{name}"): READERS,
+    ("GET", "/ui/static/{path}"): PUBLIC,  # the page's stylesheet and script
+}
 # What an allowed caller gets, when it is not 200 (the route is open to it; the answer is about
 # the request: an unknown webhook id is 404, a new webhook 201).
 ALLOWED_STATUS = {
@@ -248,9 +271,33 @@ def test_every_route_of_the_app_has_a_role_table_entry(tmp_path: Path):
     app = build_app(settings)
     served_routes = {(method, path) for path, methods in _walk(app.routes)
                      for method in methods if method != "HEAD"}
-    table = set(ROUTES) | set(DOCS)
+    table = set(ROUTES) | set(DOCS) | set(UI)
     assert served_routes == table, f"untabled: {served_routes - table}; stale: {table - served_routes}"
     assert {(m, p) for (m, p) in served_routes if p == "/openapi.json"} == {("GET", "/openapi.json")}
+
+
+def test_the_pages_roles_are_the_apis_for_the_same_thing():
+    """Each /ui/ page or action names its roles as the API's route for the same thing does
+    (read from the routes' own dependencies, as README's table)."""
+    from api.access import route_roles
+    from infra.settings import Settings
+    from infra.wiring import build_app
+
+    app = build_app(Settings(data_dir=Path("/tmp/replenish-ui-roles"), api_keys=SecretStr("k:admin"),
+                             case_id_key=SecretStr("x"), dev=False).prepared())
+    served = route_roles(app)
+    for (method, path), allowed in UI.items():
+        if path.startswith("/ui/static/"):
+            continue  # (static files: not a route with dependencies)
+        assert served[(method, path)] == (frozenset() if allowed == PUBLIC else allowed), (method, path)
+    same = {"/ui/alerts": "/v1/alerts", "/ui/alerts/stream": "/v1/alerts/stream",
+            "/ui/alerts/{alert_id}/acknowledge": "/v1/alerts/{alert_id}/acknowledge",
+            "/ui/stock-points/{sku}/{location}": "/v1/stock-points/{sku}/{location}",
+            "/ui/approvals": "/v1/requisitions", "/ui/recalls": "/v1/recalls", "/ui/kpis/{name}": "/v1/kpis/{name}",
+            "/ui/requisitions/{requisition_id}/approve": "/v1/requisitions/{requisition_id}/approve"}
+    for ui_path, api_path in same.items():
+        method = "POST" if ui_path.endswith(("acknowledge", "approve")) else "GET"
+        assert served[(method, ui_path)] == served[(method, api_path)], ui_path
 
 
 def test_the_docs_pages_load_nothing_from_outside_the_service(served: Service):
