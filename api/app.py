@@ -19,6 +19,7 @@ from api.routes import (
     alerts,
     audit,
     events,
+    fhir,
     imports,
     kpis,
     procurement,
@@ -86,7 +87,8 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
     app.state.webhooks = dispatcher
     app.state.projection_service = projections
     app.state.projections = None  # the KPI reader, once the projections have started
-    for module in (events, stock_points, alerts, webhooks, audit, recalls, trace, procurement, kpis, admin, imports):
+    for module in (events, stock_points, alerts, webhooks, audit, recalls, trace, procurement, kpis, admin, imports,
+                   fhir):
         app.include_router(module.router)
     ui.install(app, ui_secret)  # the page for the supply team, /ui/
 

@@ -84,6 +84,12 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/v1/admin/projections/rebuild"): ADMINS,
     ("POST", "/v1/admin/snapshot"): ADMINS,
     ("POST", "/v1/import/{kind}"): ADMINS,
+    # FHIR R4: resources in as events are (posters; each event type's own roles within), the
+    # capability statement to every key, open requisitions as SupplyRequests to readers.
+    ("GET", "/fhir/r4/metadata"): frozenset(ROLES),
+    ("GET", "/fhir/r4/SupplyRequest"): READERS,
+    ("POST", "/fhir/r4"): POSTERS,
+    ("POST", "/fhir/r4/{resource_type}"): POSTERS,
     ("GET", "/healthz"): PUBLIC,
 }
 # Documentation pages FastAPI serves outside the schema: no key, and they show no data.
@@ -129,6 +135,8 @@ ALLOWED_STATUS = {
     ("POST", "/v1/requisitions/{requisition_id}/approve"): 404,
     ("POST", "/v1/requisitions/{requisition_id}/reject"): 404,
     ("POST", "/v1/import/{kind}"): 404,
+    ("POST", "/fhir/r4"): 400,  # (no Bundle sent)
+    ("POST", "/fhir/r4/{resource_type}"): 400,  # (no resource sent)
 }
 # Query strings that routes need (the fixture's stock point has lot L1).
 QUERY = {("GET", "/v1/trace"): f"?sku={SKU}&lot=L1", ("GET", "/v1/transfer-requests"): "?source=CS",
@@ -203,7 +211,7 @@ def test_each_role_gets_exactly_its_routes(served: Service, method: str, path: s
     url = (path.replace("{sku}", SKU).replace("{location}", "W3")
            .replace("{alert_id}", served.alert_id).replace("{hook_id}", "no-such-hook")
            .replace("{event_id}", "no-such-event").replace("{reference}", "no-such-recall")
-           .replace("{stream_id}", f"item:{SKU}").replace("{requisition_id}", "no-such-requisition").replace("{name}", "stockout_rate").replace("{kind}", "no-such-kind").replace("{path}", "swagger-ui.css")) + QUERY.get((method, path), "")  # type: ignore[attr-defined]
+           .replace("{stream_id}", f"item:{SKU}").replace("{requisition_id}", "no-such-requisition").replace("{name}", "stockout_rate").replace("{kind}", "no-such-kind").replace("{resource_type}", "SupplyDelivery").replace("{path}", "swagger-ui.css")) + QUERY.get((method, path), "")  # type: ignore[attr-defined]
     request = httpx.Request(method, served.base + url, headers=_headers(caller),
                             json=_body(method, path, next(_counter)))
     with httpx.Client(timeout=30) as client:
