@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from api.routes import (
     fhir,
     imports,
     kpis,
+    ops,
     procurement,
     recalls,
     stock_points,
@@ -30,17 +32,19 @@ from api.routes import (
 )
 from domain.intake import Principal
 from streams.embedded import EmbeddedRunner
+from streams.metrics import ServiceMetrics
 from streams.processor import tune_collector
 from streams.webhooks import WebhookDispatcher
 
 
 def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
                data_dir: Path, projections: Any = None, listeners: tuple[Any, ...] = (),
-               ui_secret: bytes | None = None) -> FastAPI:
+               ui_secret: bytes | None = None, metrics_allow: str = "127.0.0.1/32,::1/128") -> FastAPI:
     """``projections``: the read side (``projections.service.ProjectionService``), started
     with the app and woken after each stored batch; without it the KPI routes answer 503.
     ``listeners``: other ways in served with the app (``streams.hl7_feed.Hl7Listener``), each
-    with ``start`` and ``stop``. ``ui_secret``: the page's session-cookie key (``api.ui``)."""
+    with ``start`` and ``stop``. ``ui_secret``: the page's session-cookie key (``api.ui``).
+    ``metrics_allow``: the addresses that read ``/metrics`` without a key."""
     dispatcher = WebhookDispatcher(data_dir / "webhooks.json", lambda seq: runner.read(
         runner.processor.alert_feed_since, seq))
 
@@ -82,13 +86,16 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
         default_response_class=JSON,
     )
     errors.install(app)
+    app.state.metrics = runner.metrics = ServiceMetrics()
+    app.state.metrics_allow = ops.allowed_networks(metrics_allow)
+    app.add_middleware(RequestTimer, metrics=app.state.metrics)
     app.state.runner = runner
     app.state.principals = principals
     app.state.webhooks = dispatcher
     app.state.projection_service = projections
     app.state.projections = None  # the KPI reader, once the projections have started
     for module in (events, stock_points, alerts, webhooks, audit, recalls, trace, procurement, kpis, admin, imports,
-                   fhir):
+                   fhir, ops):
         app.include_router(module.router)
     ui.install(app, ui_secret)  # the page for the supply team, /ui/
 
@@ -97,6 +104,31 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
         return {"status": "ok"}
 
     return app
+
+
+class RequestTimer:
+    """Seconds to the first byte of each answer, by method, route (its template, so that ids
+    do not make new series) and status class (``replenish_http_request_seconds``). Plain ASGI:
+    no per-request task, and a stream is timed to its first byte."""
+
+    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+
+        async def timed(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                route = scope.get("route")
+                path = getattr(route, "path", None) or "unmatched"
+                self.metrics.requests.labels(scope["method"], path, f"{message['status'] // 100}xx").observe(
+                    time.perf_counter() - began)
+            await send(message)
+
+        await self.app(scope, receive, timed)
 
 
 async def _wake_after_batches(runner: EmbeddedRunner, projections: Any) -> None:

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     # The page's (/ui/) session cookies are signed with this (32 characters or more); unset, a
     # random key per process: sessions then end at a restart, and differ between API processes.
     ui_session_secret: SecretStr = SecretStr("")
+    # /metrics without a key from these addresses (comma-separated addresses or networks).
+    metrics_allow: str = "127.0.0.1/32,::1/128"
+    # Logs: "text" (the default) or "json" (one object a line).
+    log_format: Literal["text", "json"] = "text"
     dev: bool = False
     late_after_minutes: float = 60.0
     # A stock event whose occurred_at is older than this is refused (stale_timestamp).

@@ -69,7 +69,7 @@ def build_distributed_app(settings: Settings) -> FastAPI:
     # on one machine the embedded engine in this process.
     app = create_app(runner, settings.principals(), settings.data_dir,
                      projections=build_projections(settings, store), listeners=hl7_listeners(settings, runner),
-                      ui_secret=settings.ui_secret())
+                      ui_secret=settings.ui_secret(), metrics_allow=settings.metrics_allow)
     app.state.poster_roles = settings.roles_by_principal()
     return app
 

@@ -133,6 +133,10 @@ class Checkpointer:
             self.frontier.append(leaf_of(n.state))
             self.last_id = n.id
 
+    def age(self) -> float:
+        """Seconds since the last one was made (or since start, before the first)."""
+        return max(0.0, self._clock() - self.last_at)
+
     def due(self, position: int) -> bool:
         moved = position - (self.last.last_notification_id if self.last else 0)
         return moved > 0 and (moved >= self.every_events

@@ -52,6 +52,7 @@ class EmbeddedRunner:
         self.snapshotter: Any = None  # streams.snapshots.Snapshotter: written from the ticks
         self.checkpointer: Any = None  # streams.checkpoints.Checkpointer: made from the ticks
         self.listeners: list[AlertListener] = []
+        self.metrics: Any = None  # streams.metrics.ServiceMetrics, when the service counts
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         self._queue: asyncio.Queue[tuple[list[tuple[Any, Principal]], asyncio.Future[list[Outcome]]]] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -110,6 +111,8 @@ class EmbeddedRunner:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.turned_away += 1
+                    if self.metrics is not None:
+                        self.metrics.turned_away.inc()
                     raise Overloaded(n, self.queued, self.max_queued, self.retry_after(n))
                 self._room.clear()
                 with contextlib.suppress(TimeoutError):
@@ -118,10 +121,13 @@ class EmbeddedRunner:
         self.queued += n
         self._queue.put_nowait(([(e, principal) for e in events], future))
         try:
-            return await future
+            outcomes = await future
         finally:
             self.queued -= n
             self._room.set()
+        if self.metrics is not None:
+            self.metrics.observe_outcomes(outcomes)
+        return outcomes
 
     def retry_after(self, n: int) -> int:
         """Whole seconds until ``n`` more events would fit, at the drain rate measured (at
@@ -222,6 +228,8 @@ class EmbeddedRunner:
                 took = max(time.monotonic() - began, 1e-6)
                 rate = len(items) / took
                 self.drain_rate = rate if self.drain_rate == 0 else 0.8 * self.drain_rate + 0.2 * rate
+                if self.metrics is not None:
+                    self.metrics.observe_batch(len(items), took)
             except Exception as exc:
                 log.exception("processor batch failed; nothing of it was stored")
                 for _, future in group:

@@ -59,6 +59,12 @@ class KafkaIngest:
         self._offsets: Any = None  # a consumer of its own for the reference topic's end offset
         self._offsets_lock = threading.Lock()
 
+    def ping(self, timeout_s: float = 3.0) -> None:
+        """The broker answers (``/readyz``): its metadata within ``timeout_s``."""
+        if self._producer is None:
+            raise IngestUnavailable("not started")
+        self._producer.list_topics(timeout=timeout_s)
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -295,6 +301,8 @@ class DistributedRunner(EmbeddedRunner):
                 outcomes.append(Outcome(None if eid is None else str(eid), c.QUEUED))
             else:
                 outcomes.append(Outcome(o["event_id"], o["status"], o["errors"], o["flags"]))
+        if self.metrics is not None:
+            self.metrics.observe_outcomes(outcomes)
         return outcomes
 
     def _routes(self, events: list[Any]) -> list[tuple[str, str | None]]:

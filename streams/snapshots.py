@@ -217,6 +217,10 @@ class Snapshotter:
         self.last_at = self._clock()
         self.written = 0
 
+    def age(self) -> float:
+        """Seconds since the last one was made (or since start, before the first)."""
+        return max(0.0, self._clock() - self.last_at)
+
     def due(self, position: int) -> bool:
         if self.last_position is None:
             self.last_position = position  # (start: the state was just read)

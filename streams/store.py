@@ -123,6 +123,10 @@ class EventStore(Application[str]):
                                    "was stored") from exc
         return list(ids or ())
 
+    def ping(self) -> int:
+        """The last notification id: the store answers (``/readyz``)."""
+        return int(self.recorder.max_notification_id() or 0)
+
     def notifications(self, start: int = 1, batch: int = 10_000) -> Iterator[Notification]:
         """Every stored event in recording order (the notification log), from ``start``."""
         recorder = self.recorder

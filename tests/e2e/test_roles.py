@@ -91,6 +91,7 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/fhir/r4"): POSTERS,
     ("POST", "/fhir/r4/{resource_type}"): POSTERS,
     ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
 }
 # Documentation pages FastAPI serves outside the schema: no key, and they show no data.
 DOCS: dict[tuple[str, str], str] = {
@@ -101,6 +102,10 @@ DOCS: dict[tuple[str, str], str] = {
     # Swagger UI's and ReDoc's own assets, served from the service (no CDN): public, as the pages.
     ("GET", "/static-offline-docs/{path}"): PUBLIC,
 }
+# Prometheus metrics (outside the schema): no key from REPLENISH_METRICS_ALLOW's addresses
+# (loopback by default: this test's), an auditor's or admin's key from anywhere else
+# (tests/e2e/test_metrics_http.py).
+OPS: dict[tuple[str, str], frozenset[str] | str] = {("GET", "/metrics"): PUBLIC}
 # The page for the supply team (/ui/, outside the schema): a session cookie instead of a key;
 # each page and action has the API's roles for the same thing (tests/e2e/test_ui_http.py tests
 # them role by role; without a session a page sends to the sign-in form).
@@ -205,9 +210,9 @@ _counter = iter(range(1_000_000))
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-@pytest.mark.parametrize(("method", "path"), list(ROUTES) + list(DOCS))
+@pytest.mark.parametrize(("method", "path"), list(ROUTES) + list(DOCS) + list(OPS))
 def test_each_role_gets_exactly_its_routes(served: Service, method: str, path: str, caller: str):
-    allowed = {**ROUTES, **DOCS}[(method, path)]
+    allowed = {**ROUTES, **DOCS, **OPS}[(method, path)]
     url = (path.replace("{sku}", SKU).replace("{location}", "W3")
            .replace("{alert_id}", served.alert_id).replace("{hook_id}", "no-such-hook")
            .replace("{event_id}", "no-such-event").replace("{reference}", "no-such-recall")
@@ -279,7 +284,7 @@ def test_every_route_of_the_app_has_a_role_table_entry(tmp_path: Path):
     app = build_app(settings)
     served_routes = {(method, path) for path, methods in _walk(app.routes)
                      for method in methods if method != "HEAD"}
-    table = set(ROUTES) | set(DOCS) | set(UI)
+    table = set(ROUTES) | set(DOCS) | set(UI) | set(OPS)
     assert served_routes == table, f"untabled: {served_routes - table}; stale: {table - served_routes}"
     assert {(m, p) for (m, p) in served_routes if p == "/openapi.json"} == {("GET", "/openapi.json")}
 
