@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,6 +37,8 @@ from streams.metrics import ServiceMetrics
 from streams.processor import tune_collector
 from streams.webhooks import WebhookDispatcher
 
+log = logging.getLogger(__name__)
+
 
 def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
                data_dir: Path, projections: Any = None, listeners: tuple[Any, ...] = (),
@@ -50,6 +53,9 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        note = getattr(app.state, "start_note", None)
+        if note:  # how the model was built (logging is set up by now)
+            log.info("%s", note)
         await runner.start()
         runner.listeners.append(lambda _alerts: dispatcher.wake())
         await dispatcher.start()

@@ -93,9 +93,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on")] = "127
         raise typer.Exit(2) from None
     console.print(f"serving on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     from infra.logs import log_config
-    logs: dict[str, Any] = {"log_config": log_config("json")} if settings.log_format == "json" else {}
     uvicorn.run(application, host=host, port=port, workers=1, log_level="info",
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, **logs)
+                log_config=log_config(settings.log_format), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
 
 
 @app.command()

@@ -62,15 +62,21 @@ def build_distributed_app(settings: Settings) -> FastAPI:
 
     make_topics(settings)
     store = postgres_store(settings)
+    # The API's model starts as the workers' do: from their newest valid snapshot and the log
+    # after it (its procurement role swapped in: what the models learn does not depend on it).
+    snapshots = PgSnapshots(settings.postgres_dsn.get_secret_value(), settings.case_id_key.get_secret_value().encode())
+    processor = _processor(store, settings, "notices", snapshots)
     runner = DistributedRunner(
-        _processor(store, settings, "notices"),
-        KafkaIngest(settings.kafka_bootstrap, topics_of(settings), settings.outcome_wait_seconds))
+        processor, KafkaIngest(settings.kafka_bootstrap, topics_of(settings), settings.outcome_wait_seconds))
     # The read side follows the same store: a ClickHouse server (REPLENISH_CLICKHOUSE_DSN), or
     # on one machine the embedded engine in this process.
     app = create_app(runner, settings.principals(), settings.data_dir,
                      projections=build_projections(settings, store), listeners=hl7_listeners(settings, runner),
                       ui_secret=settings.ui_secret(), metrics_allow=settings.metrics_allow)
     app.state.poster_roles = settings.roles_by_principal()
+    restored = processor.restored_from
+    app.state.start_note = (f"API: the model rebuilt up to position {processor.position} from "
+                            + (f"snapshot {restored.name} and the log after it" if restored else "the whole log"))
     return app
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -114,6 +115,27 @@ class Worker(Process):
     @staticmethod
     def events_partitions(line: str) -> int:
         return line.count("replenish.events.v1'")
+
+
+class Api(Process):
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        super().__init__(["serve", "--host", "127.0.0.1", "--port", str(self.port)], env, log_path)
+
+    def wait_ready(self, timeout: float = 60) -> Api:
+        def up() -> bool:
+            if not self.alive():
+                raise AssertionError(f"the API exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+            try:
+                return httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+        wait_for(up, timeout, "the API to answer /healthz", every=0.1)
+        return self
+
+    def client(self, role: str) -> httpx.Client:
+        return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {KEYS[role]}"}, timeout=30)
 
 
 class Deployment:

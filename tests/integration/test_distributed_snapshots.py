@@ -10,7 +10,16 @@ import pytest
 
 from streams.snapshots import TABLE
 
-from .distributed_world import LOCATIONS, Deployment, master_data, on_hand, stock, wait_for
+from .distributed_world import (
+    LOCATIONS,
+    SKU,
+    Api,
+    Deployment,
+    master_data,
+    on_hand,
+    stock,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -50,6 +59,18 @@ def test_a_worker_starts_from_the_newest_valid_snapshot_and_ignores_a_corrupt_on
 
     p = d.processor()  # a full replay agrees with what the worker started from a snapshot stored
     assert {loc: on_hand(p, loc) for loc in LOCATIONS} == dict.fromkeys(LOCATIONS, 98.0)
+
+    # The API's model starts from the workers' newest snapshot too, and reads the same stock.
+    api = Api(d.env, d.tmp / "api-snapshot.log")
+    d.processes.append(api)
+    api.wait_ready()
+    assert "API: the model rebuilt up to position" in api.log() and "from snapshot snapshot-" in api.log(), \
+        api.log()[-3000:]
+    with api.client("auditor") as auditor:
+        read = {loc: sum(lot["quantity"] for lot in auditor.get(f"/v1/stock-points/{SKU}/{loc}").json()["lots"])
+                for loc in LOCATIONS}
+    assert read == dict.fromkeys(LOCATIONS, 98.0)
+    api.stop()
 
     with psycopg.connect(d.dsn, autocommit=True) as conn:  # every row corrupted: none is used
         conn.execute(f"UPDATE {TABLE} SET data = set_byte(data, length(data) / 2, "
