@@ -112,6 +112,9 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
     return app
 
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class RequestTimer:
     """Seconds to the first byte of each answer, by method, route (its template, so that ids
     do not make new series) and status class (``replenish_http_request_seconds``). Plain ASGI:
@@ -125,16 +128,27 @@ class RequestTimer:
             await self.app(scope, receive, send)
             return
         began = time.perf_counter()
+        started = False
+
+        def observe(status: int) -> None:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            method = scope["method"] if scope["method"] in METHODS else "other"  # (a bounded set of series)
+            self.metrics.requests.labels(method, path, f"{status // 100}xx").observe(time.perf_counter() - began)
 
         async def timed(message: Any) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
-                route = scope.get("route")
-                path = getattr(route, "path", None) or "unmatched"
-                self.metrics.requests.labels(scope["method"], path, f"{message['status'] // 100}xx").observe(
-                    time.perf_counter() - began)
+                started = True
+                observe(message["status"])
             await send(message)
 
-        await self.app(scope, receive, timed)
+        try:
+            await self.app(scope, receive, timed)
+        except Exception:
+            if not started:  # (answered 500 by the server's error middleware, outside this one)
+                observe(500)
+            raise
 
 
 async def _wake_after_batches(runner: EmbeddedRunner, projections: Any) -> None:

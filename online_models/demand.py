@@ -89,6 +89,13 @@ class DailyDemand(Slotted):
         if self.day is None:
             self.start_day = day if self.start_day is None else min(self.start_day, day)
 
+    def live_from(self, day: int) -> None:
+        """Uses are recorded at this stock point's location from day number ``day`` on (its first
+        use there): quiet days on the shelf before it say nothing about demand (stock received
+        before a go-live, scanned from the go-live on). No-op once the clock runs."""
+        if self.day is None and self.start_day is not None:
+            self.start_day = max(self.start_day, day)
+
     def stocked_out(self, out: bool, day: int) -> None:
         """Whether the stock point has nothing left to use from day number ``day`` on (its
         days are then censored: see the class); the days before it close as they were."""

@@ -12,16 +12,18 @@ and roles; refusals answered as ``OperationOutcome`` with our codes.
 - ``Procedure`` (``completed`` or ``in-progress``) → one ``usage`` per device: each
   ``focalDevice.manipulated`` (but those ``removed`` or ``explanted``), ``usedReference`` and
   ``usedCode``, one unit each, at ``Procedure.location``, at ``performed[x]``; the case id
-  from ``Procedure.identifier`` (else the ``encounter`` reference), pseudonymised as any case id.
+  from ``Procedure.identifier``'s value (as HL7 gives it; else the ``encounter`` reference),
+  pseudonymised as any case id.
 - ``DeviceUseStatement`` (``active`` or ``completed``) → ``usage`` of its ``device`` at
   ``timing[x]`` (else ``recordedOn``), at the location the extension ``LOCATION_EXTENSION``
   names (the resource has no location of its own).
 - ``Appointment`` → the OR schedule: ``booked``, ``pending``, ``proposed``, ``arrived``,
   ``checked-in``, ``fulfilled`` → ``surgery_scheduled`` (the case from ``identifier``, else the
-  id; the procedure from ``serviceType``, else ``appointmentType``, else ``reasonCode``; the
+  id; the procedure from ``serviceType``, else ``appointmentType`` (never ``reasonCode``: a
+  diagnosis is the patient's); the
   location the ``Location/`` participant; the time ``start``); ``cancelled``, ``noshow``,
-  ``entered-in-error`` → ``surgery_cancelled``. The booking's own time is ``created`` (else
-  ``meta.lastUpdated``): send one, so that a resend is a duplicate.
+  ``entered-in-error`` → ``surgery_cancelled``. The booking's own time is ``meta.lastUpdated``
+  (else ``created``): send one, so that a resend is a duplicate.
 
 Items are named by GTIN (system ``GTIN_SYSTEM``) or by our SKU (``SKU_SYSTEM``), in a
 ``CodeableConcept.coding`` or a Device's UDI carrier or identifier; a code of another system is
@@ -247,9 +249,11 @@ def _supply_delivery(r: dict[str, Any], find: Resolve, po_of: Callable[[str], st
 
 
 def _case_id(r: dict[str, Any]) -> str | None:
+    """The case: the first identifier's value (as HL7's SCH-1 and FT1-2 give it, so that a case
+    booked over one and used over the other is one case), else the encounter reference."""
     for ident in r.get("identifier") or []:
         if isinstance(ident, dict) and ident.get("value"):
-            return f"{ident.get('system') or ''}|{ident['value']}"
+            return str(ident["value"])
     encounter = (r.get("encounter") or {}).get("reference")
     return str(encounter) if encounter else None
 
@@ -290,10 +294,18 @@ def _procedure(r: dict[str, Any], find: Resolve, out: Mapped) -> None:
     if out.problems:
         return
     case = _case_id(r)
-    for k, (_, item) in enumerate(lines):
+    seen: dict[str, int] = {}
+    for where, item in lines:
         assert item is not None
-        event = {"event_id": _event_id(r, k), "type": "usage", "occurred_at": at, "location": location,
-                 "quantity": 1, **item}
+        # Each line's id from what it names (the device or the item, and how many of it came
+        # before), not its place in the lists: the same procedure sent again with a device
+        # added keeps the ids of what it had.
+        ident = orjson.dumps({k: item.get(k) for k in ("sku", "gtin", "lot", "serial")},
+                             option=orjson.OPT_SORT_KEYS).decode() + where.split("[")[0]
+        n = seen[ident] = seen.get(ident, -1) + 1
+        line_key = hashlib.sha256(f"{ident}#{n}".encode()).hexdigest()[:12]
+        event = {"event_id": f"{_event_id(r, 0)[:-2]}-{line_key}", "type": "usage", "occurred_at": at,
+                 "location": location, "quantity": 1, **item}
         if case:
             event["case_id"] = case
         out.events.append(event)
@@ -331,18 +343,23 @@ def _appointment(r: dict[str, Any], out: Mapped) -> None:
         return
     # When the booking changed: ``created`` (else ``meta.lastUpdated``); without either, now,
     # and then a resend is stored again (a repeated schedule event of a case changes nothing).
-    known = _instant(r.get("created")) or _instant((r.get("meta") or {}).get("lastUpdated"))
+    meta = r.get("meta") or {}
+    known = _instant(meta.get("lastUpdated")) or _instant(r.get("created"))
     booked_at = known or datetime.now(UTC).isoformat()
-    tail = "" if known else "-" + hashlib.sha256(booked_at.encode()).hexdigest()[:8]
+    # The id names the version of the booking (its last update, version, status and start), so
+    # that booked, cancelled and booked again are three events, and a resend of any a duplicate.
+    tail = "-" + hashlib.sha256(f"{booked_at}|{meta.get('versionId') or ''}|{status}|{r.get('start')}".encode()
+                                ).hexdigest()[:10]
     if status in CANCELLED:
-        out.events.append({"event_id": _event_id(r, 0) + f"-{status}{tail}", "type": "surgery_cancelled",
+        out.events.append({"event_id": _event_id(r, 0) + tail, "type": "surgery_cancelled",
                            "occurred_at": booked_at, "case_id": case, "reason": CANCELLED[status]})
         return
     if status not in SCHEDULED:
         out.problems.append(Problem("Appointment.status", "malformed", f"an appointment {status!r} is not scheduled"))
         return
     procedure = None
-    for concept in [*(r.get("serviceType") or []), r.get("appointmentType"), *(r.get("reasonCode") or [])]:
+    # (not reasonCode: a diagnosis is the patient's, and never reaches an event)
+    for concept in [*(r.get("serviceType") or []), r.get("appointmentType")]:
         codings = [c for c in (concept or {}).get("coding") or [] if isinstance(c, dict) and c.get("code")]
         if codings:
             procedure = str(codings[0]["code"])
@@ -350,8 +367,8 @@ def _appointment(r: dict[str, Any], out: Mapped) -> None:
     location = next((loc for p in r.get("participant") or [] if (loc := _location((p or {}).get("actor")))), None)
     at = _instant(r.get("start"))
     if procedure is None:
-        out.problems.append(Problem("Appointment.serviceType", "missing_field", "names no procedure (serviceType, "
-                                    "appointmentType or reasonCode coded)"))
+        out.problems.append(Problem("Appointment.serviceType", "missing_field", "names no procedure (serviceType "
+                                    "or appointmentType coded)"))
     if location is None:
         out.problems.append(Problem("Appointment.participant", "unknown_location",
                                     "has no participant Location/{our location id}"))
@@ -360,7 +377,7 @@ def _appointment(r: dict[str, Any], out: Mapped) -> None:
     if out.problems:
         return
     # (the start is part of the id: a rescheduled appointment is a new schedule event of the case)
-    out.events.append({"event_id": f"{_event_id(r, 0)}-{hashlib.sha256(str(at).encode()).hexdigest()[:8]}{tail}",
+    out.events.append({"event_id": _event_id(r, 0) + tail,
                        "type": "surgery_scheduled", "occurred_at": booked_at,
                        "case_id": case, "procedure": procedure, "location": location, "scheduled_for": at})
 
@@ -387,10 +404,11 @@ def map_resource(resource: dict[str, Any], others: Resolve | None = None,
     return out
 
 
-def bundle_index(bundle: dict[str, Any]) -> Resolve:
-    """Find an entry of a Bundle by its ``fullUrl`` or ``{resourceType}/{id}``."""
+def bundle_index(entries: list[dict[str, Any]]) -> Resolve:
+    """Find an entry of a Bundle by its ``fullUrl`` or ``{resourceType}/{id}`` (give only the
+    entries whose resource validated)."""
     index: dict[str, dict[str, Any]] = {}
-    for entry in bundle.get("entry") or []:
+    for entry in entries:
         res = (entry or {}).get("resource")
         if not isinstance(res, dict):
             continue

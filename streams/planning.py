@@ -48,7 +48,7 @@ from online_models.procedures import ProcedureUsage
 from online_models.spike import SpikeDetector
 from online_models.usage_size import UsageSize
 
-MODEL_VERSION = "daily-choice7+cusum-spike+ew-leadtime-restart+usage-size+stock-start/7"
+MODEL_VERSION = "daily-choice7+cusum-spike+ew-leadtime-restart+usage-size+stock-start/8"
 SYSTEM = Principal("system", c.ADMIN)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -273,6 +273,8 @@ class Planner:
         # each stock point's use (all of it, and that of scheduled cases): what share of the
         # lead-time demand the schedule already shows.
         self.schedule_leads: dict[str, deque[float]] = {}
+        # Each location's first day with a use (local day number): uses are recorded there from it.
+        self.live_from: dict[str, int] = {}
         self.scheduled_use: dict[str, list[float]] = {}
 
     # -- learning ---------------------------------------------------------------------
@@ -300,6 +302,13 @@ class Planner:
             if model is None:
                 model = self.models[sp_id] = StockPointModel()
             _, local = self._local_time(e)
+            # The location records uses from its first one on (its go-live): a stock point's
+            # quiet days on the shelf count as days without use from then only.
+            sp_here = self.ledger.streams.get(sp_id)
+            if model.demand.day is None and isinstance(sp_here, StockPoint):
+                today = local.toordinal()
+                live = self.live_from[sp_here.location] = min(self.live_from.get(sp_here.location, today), today)
+                model.demand.live_from(live)
             # A scheduled case's use was announced by the schedule: a busy OR day is not a spike.
             scheduled = bool(etype == "usage" and e.get("case_id")
                              and e["case_id"] in self.ledger.scheduled.get(e["location"], {}))

@@ -302,8 +302,9 @@ def export(store: EventStore, out: IO[bytes], start: datetime | None = None,
 
 def stock_point_series(p: Processor, sku: str, location: str, since: datetime | None = None
                        ) -> dict[str, list[tuple[str, float | None]]] | None:
-    """A stock point's history over time, for a chart: ``on_hand`` after each stock fact
-    (by ``occurred_at``, the balances folded as ``audit_stock_point`` folds them, every lot),
+    """A stock point's history over time, for a chart: ``on_hand``, the balance of every lot
+    (quarantined ones included) after each stock fact (by ``occurred_at``, folded as
+    ``audit_stock_point`` folds them),
     and from each policy decision (at its ``decided_at``) the ``reorder_point``,
     ``safety_stock``, ``order_up_to`` and ``forecast`` (demand per day) it set, and
     ``on_order`` where the decision recorded it. Each series is (UTC ISO instant, value), in
@@ -339,7 +340,8 @@ def stock_point_series(p: Processor, sku: str, location: str, since: datetime | 
         for op, lot, q in moves:
             balances[lot] = q if op == "set" else balances.get(lot, 0.0) + q
         on_hand.append((at, sum(balances.values())))
-    out = {"on_hand": on_hand} | {k: sorted(v) for k, v in plan.items()}
+    # (stable by time: decisions of one batch share their instant and keep their recorded order)
+    out = {"on_hand": on_hand} | {k: sorted(v, key=lambda pt: pt[0]) for k, v in plan.items()}
     if since is not None:
         cut = iso_utc(since)
         out = {k: _from(v, cut) for k, v in out.items()}

@@ -3,6 +3,7 @@ with the same keys, roles, validation, refusal codes and de-duplication as ``/v1
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -113,8 +114,8 @@ async def post_bundle(request: Request, runner: Runner,
     if len(entries) > fhir.MAX_ENTRIES:
         return refused(413, "too-costly", f"at most {fhir.MAX_ENTRIES} entries per Bundle")
     # Each entry on its own: one that is not a valid resource is answered 400 in its place.
-    invalid = [fhir.validate(e.get("resource")) for e in entries]
-    others = fhir.bundle_index(bundle)
+    invalid = await asyncio.to_thread(lambda: [fhir.validate(e.get("resource")) for e in entries])
+    others = fhir.bundle_index([e for e, problem in zip(entries, invalid, strict=True) if problem is None])
     po_of = _po_of(runner)
 
     def read() -> list[fhir.Mapped | str | None]:
@@ -163,7 +164,7 @@ async def post_resource(resource_type: str, request: Request, runner: Runner,
         return refused(400, "structure", f"the body is not JSON: {resource}")
     if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
         return refused(400, "structure", f"the body is not a {resource_type} resource")
-    problem = fhir.validate(resource)
+    problem = await asyncio.to_thread(fhir.validate, resource)
     if problem:
         return refused(400, "structure", problem)
     po_of = _po_of(runner)

@@ -10,7 +10,15 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from api.responses import JSON
-from api.ui.pages import SECURITY_HEADERS, STATIC_DIR, Forbidden, NeedsSignIn, page, router
+from api.ui.pages import (
+    SECURITY_HEADERS,
+    STATIC_DIR,
+    Forbidden,
+    FormTooLarge,
+    NeedsSignIn,
+    page,
+    router,
+)
 from api.ui.session import Sessions
 
 
@@ -38,7 +46,11 @@ def install(app: FastAPI, secret: bytes | None = None) -> None:
             "the form's token does not match this session: reload the page and try again"
         return page(request, "forbidden.html", exc.session, status_code=403, reason=reason)
 
+    async def too_large(request: Request, exc: Exception) -> Response:
+        return JSON({"detail": "the form is too large", "code": "too_large"}, status_code=413)
+
     app.add_exception_handler(NeedsSignIn, needs_sign_in)
+    app.add_exception_handler(FormTooLarge, too_large)
     app.add_exception_handler(Forbidden, forbidden)
 
 

@@ -12,7 +12,7 @@ from html import escape
 
 # name -> (label, colour, dash pattern, right axis)
 STYLE: dict[str, tuple[str, str, str, bool]] = {
-    "on_hand": ("On hand", "#1f5fa8", "", False),
+    "on_hand": ("Balance (all lots)", "#1f5fa8", "", False),
     "reorder_point": ("Reorder point", "#c0392b", "6 3", False),
     "safety_stock": ("Safety stock", "#e08e0b", "2 3", False),
     "order_up_to": ("Order-up-to", "#7d3c98", "10 4 2 4", False),

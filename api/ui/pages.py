@@ -11,6 +11,8 @@ and an action is refused on the server whatever the page showed. Sessions and CS
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import secrets
 import statistics
@@ -18,8 +20,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, urlencode
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -100,42 +103,77 @@ Reader = Annotated[Session, Depends(ui_require(*READERS))]
 Actor = Annotated[Session, Depends(ui_require(*ACTORS))]
 
 
+class FormTooLarge(Exception):
+    """A form body over ``MAX_FORM_BYTES`` (answered 413, read no further)."""
+
+
 async def read_form(request: Request) -> dict[str, str]:
-    """A urlencoded form's fields (the first value of each), read once per request."""
+    """A urlencoded form's fields (the first value of each), read once per request; a body
+    over ``MAX_FORM_BYTES`` is not read into memory (``FormTooLarge``)."""
     cached = getattr(request.state, "form", None)
     if cached is not None:
         return cached
-    body = await request.body()
-    form: dict[str, str] = {}
-    if len(body) <= MAX_FORM_BYTES:
-        try:
-            form = {k: v[0] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
-        except UnicodeDecodeError:
-            form = {}
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise FormTooLarge()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise FormTooLarge()
+    try:
+        form = {k: v[0] for k, v in parse_qs(bytes(body).decode("utf-8"), keep_blank_values=True).items()}
+    except UnicodeDecodeError:
+        form = {}
     request.state.form = form
     return form
 
 
+FLASH_COOKIE = "replenish_flash"
+
+
+def with_flash(response: Response, message: str | None = None, error: str | None = None) -> Response:
+    """What an action did, for the next page to show once: in a short-lived cookie of ours (a
+    link from elsewhere cannot put words on the page)."""
+    if message or error:
+        value = base64.urlsafe_b64encode(orjson.dumps({"m": (message or "")[:300], "e": (error or "")[:300]}))
+        response.set_cookie(FLASH_COOKIE, value.decode(), max_age=60, httponly=True, samesite="strict", path="/ui")
+    return response
+
+
+def _flash(request: Request) -> tuple[str, str]:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw or len(raw) > 2000:
+        return "", ""
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(raw.encode()))
+        return str(data.get("m") or ""), str(data.get("e") or "")
+    except (ValueError, TypeError, AttributeError, binascii.Error):
+        return "", ""
+
+
 def page(request: Request, template: str, session: Session | None, status_code: int = 200,
          **context: Any) -> Response:
-    secure = request.url.scheme == "https"
+    message, error = _flash(request)
     context |= {"session": session, "may_act": bool(session and session.principal.role in ACTORS),
-                "query": request.query_params, "path": request.url.path, "secure": secure}
-    return templates.TemplateResponse(request, template, context, status_code=status_code, headers=SECURITY_HEADERS)
+                "query": request.query_params, "path": request.url.path,
+                "flash_message": message, "flash_error": error}
+    response = templates.TemplateResponse(request, template, context, status_code=status_code,
+                                          headers=SECURITY_HEADERS)
+    if message or error:
+        response.delete_cookie(FLASH_COOKIE, path="/ui")
+    return response
 
 
-def back(to: str, message: str | None = None, error: str | None = None) -> RedirectResponse:
+def back(to: str, message: str | None = None, error: str | None = None) -> Response:
     """After an action, back to the page it came from (POST, then GET), with what happened."""
     base, _, query = to.partition("?")
-    if not base.startswith("/ui/") or "//" in base:
+    if not base.startswith("/ui/") or "//" in base or "\\" in base:
         base, query = "/ui/alerts", ""
-    params = {k: v[0] for k, v in parse_qs(query).items() if k not in ("msg", "err")}
-    if message:
-        params["msg"] = message
-    if error:
-        params["err"] = error
-    return RedirectResponse(base + ("?" + urlencode(params) if params else ""), status_code=303,
-                            headers=SECURITY_HEADERS)
+    params = {k: v[0] for k, v in parse_qs(query).items()}
+    response = RedirectResponse(base + ("?" + urlencode(params) if params else ""), status_code=303,
+                                headers=SECURITY_HEADERS)
+    return with_flash(response, message, error)
 
 
 # -- sign-in ---------------------------------------------------------------------------
@@ -148,8 +186,7 @@ async def home(request: Request) -> Response:
 @router.get("/sign-in", response_class=HTMLResponse)
 async def sign_in_form(request: Request) -> Response:
     token = secrets.token_urlsafe(24)
-    response = page(request, "sign_in.html", None, token=token, next=_next(request.query_params.get("next")),
-                    error=request.query_params.get("err"))
+    response = page(request, "sign_in.html", None, token=token, next=_next(request.query_params.get("next")))
     response.set_cookie(SIGN_IN_COOKIE, token, max_age=900, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/ui/sign-in")
     return response
@@ -160,11 +197,12 @@ async def sign_in(request: Request) -> Response:
     form = await read_form(request)
     expected = request.cookies.get(SIGN_IN_COOKIE) or ""
     if not expected or not same_token(form.get("csrf"), expected):
-        return RedirectResponse("/ui/sign-in?err=" + quote("the form expired; sign in again"), status_code=303)
-    principal = principal_of_key(form.get("key", "").strip(), request.app.state.principals)
+        return with_flash(RedirectResponse("/ui/sign-in", status_code=303), error="the form expired; sign in again")
+    key = form.get("key", "").strip()
+    principal = principal_of_key(key, request.app.state.principals)
     if principal is None:
-        return RedirectResponse("/ui/sign-in?err=" + quote("unknown API key"), status_code=303)
-    value, _ = sessions(request).issue(principal)
+        return with_flash(RedirectResponse("/ui/sign-in", status_code=303), error="unknown API key")
+    value, _ = sessions(request).issue(principal, key)
     response = RedirectResponse(_next(form.get("next")), status_code=303, headers=SECURITY_HEADERS)
     response.set_cookie(COOKIE, value, max_age=int(MAX_AGE_S), httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/ui")
@@ -401,4 +439,5 @@ async def kpi_page(request: Request, name: str, session: Reader) -> Response:
                 columns=result.columns, rows=result.rows[:1000], total=len(result.rows))
 
 
-__all__ = ["SECURITY_HEADERS", "STATIC_DIR", "Forbidden", "NeedsSignIn", "page", "router", "ui_require"]
+__all__ = ["SECURITY_HEADERS", "STATIC_DIR", "Forbidden", "FormTooLarge", "NeedsSignIn", "page", "router",
+           "ui_require"]

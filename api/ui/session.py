@@ -1,10 +1,12 @@
 """Sign-in sessions of the page: a signed cookie that names the principal an API key
 belongs to, with the session's CSRF token.
 
-The cookie holds no key: ``{"n": principal name, "r": role, "c": CSRF token, "t": issued}``,
-base64url, then an HMAC-SHA256 of it under the service's session secret. It is read back only
-while the signature holds, it is younger than ``MAX_AGE_S``, and the principal still has a key
-(a key taken out of ``REPLENISH_API_KEYS`` ends its sessions at the next restart). The cookie
+The cookie holds no key: ``{"n": principal name, "r": role, "k": the key's fingerprint (an
+HMAC of it under the session secret), "c": CSRF token, "t": issued}``, base64url, then an
+HMAC-SHA256 of it under the service's session secret. It is read back only while the signature
+holds, it is younger than ``MAX_AGE_S``, and the very key it was signed in with is still
+configured for that principal (a key taken out of ``REPLENISH_API_KEYS`` ends its sessions at
+the next restart, even when another key names the same principal). The cookie
 is HttpOnly, SameSite=Strict and, where the page is served over TLS, Secure; every form the
 page posts carries the CSRF token, compared in constant time.
 """
@@ -54,29 +56,36 @@ class Sessions:
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self.secret, payload.encode(), hashlib.sha256).digest())
 
-    def issue(self, principal: Principal, now: float | None = None) -> tuple[str, Session]:
+    def _fingerprint(self, key: str) -> str:
+        return _b64(hmac.new(self.secret, b"key:" + key.encode(), hashlib.sha256).digest()[:16])
+
+    def issue(self, principal: Principal, key: str, now: float | None = None) -> tuple[str, Session]:
+        """A cookie for ``principal``, signed in with API key ``key``."""
         session = Session(principal, secrets.token_urlsafe(24), time.time() if now is None else now)
-        payload = _b64(orjson.dumps({"n": principal.name, "r": principal.role, "c": session.csrf,
-                                     "t": session.issued}))
+        payload = _b64(orjson.dumps({"n": principal.name, "r": principal.role, "k": self._fingerprint(key),
+                                     "c": session.csrf, "t": session.issued}))
         return f"{payload}.{self._sign(payload)}", session
 
     def read(self, value: str | None, principals: dict[str, Principal],
              now: float | None = None) -> Session | None:
-        """The session a cookie holds, or None (no cookie, a bad signature, too old, or a
-        principal that no longer has a key)."""
-        if not value or value.count(".") != 1 or len(value) > 4096:
+        """The session a cookie holds, or None (no cookie, a bad signature, too old, or its key
+        no longer configured for its principal)."""
+        if not value or not value.isascii() or value.count(".") != 1 or len(value) > 4096:
             return None
         payload, signature = value.split(".")
-        if not hmac.compare_digest(signature, self._sign(payload)):
+        if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
             return None
         try:
             data = orjson.loads(_unb64(payload))
             principal = Principal(str(data["n"]), str(data["r"]))
-            csrf, issued = str(data["c"]), float(data["t"])
+            fingerprint, csrf, issued = str(data["k"]), str(data["c"]), float(data["t"])
         except (ValueError, KeyError, TypeError):
             return None
         age = (time.time() if now is None else now) - issued
-        if not 0 <= age <= self.max_age_s or principal not in principals.values():
+        if not 0 <= age <= self.max_age_s:
+            return None
+        if not any(p == principal and hmac.compare_digest(self._fingerprint(k).encode(), fingerprint.encode())
+                   for k, p in principals.items()):
             return None
         return Session(principal, csrf, issued)
 

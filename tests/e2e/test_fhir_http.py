@@ -94,7 +94,7 @@ def _fhir_scenario(t: Any, expiry: str) -> list[tuple[str, dict[str, Any]]]:
 
 def _json_scenario(t: Any, expiry: str) -> list[dict[str, Any]]:
     """The same, as our events (the case id as the FHIR mapping names it: system|value)."""
-    case = "urn:oris:case|C-77"
+    case = "C-77"
     return [
         {"event_id": "j-sched", "type": "surgery_scheduled", "occurred_at": iso(t), "case_id": case,
          "procedure": "HIP", "location": OR, "scheduled_for": iso(t + timedelta(hours=2))},

@@ -61,12 +61,16 @@ def test_a_wrong_key_or_a_sign_in_without_its_form_token_gets_no_session(svc: Se
     form = c.get("/ui/sign-in")
     token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
     wrong = c.post("/ui/sign-in", data={"key": "not-a-key", "csrf": token})
-    assert wrong.status_code == 303 and "err=" in wrong.headers["location"]
+    assert wrong.status_code == 303 and wrong.headers["location"] == "/ui/sign-in"
     assert "replenish_session" not in wrong.headers.get("set-cookie", "")
+    assert "unknown API key" in c.get("/ui/sign-in").text  # (shown once, from our own cookie)
     other = httpx.Client(base_url=svc.base, follow_redirects=False, timeout=30)  # no form cookie
     forged = other.post("/ui/sign-in", data={"key": KEYS["admin"], "csrf": token})
-    assert forged.status_code == 303 and "err=" in forged.headers["location"]
+    assert forged.status_code == 303 and forged.headers["location"] == "/ui/sign-in"
     assert "replenish_session" not in forged.headers.get("set-cookie", "")
+    assert "the form expired" in other.get("/ui/sign-in").text
+    # A link from elsewhere cannot put words on the page: messages come only from our cookie.
+    assert "mail your key" not in c.get("/ui/sign-in?err=mail+your+key+to+x&msg=mail+your+key").text
 
 
 def test_without_a_session_pages_go_to_sign_in_and_actions_are_refused(svc: Service):
@@ -100,7 +104,7 @@ def test_each_role_sees_exactly_the_pages_and_actions_the_api_gives_it(svc: Serv
     waiting = next(r for r in before if r["status"] == "pending_approval")
     if role in ACTORS:  # past the gate (an unknown requisition: refused by the domain, not the role)
         r = c.post("/ui/requisitions/RQ-none/reject", data={"reason": "role check", "csrf": csrf})
-        assert r.status_code == 303 and "err=" in r.headers["location"], r.headers
+        assert r.status_code == 303 and "RQ-none" in c.get(r.headers["location"]).text, r.headers
     else:
         r = c.post(f"/ui/requisitions/{waiting['id']}/reject", data={"reason": "role check", "csrf": csrf or "none"})
         assert r.status_code == 403
@@ -126,7 +130,8 @@ def test_an_alert_acknowledged_on_the_page_is_stored_with_its_reason_and_princip
         alert = next(a for a in admin.get("/v1/alerts").json()["alerts"] if a["status"] == "open")
     r = c.post(f"/ui/alerts/{alert['id']}/acknowledge",
                data={"reason": "lot pulled from the shelf", "csrf": csrf, "back": "/ui/alerts?severity=critical"})
-    assert r.status_code == 303 and r.headers["location"].startswith("/ui/alerts?severity=critical&msg=")
+    assert r.status_code == 303 and r.headers["location"] == "/ui/alerts?severity=critical"
+    assert f"alert {alert['id']} acknowledged" in c.get(r.headers["location"]).text
     with svc.client("admin") as admin:
         now = next(a for a in admin.get("/v1/alerts").json()["alerts"] if a["id"] == alert["id"])
     assert now["status"] == "acknowledged"
@@ -137,7 +142,39 @@ def test_an_alert_acknowledged_on_the_page_is_stored_with_its_reason_and_princip
                for e in stream["events"]), stream["events"][-3:]
     # A reason is needed, as on the API; and an action never sends the user to another site.
     r = c.post(f"/ui/alerts/{alert['id']}/resolve", data={"reason": " ", "csrf": csrf, "back": "https://evil.example/"})
-    assert r.status_code == 303 and r.headers["location"].startswith("/ui/alerts?err=")
+    assert r.status_code == 303 and r.headers["location"] == "/ui/alerts"
+    assert "a reason is needed" in c.get("/ui/alerts").text
+
+
+def test_a_cookie_that_is_not_ours_or_a_huge_form_gets_a_clear_answer(svc: Service):
+    c = httpx.Client(base_url=svc.base, follow_redirects=False, timeout=30)
+    for junk in ("abc.\u00e9".encode(), b"x" * 5000, b"a.b.c", b"eyJuIjoxfQ.AAAA"):
+        r = c.get("/ui/alerts", headers={"Cookie": b"replenish_session=" + junk})
+        assert r.status_code == 303  # to the sign-in form, never a 500
+    big = c.post("/ui/sign-in", content=b"key=" + b"x" * 100_000,
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert big.status_code == 413
+
+
+def test_a_session_ends_with_its_own_key(svc: Service, tmp_path: Path):
+    """Signed in with a key that is later taken out (another key of the same principal kept):
+    that session no longer opens a page after the restart."""
+    from .support import Service as Svc
+    keys = f"{KEYS['admin']}:admin:e2e-admin,{KEYS['buyer']}:buyer:shared,second-buyer-key-9f:buyer:shared"
+    (tmp_path / "d").mkdir()
+    first = Svc(tmp_path / "d", {"REPLENISH_API_KEYS": keys, "REPLENISH_UI_SESSION_SECRET": "s" * 40}).start()
+    try:
+        c, _ = signed_in(first, KEYS["buyer"])
+        assert c.get("/ui/alerts").status_code == 200
+    finally:
+        first.stop()
+    second = Svc(tmp_path / "d", {"REPLENISH_API_KEYS": keys.replace(f"{KEYS['buyer']}:buyer:shared,", ""),
+                                  "REPLENISH_UI_SESSION_SECRET": "s" * 40}).start()
+    try:
+        c.base_url = httpx.URL(second.base)
+        assert c.get("/ui/alerts").status_code == 303  # the key is gone: signed out
+    finally:
+        second.stop()
 
 
 def test_no_served_html_css_or_script_references_an_outside_url(svc: Service):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from unit_world import SKU, WARD, World
+from unit_world import ADMIN, SKU, WARD, World
 
 from domain.aggregates import stock_point_id
 from online_models.demand import DailyDemand
@@ -94,18 +94,36 @@ def test_demand_the_empty_shelf_could_not_meet_counts_as_demand_seen(world: Worl
 
 
 def test_quiet_days_on_the_shelf_before_the_first_use_count_as_days_without_use(world: World) -> None:
-    """A kit received and first used three weeks later: the demand clock starts at the
-    receipt, so one use of 6 reads as about 6/22 a day, not 6 a day (which once ordered a
-    year of an intermittent item in the simulator)."""
+    """A kit received and first used three weeks later, at a ward whose uses are recorded all
+    along (another item used every day): the kit's demand clock starts at its receipt, so one
+    use of 6 reads as about 6/22 a day, not 6 a day (which once ordered a year of an
+    intermittent item in the simulator)."""
     w = world
     start = w.now - timedelta(days=25)
-    w.post(w.receipt(6, at=start))
-    w.post(w.usage(6, at=start + timedelta(days=21, hours=10)))
-    w.post(w.usage(1, at=start + timedelta(days=22, hours=10)))  # closes the day of the 6
-    estimate = _estimate(w)
-    assert 0.05 < estimate < 1.0
-    model = w.p.planner.models[stock_point_id(SKU, WARD)]
+    w.post(w.item(sku="KIT-1"), by=ADMIN)
+    w.post(w.receipt(6, sku="KIT-1", at=start), w.receipt(500, at=start))
+    for day in range(23):  # the ward's gloves, used every day: the ward scans
+        w.post(w.usage(1, at=start + timedelta(days=day, hours=9)))
+    w.post(w.usage(6, sku="KIT-1", at=start + timedelta(days=21, hours=10)))
+    w.post(w.usage(1, sku="KIT-1", at=start + timedelta(days=22, hours=10)))  # closes the day of the 6
+    model = w.p.planner.models[stock_point_id("KIT-1", WARD)]
+    assert 0.05 < model.estimate().mean < 1.0
     assert model.demand.n_days == 22
+
+
+def test_stock_received_before_a_go_live_is_judged_from_the_go_live(world: World) -> None:
+    """Stock received twelve days before the ward starts scanning (a go-live): the quiet days
+    before the ward's first use are not days without use; 10 a day from the go-live reads as
+    about 10 a day after two days, not as 10 in fourteen."""
+    w = world
+    stocked = w.now - timedelta(days=20)
+    w.post(w.receipt(500, at=stocked))
+    live = (stocked + timedelta(days=12)).replace(hour=0, minute=0, second=0, microsecond=0)  # (UTC midnight)
+    for day in range(3):
+        for k in range(10):
+            w.post(w.usage(1, at=live + timedelta(days=day, hours=8 + k)))
+    model = w.p.planner.models[stock_point_id(SKU, WARD)]
+    assert model.demand.n_days == 2 and model.estimate().mean > 8
 
 
 def test_the_demand_clock_starts_at_the_earliest_stock_and_runs_from_the_first_use() -> None:

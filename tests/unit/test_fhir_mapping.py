@@ -131,4 +131,45 @@ def test_a_removed_device_is_not_a_use_and_the_case_comes_from_the_identifier() 
                 "focalDevice": [{"action": {"coding": [{"code": "removed"}]}, "manipulated": {"reference": "#x"}}],
                 "usedCode": [{"coding": [{"system": fhir.SKU_SYSTEM, "code": "SUT-1"}]}]}
     (event,) = fhir.map_resource(resource).events
-    assert event["sku"] == "SUT-1" and event["case_id"] == "urn:oris:case|C-9" and event["type"] == "usage"
+    assert event["sku"] == "SUT-1" and event["case_id"] == "C-9" and event["type"] == "usage"
+
+
+def test_a_procedure_sent_again_with_a_device_added_keeps_the_ids_of_what_it_had() -> None:
+    base = {"resourceType": "Procedure", "status": "in-progress", "subject": {"reference": "Patient/p"},
+            "identifier": [{"value": "C-1"}], "performedDateTime": "2026-11-30", "location": {"reference": "Location/OR1"},
+            "usedCode": [{"coding": [{"system": fhir.SKU_SYSTEM, "code": "A"}]}]}
+    first = {e["sku"]: e["event_id"] for e in fhir.map_resource(base).events}
+    device = {"resourceType": "Device", "id": "b", "identifier": [{"system": fhir.SKU_SYSTEM, "value": "B"}]}
+    later = dict(base, status="completed", contained=[device], usedReference=[{"reference": "#b"}])
+    second = {e["sku"]: e["event_id"] for e in fhir.map_resource(later).events}
+    assert second["A"] == first["A"] and second["B"] not in first.values()
+
+
+def test_booked_cancelled_and_booked_again_are_three_events_and_a_resend_is_the_same() -> None:
+    appt = {"resourceType": "Appointment", "identifier": [{"value": "C-5"}], "status": "booked",
+            "start": "2026-12-10T08:00:00Z", "end": "2026-12-10T10:00:00Z",
+            "serviceType": [{"coding": [{"code": "HIP"}]}],
+            "participant": [{"actor": {"reference": "Location/OR1"}, "status": "accepted"}]}
+    versions = [dict(appt, meta={"lastUpdated": "2026-12-01T09:00:00Z"}),
+                dict(appt, status="cancelled", meta={"lastUpdated": "2026-12-02T09:00:00Z"}),
+                dict(appt, meta={"lastUpdated": "2026-12-03T09:00:00Z"})]
+    ids = [fhir.map_resource(v).events[0]["event_id"] for v in versions]
+    assert len(set(ids)) == 3
+    assert [fhir.map_resource(v).events[0]["event_id"] for v in versions] == ids
+    assert [fhir.map_resource(v).events[0]["type"] for v in versions] == [
+        "surgery_scheduled", "surgery_cancelled", "surgery_scheduled"]
+    with_reason = dict(versions[0], serviceType=[], reasonCode=[{"coding": [{"code": "I49.01"}]}])
+    mapped = fhir.map_resource(with_reason)
+    assert not mapped.events and "I49.01" not in json.dumps([p.message for p in mapped.problems])
+
+
+def test_a_bundle_entry_that_did_not_validate_is_never_read_for_another() -> None:
+    bad = {"resourceType": "Device", "id": "d", "udiCarrier": ["abc"]}
+    good = {"resourceType": "Procedure", "status": "completed", "subject": {"reference": "Patient/p"},
+            "performedDateTime": "2026-11-30", "location": {"reference": "Location/OR1"},
+            "usedReference": [{"reference": "Device/d"}]}
+    entries = [{"resource": bad}, {"resource": good}]
+    valid = [e for e in entries if fhir.validate(e["resource"]) is None]
+    assert valid == [{"resource": good}]
+    mapped = fhir.map_resource(good, fhir.bundle_index(valid))
+    assert not mapped.events and mapped.problems[0].code == "unknown_item"
