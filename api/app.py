@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from api import errors, ui
+from api.keys import KeyWatcher
 from api.responses import JSON
 from api.routes import (
     admin,
@@ -42,12 +43,14 @@ log = logging.getLogger(__name__)
 
 def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
                data_dir: Path, projections: Any = None, listeners: tuple[Any, ...] = (),
-               ui_secret: bytes | None = None, metrics_allow: str = "127.0.0.1/32,::1/128") -> FastAPI:
+               ui_secret: bytes | None = None, metrics_allow: str = "127.0.0.1/32,::1/128",
+               key_file: Path | None = None, load_principals: Any = None) -> FastAPI:
     """``projections``: the read side (``projections.service.ProjectionService``), started
     with the app and woken after each stored batch; without it the KPI routes answer 503.
     ``listeners``: other ways in served with the app (``streams.hl7_feed.Hl7Listener``), each
     with ``start`` and ``stop``. ``ui_secret``: the page's session-cookie key (``api.ui``).
-    ``metrics_allow``: the addresses that read ``/metrics`` without a key."""
+    ``metrics_allow``: the addresses that read ``/metrics`` without a key. ``key_file`` and
+    ``load_principals``: re-read the keys when that file changes and on SIGHUP."""
     dispatcher = WebhookDispatcher(data_dir / "webhooks.json", lambda seq: runner.read(
         runner.processor.alert_feed_since, seq))
 
@@ -57,6 +60,10 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
         if note:  # how the model was built (logging is set up by now)
             log.info("%s", note)
         await runner.start()
+        watcher = None
+        if key_file is not None and load_principals is not None:
+            watcher = KeyWatcher(key_file, load_principals, lambda found: setattr(app.state, "principals", found))
+            watcher.start()
         runner.listeners.append(lambda _alerts: dispatcher.wake())
         await dispatcher.start()
         waking = None
@@ -80,6 +87,8 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
                     await waking
                 await asyncio.to_thread(projections.stop)
             await dispatcher.stop()
+            if watcher is not None:
+                await watcher.stop()
             await runner.stop()
 
     # /docs and /redoc serve Swagger UI's and ReDoc's assets from the service (a hospital

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.keys import find
 from domain.codes import ADMIN, AUDITOR, BUYER, SCANNER
 from domain.intake import Principal
 from streams.embedded import EmbeddedRunner
@@ -35,10 +35,9 @@ async def authenticate(request: Request,
     if credentials is None or not credentials.credentials:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an API key is required (Authorization: Bearer KEY)",
                             headers={"WWW-Authenticate": "Bearer"})
-    given = credentials.credentials.encode()
-    for key, principal in request.app.state.principals.items():
-        if hmac.compare_digest(key.encode(), given):
-            return principal
+    found = find(request.app.state.principals, credentials.credentials)
+    if found is not None:
+        return found
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown API key",
                         headers={"WWW-Authenticate": "Bearer"})
 

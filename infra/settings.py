@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     profile: Literal["embedded", "distributed"] = "embedded"
     data_dir: Path = Path("data")
     api_keys: SecretStr = SecretStr("")
+    # More keys, one "KEY-OR-HASH role [principal]" a line (a hash: sha256=HEX); re-read by the
+    # API when it changes and on SIGHUP.
+    api_keys_file: Path | None = None
     case_id_key: SecretStr = SecretStr("")
     # The page's (/ui/) session cookies are signed with this (32 characters or more); unset, a
     # random key per process: sessions then end at a restart, and differ between API processes.
@@ -133,7 +136,18 @@ class Settings(BaseSettings):
             if role not in ROLES:
                 raise SettingsError(f"REPLENISH_API_KEYS: unknown role {role!r} (roles: {', '.join(ROLES)})")
             keys[key] = Principal(parts[2] if len(parts) == 3 and parts[2] else role, role)
+        if self.api_keys_file is not None:
+            keys.update(self.file_principals())
         return keys
+
+    def file_principals(self) -> dict[str, Principal]:
+        """The entries of ``REPLENISH_API_KEYS_FILE`` (``api.keys.parse_key_file``)."""
+        from api.keys import parse_key_file
+        assert self.api_keys_file is not None
+        try:
+            return parse_key_file(self.api_keys_file.read_text(), ROLES)
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"REPLENISH_API_KEYS_FILE {self.api_keys_file}: {exc}") from None
 
     def gateway_roles(self) -> dict[str, str]:
         """Gateway principal -> role, from ``principal:role`` entries."""

@@ -72,7 +72,8 @@ def build_app(settings: Settings) -> FastAPI:
     return create_app(runner, settings.principals(), settings.data_dir,
                       projections=build_projections(settings, runner.processor.store),
                       listeners=hl7_listeners(settings, runner),
-                      ui_secret=settings.ui_secret(), metrics_allow=settings.metrics_allow)
+                      ui_secret=settings.ui_secret(), metrics_allow=settings.metrics_allow,
+                      key_file=settings.api_keys_file, load_principals=settings.principals)
 
 
 def hl7_listeners(settings: Settings, runner: Any) -> tuple[Any, ...]:

@@ -72,7 +72,8 @@ def build_distributed_app(settings: Settings) -> FastAPI:
     # on one machine the embedded engine in this process.
     app = create_app(runner, settings.principals(), settings.data_dir,
                      projections=build_projections(settings, store), listeners=hl7_listeners(settings, runner),
-                      ui_secret=settings.ui_secret(), metrics_allow=settings.metrics_allow)
+                      ui_secret=settings.ui_secret(), metrics_allow=settings.metrics_allow,
+                      key_file=settings.api_keys_file, load_principals=settings.principals)
     app.state.poster_roles = settings.roles_by_principal()
     restored = processor.restored_from
     app.state.start_note = (f"API: the model rebuilt up to position {processor.position} from "

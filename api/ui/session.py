@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from api.keys import digest, entry_digest, find
 from domain.intake import Principal
 
 COOKIE = "replenish_session"
@@ -56,13 +57,14 @@ class Sessions:
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self.secret, payload.encode(), hashlib.sha256).digest())
 
-    def _fingerprint(self, key: str) -> str:
-        return _b64(hmac.new(self.secret, b"key:" + key.encode(), hashlib.sha256).digest()[:16])
+    def _fingerprint(self, key_digest: str) -> str:
+        """Of a key's SHA-256 (``api.keys.digest``): a key in clear and its hashed entry agree."""
+        return _b64(hmac.new(self.secret, b"key:" + key_digest.encode(), hashlib.sha256).digest()[:16])
 
     def issue(self, principal: Principal, key: str, now: float | None = None) -> tuple[str, Session]:
         """A cookie for ``principal``, signed in with API key ``key``."""
         session = Session(principal, secrets.token_urlsafe(24), time.time() if now is None else now)
-        payload = _b64(orjson.dumps({"n": principal.name, "r": principal.role, "k": self._fingerprint(key),
+        payload = _b64(orjson.dumps({"n": principal.name, "r": principal.role, "k": self._fingerprint(digest(key)),
                                      "c": session.csrf, "t": session.issued}))
         return f"{payload}.{self._sign(payload)}", session
 
@@ -84,7 +86,8 @@ class Sessions:
         age = (time.time() if now is None else now) - issued
         if not 0 <= age <= self.max_age_s:
             return None
-        if not any(p == principal and hmac.compare_digest(self._fingerprint(k).encode(), fingerprint.encode())
+        if not any(p == principal and hmac.compare_digest(self._fingerprint(entry_digest(k)).encode(),
+                                                          fingerprint.encode())
                    for k, p in principals.items()):
             return None
         return Session(principal, csrf, issued)
@@ -96,13 +99,8 @@ def same_token(given: str | None, expected: str) -> bool:
 
 
 def principal_of_key(key: str, principals: dict[str, Principal]) -> Principal | None:
-    """The principal an API key belongs to (constant-time comparison against each key)."""
-    given = key.encode()
-    found = None
-    for known, principal in principals.items():
-        if hmac.compare_digest(known.encode(), given):
-            found = principal
-    return found
+    """The principal an API key belongs to (``api.keys.find``)."""
+    return find(principals, key)
 
 
 __all__ = ["COOKIE", "MAX_AGE_S", "SIGN_IN_COOKIE", "Session", "Sessions", "principal_of_key", "same_token"]
