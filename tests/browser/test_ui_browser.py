@@ -24,13 +24,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    data = tmp_path_factory.mktemp("ui-browser") / "data"
-    data.mkdir()
-    service = ui_world.start(data)
-    try:
-        yield service
-    finally:
-        service.stop()
+    yield from ui_world.serving(tmp_path_factory, "ui-browser")
 
 
 def sign_in(browser: webdriver.Chrome, svc: Service, key: str, then: str = "/ui/alerts") -> None:

@@ -24,13 +24,7 @@ OUTSIDE = re.compile(r"""(?:https?:)?//[a-z0-9.-]+|@import|url\(\s*['"]?(?:https
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    data = tmp_path_factory.mktemp("ui") / "data"
-    data.mkdir()
-    service = ui_world.start(data)
-    try:
-        yield service
-    finally:
-        service.stop()
+    yield from ui_world.serving(tmp_path_factory, "ui")
 
 
 def signed_in(svc: Service, key: str) -> tuple[httpx.Client, str]:

@@ -4,6 +4,7 @@ requisition needs a buyer, two approvals above 50)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,4 +73,15 @@ def start(data: Path) -> Service:
     return svc
 
 
-__all__ = ["BUYER2_KEY", "OTHER", "SKU", "WARD", "start"]
+def serving(tmp_path_factory: Any, name: str) -> Iterator[Service]:
+    """A module fixture's body: the world in a fresh data directory, stopped afterwards."""
+    data = tmp_path_factory.mktemp(name) / "data"
+    data.mkdir()
+    service = start(data)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+__all__ = ["BUYER2_KEY", "OTHER", "SKU", "WARD", "serving", "start"]
