@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     # "APP@FACILITY:role[:principal]" entries.
     hl7_port: int | None = None
     hl7_senders: str = ""
+    # The addresses or networks senders may connect from (comma-separated; empty: any).
+    hl7_allow: str = ""
     # Projections: chdb:///dir (embedded, default under the data directory) or http(s)://...
     clickhouse_dsn: str | None = None
     clickhouse_database: str = "replenish"

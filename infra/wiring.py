@@ -81,8 +81,10 @@ def hl7_listeners(settings: Settings, runner: Any) -> tuple[Any, ...]:
     as the API does, to the embedded store or to Kafka)."""
     if settings.hl7_port is None:
         return ()
+    from api.routes.ops import allowed_networks
     from streams.hl7_feed import Hl7Listener, parse_senders
-    return (Hl7Listener(runner.submit, parse_senders(settings.hl7_senders), settings.host, settings.hl7_port),)
+    return (Hl7Listener(runner.submit, parse_senders(settings.hl7_senders), settings.host, settings.hl7_port,
+                        allowed_networks(settings.hl7_allow)),)
 
 
 def build_projections(settings: Settings, store: EventStore) -> ProjectionService:

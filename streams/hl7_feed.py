@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -254,10 +255,25 @@ Submit = Callable[[list[dict[str, Any]], Principal], Awaitable[list[Outcome]]]
 class Hl7Listener:
     """The MLLP server: one message at a time per connection, each answered before the next."""
 
-    def __init__(self, submit: Submit, senders: dict[tuple[str, str], Principal], host: str, port: int) -> None:
+    def __init__(self, submit: Submit, senders: dict[tuple[str, str], Principal], host: str, port: int,
+                 allow: tuple[Any, ...] = ()) -> None:
+        """``allow``: the networks (``ipaddress``) a sender may connect from (``REPLENISH_HL7_ALLOW``;
+        empty: any). MLLP has no authentication: a sender's MSH-3/MSH-4 is a name, its address
+        the only thing checked before a message is read."""
         self.submit, self.senders, self.host, self.port = submit, senders, host, port
+        self.allow = allow
         self.server: asyncio.AbstractServer | None = None
         self.messages = 0
+        self.turned_away = 0
+
+    def allowed(self, peer: Any) -> bool:
+        if not self.allow:
+            return True
+        try:
+            address = ipaddress.ip_address(peer[0] if isinstance(peer, tuple) else str(peer))
+        except ValueError:
+            return False
+        return any(address in net for net in self.allow)
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_MESSAGE_BYTES * 2)
@@ -270,6 +286,21 @@ class Hl7Listener:
                 await self.server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if not self.allowed(peer):
+            # Not read, not stored: its first frame (waited for 5 s at most) is answered AR, with
+            # why, and the connection closed.
+            self.turned_away += 1
+            log.warning("HL7 connection from %s refused: not in REPLENISH_HL7_ALLOW", peer[0] if peer else "?")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._frame(reader), 5.0)
+                writer.write(START + ack(Mapped(reject="this address may not send HL7 messages here "
+                                                       "(REPLENISH_HL7_ALLOW)"), None, datetime.now(UTC)).encode() + END)
+                await writer.drain()
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return
         try:
             while True:
                 frame = await self._frame(reader)

@@ -23,7 +23,7 @@ READY_TIMEOUT_S = 5.0
 
 
 def allowed_networks(text: str) -> tuple[Any, ...]:
-    """``REPLENISH_METRICS_ALLOW``: comma-separated addresses or networks."""
+    """Comma-separated addresses or networks (``REPLENISH_METRICS_ALLOW``, ``REPLENISH_HL7_ALLOW``)."""
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
 
 

@@ -58,3 +58,40 @@ def test_any_text_is_read_without_an_exception_and_answered(text: str) -> None:
     assert isinstance(m, Mapped)
     answer = ack(m, None if m.reject is not None else [], NOW)
     assert answer.startswith("MSH|^~\\&|REPLENISH|") and "\rMSA|A" in answer
+
+
+def test_a_sender_from_an_address_not_allowed_is_answered_ar_and_nothing_is_submitted() -> None:
+    """REPLENISH_HL7_ALLOW: MLLP has no authentication, so the sender's address is checked
+    before anything it sends is read: a connection from elsewhere gets AR, with why, and is
+    closed; one from an allowed address is served."""
+    import asyncio
+    import ipaddress
+
+    from streams.hl7_feed import END, START, Hl7Listener
+
+    submitted: list[object] = []
+
+    async def submit(events: list[object], principal: object) -> list[object]:
+        submitted.extend(events)
+        return []
+
+    message = (SAMPLES / "siu_s12_ghh_colon_biopsy_book.hl7").read_bytes()
+
+    async def send(allow: tuple[object, ...]) -> bytes:
+        listener = Hl7Listener(submit, parse_senders("SCHApp@GHHSFacility:scanner"), "127.0.0.1", 0, allow)
+        await listener.start()
+        assert listener.server is not None
+        port = listener.server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(START + message + END)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readuntil(END), 10)
+        writer.close()
+        await listener.stop()
+        return answer
+
+    refused = asyncio.run(send((ipaddress.ip_network("10.99.0.0/16"),)))
+    assert b"MSA|AR|" in refused and b"may not send HL7" in refused
+    assert submitted == []
+    served = asyncio.run(send((ipaddress.ip_network("127.0.0.0/8"),)))
+    assert b"may not send HL7" not in served and len(submitted) == 1  # its booking, submitted
