@@ -17,6 +17,7 @@ import orjson
 
 from domain.aggregates import ChainedAggregate, PurchaseOrder, Recall, StockPoint, stock_point_id
 from domain.events import iso_utc, parse_instant
+from domain.inventory import balance_history
 from domain.trace import TRACE_COLUMNS, csv_cell, trace_row
 from streams.processor import Processor
 from streams.store import EventStore
@@ -313,13 +314,12 @@ def stock_point_series(p: Processor, sku: str, location: str, since: datetime | 
     events = p.store.stream(stock_point_id(sku, location))
     if not events:
         return None
-    facts: list[tuple[str, int, list[tuple[str, str, float]]]] = []
+    facts: list[tuple[str, Any]] = []
     plan: dict[str, list[tuple[str, float | None]]] = {
         "reorder_point": [], "safety_stock": [], "order_up_to": [], "forecast": [], "on_order": []}
-    for i, e in enumerate(events):
+    for e in events:
         if isinstance(e, StockPoint.Recorded):
-            at = parse_instant(e.event["occurred_at"])
-            facts.append((iso_utc(at) if at else e.event["occurred_at"], i, _net(e.moves)))
+            facts.append((e.event["occurred_at"], e.moves))  # (as audit_stock_point folds them)
         elif isinstance(e, StockPoint.Decided):
             d = e.decision
             at = d.get("decided_at")
@@ -334,22 +334,13 @@ def stock_point_series(p: Processor, sku: str, location: str, since: datetime | 
                 plan["forecast"].append((at, inputs.get("demand_mean_per_day")))
             if d.get("on_order") is not None:
                 plan["on_order"].append((at, float(d["on_order"])))
-    on_hand: list[tuple[str, float | None]] = []
-    balances: dict[str, float] = {}
-    for at, _, moves in sorted(facts):
-        for op, lot, q in moves:
-            balances[lot] = q if op == "set" else balances.get(lot, 0.0) + q
-        on_hand.append((at, sum(balances.values())))
+    on_hand: list[tuple[str, float | None]] = list(balance_history(facts))
     # (stable by time: decisions of one batch share their instant and keep their recorded order)
     out = {"on_hand": on_hand} | {k: sorted(v, key=lambda pt: pt[0]) for k, v in plan.items()}
     if since is not None:
         cut = iso_utc(since)
         out = {k: _from(v, cut) for k, v in out.items()}
     return out
-
-
-def _net(moves: list[list[Any]]) -> list[tuple[str, str, float]]:
-    return [(op, lot, float(q)) for op, lot, q in moves]
 
 
 def _from(series: list[tuple[str, float | None]], cut: str) -> list[tuple[str, float | None]]:
