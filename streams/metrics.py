@@ -18,6 +18,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from domain.intake import Outcome
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000)
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -52,13 +54,11 @@ class ServiceMetrics:
         self.stored_position = Gauge("replenish_store_position", "The last notification id the write model "
                                      "holds", registry=r)
 
-    def observe_outcomes(self, outcomes: Iterable[Any]) -> None:
+    def observe_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         tally: Tally[tuple[str, str]] = Tally()
         for o in outcomes:
-            errors = getattr(o, "errors", None) or []
-            code = str(errors[0].get("code") if isinstance(errors[0], dict) else getattr(errors[0], "code", "")) \
-                if errors and o.status == "rejected" else "none"
-            tally[(str(o.status), code)] += 1
+            code = str(o.errors[0].get("code")) if o.status == "rejected" and o.errors else "none"
+            tally[(o.status, code)] += 1
         for (outcome, code), n in tally.items():
             self.events.labels(outcome, code).inc(n)
 
@@ -66,7 +66,7 @@ class ServiceMetrics:
         self.batch_events.observe(events)
         self.batch_seconds.observe(seconds)
 
-    def refresh(self, processor: Any, runner: Any, projections: Any = None, webhooks: Any = None) -> None:
+    def refresh(self, processor: Any, runner: Any, webhooks: Any = None) -> None:
         """Set the gauges read at a scrape (on the processor's thread: it reads the model)."""
         self.queued.set(getattr(runner, "queued", 0))
         self.stored_position.set(getattr(processor, "position", 0))

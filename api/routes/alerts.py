@@ -49,6 +49,11 @@ async def stream_alerts(request: Request, runner: Runner,
         start = since
     else:
         start = await feed_end(runner)
+    return alert_stream(request, runner, start)
+
+
+def alert_stream(request: Request, runner: Runner, start: int) -> StreamingResponse:
+    """The answer that streams the alert feed after number ``start`` (the API's and the page's)."""
     return StreamingResponse(alert_events(request, runner, start), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

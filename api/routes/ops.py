@@ -49,7 +49,7 @@ async def metrics(request: Request, runner: Runner, _: Annotated[None, Depends(s
     """Prometheus metrics (README, "Operations"): no key from the addresses of
     ``REPLENISH_METRICS_ALLOW`` (default loopback), an auditor's or admin's key otherwise."""
     m = request.app.state.metrics
-    await runner.read(m.refresh, runner.processor, runner, None, getattr(request.app.state, "webhooks", None))
+    await runner.read(m.refresh, runner.processor, runner, getattr(request.app.state, "webhooks", None))
     service = getattr(request.app.state, "projection_service", None)
     if service is not None and service.reader is not None:
         with contextlib.suppress(Exception):  # being rebuilt, or the engine is unwell: /readyz says which

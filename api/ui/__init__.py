@@ -44,7 +44,7 @@ def install(app: FastAPI, secret: bytes | None = None) -> None:
         reason = (f"the role '{exc.session.principal.role}' may not use this page "
                   f"(allowed: {', '.join(exc.roles)})") if exc.roles else \
             "the form's token does not match this session: reload the page and try again"
-        return page(request, "forbidden.html", exc.session, status_code=403, reason=reason)
+        return page(request, "message.html", exc.session, status_code=403, heading="Not allowed", text=reason)
 
     async def too_large(request: Request, exc: Exception) -> Response:
         return JSON({"detail": "the form is too large", "code": "too_large"}, status_code=413)

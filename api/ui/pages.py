@@ -29,7 +29,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.templating import Jinja2Templates
 
 from api.deps import ACTORS, READERS
-from api.routes.alerts import alert_events, feed_end
+from api.keys import find
+from api.routes.alerts import alert_stream, feed_end
 from api.ui import chart
 from api.ui.session import (
     COOKIE,
@@ -37,7 +38,6 @@ from api.ui.session import (
     SIGN_IN_COOKIE,
     Session,
     Sessions,
-    principal_of_key,
     same_token,
 )
 from domain.codes import ALERT_SEVERITY, ROLES
@@ -61,8 +61,6 @@ SECURITY_HEADERS = {
 }
 MAX_FORM_BYTES = 16_384
 SEVERITIES = tuple(sorted(set(ALERT_SEVERITY.values())))
-# The KPI tiles: (KPI, headline label, how the headline is made from the rows).
-TILES: tuple[tuple[str, str, Callable[[list[dict[str, Any]]], float | None]], ...] = ()
 
 
 class NeedsSignIn(Exception):
@@ -168,7 +166,7 @@ def page(request: Request, template: str, session: Session | None, status_code: 
 def back(to: str, message: str | None = None, error: str | None = None) -> Response:
     """After an action, back to the page it came from (POST, then GET), with what happened."""
     base, _, query = to.partition("?")
-    if not base.startswith("/ui/") or "//" in base or "\\" in base:
+    if not ours(base):
         base, query = "/ui/alerts", ""
     params = {k: v[0] for k, v in parse_qs(query).items()}
     response = RedirectResponse(base + ("?" + urlencode(params) if params else ""), status_code=303,
@@ -199,7 +197,7 @@ async def sign_in(request: Request) -> Response:
     if not expected or not same_token(form.get("csrf"), expected):
         return with_flash(RedirectResponse("/ui/sign-in", status_code=303), error="the form expired; sign in again")
     key = form.get("key", "").strip()
-    principal = principal_of_key(key, request.app.state.principals)
+    principal = find(request.app.state.principals, key)
     if principal is None:
         return with_flash(RedirectResponse("/ui/sign-in", status_code=303), error="unknown API key")
     value, _ = sessions(request).issue(principal, key)
@@ -217,10 +215,14 @@ async def sign_out(request: Request, session: Annotated[Session, Depends(ui_requ
     return response
 
 
+def ours(target: str | None) -> bool:
+    """A page of ours (never another site): where a redirect after a form may go."""
+    return bool(target) and target.startswith("/ui/") and "//" not in target and "\\" not in target
+
+
 def _next(target: str | None) -> str:
-    """Where to go after signing in: a page of ours only (never another site)."""
-    return target if target and target.startswith("/ui/") and "//" not in target and "\\" not in target \
-        else "/ui/alerts"
+    """Where to go after signing in."""
+    return target if target and ours(target) else "/ui/alerts"
 
 
 # -- alerts ------------------------------------------------------------------------------
@@ -253,10 +255,9 @@ async def alert_rows(request: Request, session: Reader) -> Response:
 
 
 @router.get("/alerts/stream")
-async def alert_stream(request: Request, session: Reader) -> StreamingResponse:
+async def alerts_stream(request: Request, session: Reader) -> StreamingResponse:
     runner = request.app.state.runner
-    return StreamingResponse(alert_events(request, runner, await feed_end(runner)), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return alert_stream(request, runner, await feed_end(runner))
 
 
 async def _alert_action(request: Request, session: Session, alert_id: str, status: str) -> Response:
@@ -310,8 +311,8 @@ async def stock_point_page(request: Request, sku: str, location: str, session: R
 
     view, series, orders = await runner.read(read)
     if view is None:
-        return page(request, "not_found.html", session, status_code=404,
-                    what=f"no events recorded for {sku} at {location}")
+        return page(request, "message.html", session, status_code=404, heading="Not found",
+                    text=f"no events recorded for {sku} at {location}")
     return page(request, "stock_point.html", session, view=view, orders=orders, days=days,
                 chart=chart.svg(series or {}, iso_utc(now)), decisions=view["last_decisions"][:15])
 
@@ -391,7 +392,8 @@ def _sum(col: str) -> Callable[[list[dict[str, Any]]], float | None]:
     return f
 
 
-TILES = (
+# The KPI tiles: (KPI, headline label, how the headline is made from the rows).
+TILES: tuple[tuple[str, str, Callable[[list[dict[str, Any]]], float | None]], ...] = (
     ("fill_rate", "supplier fill rate (ordered quantity received)", _ratio("filled", "ordered")),
     ("days_of_supply", "days of supply (median stock point)", _median("days_of_supply")),
     ("stockout_rate", "stock-point days out of stock", _ratio("stockout_days", "stock_point_days")),
@@ -426,15 +428,15 @@ async def kpis_page(request: Request, session: Reader) -> Response:
 async def kpi_page(request: Request, name: str, session: Reader) -> Response:
     client = getattr(request.app.state, "projections", None)
     if name not in queries.KPIS:
-        return page(request, "not_found.html", session, status_code=404, what=f"no KPI {name!r}")
+        return page(request, "message.html", session, status_code=404, heading="Not found", text=f"no KPI {name!r}")
     if client is None:
-        return page(request, "not_found.html", session, status_code=503,
-                    what="the KPI projections are not available")
+        return page(request, "message.html", session, status_code=503, heading="Not available",
+                    text="the KPI projections are not available")
     try:
         result = await run_in_threadpool(queries.run, client, name, queries.make_filters())
     except Exception as exc:  # the tables are being rebuilt, or the engine is unwell
-        return page(request, "not_found.html", session, status_code=503,
-                    what=f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        return page(request, "message.html", session, status_code=503, heading="Not available",
+                    text=f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
     return page(request, "kpi.html", session, name=name, definition=queries.KPIS[name].definition,
                 columns=result.columns, rows=result.rows[:1000], total=len(result.rows))
 

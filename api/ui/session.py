@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from api.keys import digest, entry_digest, find
+from api.keys import digest, entry_digest
 from domain.intake import Principal
 
 COOKIE = "replenish_session"
@@ -98,9 +98,4 @@ def same_token(given: str | None, expected: str) -> bool:
     return bool(given) and hmac.compare_digest(str(given).encode(), expected.encode())
 
 
-def principal_of_key(key: str, principals: dict[str, Principal]) -> Principal | None:
-    """The principal an API key belongs to (``api.keys.find``)."""
-    return find(principals, key)
-
-
-__all__ = ["COOKIE", "MAX_AGE_S", "SIGN_IN_COOKIE", "Session", "Sessions", "principal_of_key", "same_token"]
+__all__ = ["COOKIE", "MAX_AGE_S", "SIGN_IN_COOKIE", "Session", "Sessions", "same_token"]
