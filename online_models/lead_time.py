@@ -14,7 +14,10 @@ SPREAD_FLOOR = 0.1
 # spread), and the next ``BOOST_ORDERS`` − 1 receipts are learned with weight ``BOOST_ALPHA``,
 # so mean and spread follow a change, and come back after it ends, within a few orders. An
 # open order this many spreads past the mean (the same floor) is the same evidence before it
-# arrives (``domain.policy.censored_lead_time``'s ``surprised_weight``).
+# arrives (``domain.policy.censored_lead_time``'s ``surprised_weight``). The first surprising
+# receipt, until a second confirms it, is learned as if it were ``SURPRISE_SDS`` spreads from
+# the mean (winsorised, as a Huber estimator does): one delivery held up by an outage moves the
+# mean and spread by a bounded amount instead of inflating the spread for a dozen orders.
 SURPRISE_SDS = 3.0
 BOOST_ORDERS = 3
 BOOST_ALPHA = 0.6
@@ -54,7 +57,7 @@ class LeadTime(Slotted):
         self.last = 0.0  # the last receipt's lead time
 
     def learn_one(self, days: float, on_time: bool | None = None) -> None:
-        surprise = False
+        surprise, learned = False, days
         if self.n >= BOOST_ORDERS and not self.boost:
             mean, sd = self.ref if self.surprised else (self.mean, max(self.var ** 0.5, SPREAD_FLOOR * self.mean, 1e-9))
             side = 1 if days - mean > SURPRISE_SDS * sd else -1 if mean - days > SURPRISE_SDS * sd else 0
@@ -63,6 +66,7 @@ class LeadTime(Slotted):
                 self.boost, self.surprised = BOOST_ORDERS, 0
             else:
                 self.surprised, self.ref = side, (mean, sd)
+                learned = mean + side * SURPRISE_SDS * sd if side else days
         self.n += 1
         a = max(self.alpha, 1.0 / self.n)
         if self.boost:
@@ -72,7 +76,7 @@ class LeadTime(Slotted):
         if surprise:  # a change: restart at the new level, with the spread within the old one
             self.mean, self.var = (self.last + days) / 2, min(self.var, self.ref[1] ** 2)
         else:
-            d = days - self.mean
+            d = learned - self.mean
             self.mean += a * d
             self.var = (1 - a) * (self.var + a * d * d) if self.n > 1 else 0.0
         self.last = days

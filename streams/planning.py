@@ -48,7 +48,7 @@ from online_models.procedures import ProcedureUsage
 from online_models.spike import SpikeDetector
 from online_models.usage_size import UsageSize
 
-MODEL_VERSION = "daily-choice7+cusum-spike+ew-leadtime-restart+usage-size+stock-start/8"
+MODEL_VERSION = "daily-choice7+cusum-spike+ew-leadtime-restart-winsor+usage-size+stock-start/9"
 SYSTEM = Principal("system", c.ADMIN)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

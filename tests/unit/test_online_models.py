@@ -390,6 +390,32 @@ def test_lead_time_follows_a_doubling_within_a_few_orders_and_comes_back_after_i
     assert abs(var_after ** 0.5 - var_before ** 0.5) <= 0.5
 
 
+def test_one_delivery_held_up_by_an_outage_moves_mean_and_spread_by_a_bounded_amount() -> None:
+    """A supplier at 5 days (spread 0.5) for 30 orders, then one order held up to 10 days (an
+    outage; the next is on time again): learned as if it were three spreads late, so the
+    spread in use stays within 1.5 times what it was (unclipped it would triple and take a
+    dozen orders to come back) and the mean within 0.3 day; after the next two on-time
+    receipts the mean is back within 10 % and the spread within 1.35 times (unclipped: 2.8)."""
+    import random
+
+    from online_models.lead_time import LeadTime
+
+    rng = random.Random(11)
+    lt = LeadTime()
+    for _ in range(30):
+        lt.learn_one(rng.gauss(5.0, 0.5))
+    mean_before, var_before = lt.predict(5.0)
+    lt.learn_one(10.0)
+    mean, var = lt.predict(5.0)
+    assert var ** 0.5 <= 1.5 * var_before ** 0.5
+    assert abs(mean - mean_before) <= 0.3
+    for _ in range(2):
+        lt.learn_one(rng.gauss(5.0, 0.5))
+    mean, var = lt.predict(5.0)
+    assert abs(mean - mean_before) <= 0.1 * mean_before
+    assert var ** 0.5 <= 1.35 * var_before ** 0.5
+
+
 def test_lead_time_noise_within_its_spread_starts_no_burst() -> None:
     import random
 
