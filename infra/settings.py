@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     ui_session_secret: SecretStr = SecretStr("")
     # /metrics without a key from these addresses (comma-separated addresses or networks).
     metrics_allow: str = "127.0.0.1/32,::1/128"
+    # A Kafka worker serves GET /metrics on this port (on `host`) when it is set.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # Logs: "text" (the default) or "json" (one object a line).
     log_format: Literal["text", "json"] = "text"
     dev: bool = False

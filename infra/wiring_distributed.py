@@ -15,6 +15,7 @@ from api.app import create_app
 from infra.settings import Settings, SettingsError
 from streams.kafka_app import WorkerConfig, create_worker_app
 from streams.kafka_ingest import DistributedRunner, KafkaIngest
+from streams.metrics import WorkerMetrics
 from streams.processor import Processor, tune_collector
 from streams.relay import Relay
 from streams.snapshots import PgSnapshots, Snapshotter
@@ -126,12 +127,20 @@ def run_worker(settings: Settings, relay: bool = True, loglevel: str = "INFO") -
     snapshotter = Snapshotter(pg_snapshots, settings.snapshot_every_events, settings.snapshot_every_minutes)
     snapshotter.last_position = processor.position  # what start-up read
     app.partition_worker.snapshotter = snapshotter
+    metrics_server = None
+    if settings.metrics_port is not None:
+        from infra.worker_metrics import MetricsServer
+        app.partition_worker.metrics = WorkerMetrics()
+        metrics_server = MetricsServer(app.partition_worker.metrics, settings.host, settings.metrics_port,
+                                       settings.metrics_allow, settings.principals).start()
     tune_collector()
     relayer = Relay(TrackedEventStore(postgres_env(dsn)), dsn, settings.kafka_bootstrap, topics).start() \
         if relay else None
     try:
         faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
         if relayer is not None:
             relayer.stop()
         if app.watchdog is not None:

@@ -39,6 +39,7 @@ from faust.types import TP, EventT
 from domain import codes as c
 from domain.intake import Outcome, Principal
 from streams.liveness import StallWatch
+from streams.metrics import WorkerMetrics
 from streams.processor import BatchResult, Processor
 from streams.topics import (
     PRINCIPAL,
@@ -58,6 +59,7 @@ Headers = list[tuple[str, str | bytes | None]]
 
 
 OVERDUE_CHECK_SECONDS = 30.0  # how often a worker decides again the stock points waiting on orders
+METRICS_REFRESH_SECONDS = 1.0  # how often, when idle, a worker reads its model's gauges (open alerts, snapshot age)
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,8 @@ class PartitionWorker:
         self._checked_overdue = 0.0  # when the stock points waiting on orders were last decided again
         self.snapshotter: Any = None  # streams.snapshots.Snapshotter over PgSnapshots, when set
         self.start_note: str | None = None  # how the model was built, logged once assigned
+        self.metrics: WorkerMetrics | None = None  # what REPLENISH_METRICS_PORT serves, when set
+        self._metrics_at = 0.0  # when the model's gauges were last read
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         self._lock = asyncio.Lock()
 
@@ -236,6 +240,8 @@ class PartitionWorker:
                 return True
             if time.monotonic() >= deadline:
                 self.reference_waits_expired += 1
+                if self.metrics is not None:
+                    self.metrics.reference_waits_expired.inc()
                 log.warning("a batch of %d events waited %.0f s for the reference data up to offset %d "
                             "(stored up to %d); judging it now: an event may be refused for a reference "
                             "not yet stored", len(messages), self.config.reference_wait_s, needed - 1,
@@ -288,12 +294,20 @@ class PartitionWorker:
         dead = [p for p in parsed if p.reason is not None]
         if dead:  # durably on the dead-letter topic before the offsets move past them
             await asyncio.gather(*[await self._send_dead_letter(p) for p in dead])
+            if self.metrics is not None:
+                self.metrics.dead_letters.inc(len(dead))
         last: dict[TopicPartition, int] = {}
         for m in fresh:
             last[m.tp] = max(last.get(m.tp, -1), m.offset)
         tracking = [Tracking(tracking_name(tp), offset) for tp, offset in sorted(last.items())]
         items = [p for p in parsed if p.reason is None]
+        started = time.perf_counter()
         result, replies = await self._run(self._store, items, tracking, again)
+        if self.metrics is not None:
+            if tracking:
+                self.metrics.observe_batch(len(items), time.perf_counter() - started)
+            self.metrics.observe_outcomes(result.outcomes)
+            self.metrics.stored_position.set(self.processor.position)
         for tp, offset in last.items():
             self.next_offset[tp] = offset + 1
             if tp[0] == self.config.topics.reference:
@@ -394,6 +408,9 @@ class PartitionWorker:
                 snapshotter.take(processor)
             except Exception:
                 log.exception("writing a snapshot failed; the next turn tries again")
+        if self.metrics is not None and time.monotonic() - self._metrics_at >= METRICS_REFRESH_SECONDS:
+            self.metrics.refresh_model(processor, snapshotter)
+            self._metrics_at = time.monotonic()
         return alerts
 
     def close(self) -> None:
@@ -489,9 +506,13 @@ class StallWatchdog:
         assigned = set(worker.assigned)
         positions = dict(worker.next_offset)
         self.watch.keep_only(assigned)
+        seen = {}
         for tp in sorted(assigned):
             low, high = self._watermarks(tp)
             self.watch.observe(tp, positions.get(tp, low), high)
+            seen[tp] = (positions.get(tp, low), self.watch.lag(tp))
+        if worker.metrics is not None:
+            worker.metrics.observe_partitions(seen)
         stalled: list[TopicPartition] = self.watch.stalled()  # type: ignore[assignment]
         now = self._clock()
         if not stalled:
@@ -504,12 +525,16 @@ class StallWatchdog:
             self.watch.restart()
             return stalled
         self.stalls += 1
+        if worker.metrics is not None:
+            worker.metrics.stalls.inc()
         lags = {tracking_name(tp): self.watch.lag(tp) for tp in stalled}
         log.error("STALL %d: partitions with lag and nothing stored for %.0f s: %s; every thread's "
                   "stack follows", self.stalls, self.watch.stall_s, lags)
         _dump_stacks()
         if self._rejoined_at is None:
             self.rejoins += 1
+            if worker.metrics is not None:
+                worker.metrics.rejoins.inc()
             self._rejoined_at = now
             log.error("STALL %d: leaving and rejoining the consumer group (rejoin %d)", self.stalls, self.rejoins)
             self._rejoin()

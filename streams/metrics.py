@@ -1,4 +1,6 @@
-"""What operators scrape (issue 16, section 3): Prometheus metrics of one service process.
+"""What operators scrape (issue 16, section 3): Prometheus metrics of one service process
+(``ServiceMetrics``, the API's ``/metrics``) or Kafka worker (``WorkerMetrics``, served on
+``REPLENISH_METRICS_PORT``).
 
 Counted as they happen: events answered by outcome and refusal code (every way in: JSON,
 scans, HL7, FHIR, CSV), the write batches' sizes and processing times, requests by route and
@@ -25,7 +27,9 @@ SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000)
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class ServiceMetrics:
+class ProcessMetrics:
+    """What every process with a write model counts: the API's service and each Kafka worker."""
+
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.events = Counter("replenish_events", "Events answered, by outcome (accepted, duplicate, rejected, "
@@ -35,22 +39,10 @@ class ServiceMetrics:
                                       registry=r)
         self.batch_seconds = Histogram("replenish_batch_seconds", "Seconds to decide and store a write batch",
                                        buckets=SECONDS_BUCKETS, registry=r)
-        self.requests = Histogram("replenish_http_request_seconds", "Seconds to the first byte of an answer, by "
-                                  "method, route and status class", ["method", "route", "status"],
-                                  buckets=SECONDS_BUCKETS, registry=r)
-        self.turned_away = Counter("replenish_requests_turned_away", "Requests answered 429 (no room in the "
-                                   "write model's queue)", registry=r)
-        self.webhook_failures = Gauge("replenish_webhook_delivery_failures", "Failed webhook deliveries, by hook "
-                                      "(since the hook was registered)", ["hook"], registry=r)
-        self.queued = Gauge("replenish_ingest_queued_events", "Events admitted and not yet answered", registry=r)
         self.open_alerts = Gauge("replenish_open_alerts", "Open alerts, by kind and severity",
                                  ["kind", "severity"], registry=r)
-        self.projection_lag = Gauge("replenish_projection_lag_events", "Stored events the KPI projections do "
-                                    "not hold yet", registry=r)
         self.snapshot_age = Gauge("replenish_snapshot_age_seconds", "Seconds since the write model's last "
                                   "snapshot (or since start, before the first)", registry=r)
-        self.checkpoint_age = Gauge("replenish_audit_checkpoint_age_seconds", "Seconds since the last signed "
-                                    "audit checkpoint was made here", registry=r)
         self.stored_position = Gauge("replenish_store_position", "The last notification id the write model "
                                      "holds", registry=r)
 
@@ -66,9 +58,8 @@ class ServiceMetrics:
         self.batch_events.observe(events)
         self.batch_seconds.observe(seconds)
 
-    def refresh(self, processor: Any, runner: Any, webhooks: Any = None) -> None:
-        """Set the gauges read at a scrape (on the processor's thread: it reads the model)."""
-        self.queued.set(getattr(runner, "queued", 0))
+    def refresh_model(self, processor: Any, snapshotter: Any = None) -> None:
+        """The gauges read from the write model (on the processor's thread: it reads the model)."""
         self.stored_position.set(getattr(processor, "position", 0))
         tally: Tally[tuple[str, str]] = Tally(
             (str(a.get("kind")), str(a.get("severity"))) for a in processor.ledger.alerts.values()
@@ -76,10 +67,39 @@ class ServiceMetrics:
         self.open_alerts.clear()
         for (kind, severity), n in tally.items():
             self.open_alerts.labels(kind, severity).set(n)
-        for made, gauge in ((getattr(runner, "snapshotter", None), self.snapshot_age),
-                            (getattr(runner, "checkpointer", None), self.checkpoint_age)):
-            if made is not None:
-                gauge.set(made.age())
+        if snapshotter is not None:
+            self.snapshot_age.set(snapshotter.age())
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class ServiceMetrics(ProcessMetrics):
+    """The API's service (``GET /metrics``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        r = self.registry
+        self.requests = Histogram("replenish_http_request_seconds", "Seconds to the first byte of an answer, by "
+                                  "method, route and status class", ["method", "route", "status"],
+                                  buckets=SECONDS_BUCKETS, registry=r)
+        self.turned_away = Counter("replenish_requests_turned_away", "Requests answered 429 (no room in the "
+                                   "write model's queue)", registry=r)
+        self.webhook_failures = Gauge("replenish_webhook_delivery_failures", "Failed webhook deliveries, by hook "
+                                      "(since the hook was registered)", ["hook"], registry=r)
+        self.queued = Gauge("replenish_ingest_queued_events", "Events admitted and not yet answered", registry=r)
+        self.projection_lag = Gauge("replenish_projection_lag_events", "Stored events the KPI projections do "
+                                    "not hold yet", registry=r)
+        self.checkpoint_age = Gauge("replenish_audit_checkpoint_age_seconds", "Seconds since the last signed "
+                                    "audit checkpoint was made here", registry=r)
+
+    def refresh(self, processor: Any, runner: Any, webhooks: Any = None) -> None:
+        """Set the gauges read at a scrape (on the processor's thread: it reads the model)."""
+        self.queued.set(getattr(runner, "queued", 0))
+        self.refresh_model(processor, getattr(runner, "snapshotter", None))
+        checkpointer = getattr(runner, "checkpointer", None)
+        if checkpointer is not None:
+            self.checkpoint_age.set(checkpointer.age())
         if webhooks is not None:
             for hook in list(getattr(webhooks, "hooks", {}).values()):
                 self.webhook_failures.labels(hook.id).set(hook.failures)
@@ -87,8 +107,37 @@ class ServiceMetrics:
     def refresh_projections(self, status: dict[str, Any]) -> None:
         self.projection_lag.set(max(0, int(status.get("stored", 0)) - int(status.get("position", 0))))
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+
+class WorkerMetrics(ProcessMetrics):
+    """A Kafka worker's (``REPLENISH_METRICS_PORT``): besides the write model's, per partition it
+    holds the consumer's lag (messages after the last one stored, read from the broker's high
+    watermark by the stall watchdog each second) and its position, and the stalls, rejoins,
+    dead letters and reference waits that ran out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        r = self.registry
+        self.lag = Gauge("replenish_consumer_lag", "Messages of a partition this worker holds that it has not "
+                         "stored yet (high watermark − next offset)", ["topic", "partition"], registry=r)
+        self.position = Gauge("replenish_consumer_position", "The next offset this worker stores of a partition "
+                              "it holds", ["topic", "partition"], registry=r)
+        self.stalls = Counter("replenish_worker_stalls", "Stalls seen: a partition with lag and nothing stored "
+                              "for REPLENISH_WORKER_STALL_SECONDS", registry=r)
+        self.rejoins = Counter("replenish_worker_rejoins", "Times this worker left and rejoined its group after "
+                               "a stall", registry=r)
+        self.dead_letters = Counter("replenish_dead_letters", "Messages sent to the dead-letter topic (not an "
+                                    "event: not JSON, no principal, the processor failed on it)", registry=r)
+        self.reference_waits_expired = Counter("replenish_reference_waits_expired", "Batches judged before the "
+                                               "reference data they name were stored (the wait ran out)", registry=r)
+
+    def observe_partitions(self, partitions: dict[tuple[str, int], tuple[int, int]]) -> None:
+        """``partitions``: each partition held, its next offset to store and its lag; the ones
+        not held any more are dropped."""
+        self.lag.clear()
+        self.position.clear()
+        for (topic, partition), (position, lag) in sorted(partitions.items()):
+            self.lag.labels(topic, str(partition)).set(lag)
+            self.position.labels(topic, str(partition)).set(position)
 
 
-__all__ = ["CONTENT_TYPE", "ServiceMetrics"]
+__all__ = ["CONTENT_TYPE", "ProcessMetrics", "ServiceMetrics", "WorkerMetrics"]

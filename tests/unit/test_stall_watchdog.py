@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from streams.kafka_app import STALL_EXIT_CODE, StallWatchdog
 from streams.liveness import StallWatch
+from streams.metrics import WorkerMetrics
 
 TP = ("replenish.events.v1", 0)
 TP2 = ("replenish.events.v1", 1)
@@ -97,6 +98,7 @@ class FakeWorker:
         self.next_offset = {TP: 0, TP2: 0}
         self.store_failing_since: float | None = None
         self.config = SimpleNamespace(bootstrap="unused:9092", group_id="g")
+        self.metrics: WorkerMetrics | None = None
 
 
 def watchdog(worker: FakeWorker, clock: Clock, ends: dict[Any, int]) -> tuple[StallWatchdog, list[str]]:
@@ -162,3 +164,35 @@ def test_a_partition_never_consumed_is_judged_from_the_start_of_its_log() -> Non
 def test_the_stall_time_must_be_positive() -> None:
     with pytest.raises(ValueError):
         StallWatch(0, Clock())
+
+
+def test_the_metrics_port_reads_each_partitions_lag_and_the_stalls_and_rejoins_counted() -> None:
+    """What ``REPLENISH_METRICS_PORT`` serves, read back with ``prometheus_client.parser``: the
+    lag and position of each partition the watchdog observed (a revoked one drops out), and
+    the stall and rejoin it acted on."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = worker.metrics.render().decode()  # type: ignore[union-attr]
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    clock, worker = Clock(), FakeWorker()
+    worker.metrics = WorkerMetrics()
+    worker.next_offset = {TP: 4, TP2: 7}
+    dog, acted = watchdog(worker, clock, {TP: 10, TP2: 7})
+    dog.check()
+    got = samples()
+    part = (("partition", str(TP[1])), ("topic", TP[0]))
+    part2 = (("partition", str(TP2[1])), ("topic", TP2[0]))
+    assert got[("replenish_consumer_lag", part)] == 6 and got[("replenish_consumer_lag", part2)] == 0
+    assert got[("replenish_consumer_position", part)] == 4 and got[("replenish_consumer_position", part2)] == 7
+    assert got[("replenish_worker_stalls_total", ())] == 0
+    clock.t += 31
+    dog.check()
+    worker.assigned = {TP}  # TP2 revoked
+    dog.check()
+    got = samples()
+    assert acted == ["rejoin"]
+    assert got[("replenish_worker_stalls_total", ())] == 1 and got[("replenish_worker_rejoins_total", ())] == 1
+    assert ("replenish_consumer_lag", part2) not in got and got[("replenish_consumer_lag", part)] == 6
