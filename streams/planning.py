@@ -48,7 +48,7 @@ from online_models.procedures import ProcedureUsage
 from online_models.spike import SpikeDetector
 from online_models.usage_size import UsageSize
 
-MODEL_VERSION = "daily-choice7+cusum-spike+ew-leadtime-restart-winsor+usage-size+stock-start+spike-cycle/9"
+MODEL_VERSION = "daily-choice7+cusum-spike+ew-leadtime-restart-winsor+usage-size+stock-start/9"
 SYSTEM = Principal("system", c.ADMIN)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -409,18 +409,13 @@ class Planner:
                                est.mean_error_var * u) + LeadTimeDemand(0.0, mean * mean * max(lt_var, 0.0))
         pack = item.pack_size or 1.0
         cycle_days = s.cycle_days
-        # The order cycle beyond the reorder point is sized by the baseline rate during a
-        # spike: the spike's lift covers the lead time (the reorder point rises at once), but
-        # it fades as the spike passes, and a cycle of the lifted rate bought weeks of stock
-        # on every false alarm. A spike that lasts is learned by the forecasters within days.
-        rate = est.baseline_mean if est.spike else mean
-        eoq = s.order_line_cost is not None and bool(item.unit_cost) and rate > 0
+        eoq = s.order_line_cost is not None and bool(item.unit_cost) and mean > 0
         if eoq:
             assert s.order_line_cost is not None and item.unit_cost
             life = item.extra.get("shelf_life_days")  # perishables: at most half the shelf life
-            cycle_days = eoq_days(rate, float(item.unit_cost), s.order_line_cost, s.holding_rate,
+            cycle_days = eoq_days(mean, float(item.unit_cost), s.order_line_cost, s.holding_rate,
                                   min(s.max_cycle_days, float(life) / 2) if life else s.max_cycle_days)
-        cycle = math.ceil(rate * cycle_days / pack - 1e-9) * pack if rate > 0 else 0.0
+        cycle = math.ceil(mean * cycle_days / pack - 1e-9) * pack if mean > 0 else 0.0
         alpha, source = self._service_level(item, ltd + est.undershoot, mean, max(cycle, pack))
         pol = cached_reorder_policy(ltd, alpha, est.undershoot)
         model_rop = scaled_reorder_point(pol.reorder_point, ltd.mean, s.safety_factor)
