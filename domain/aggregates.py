@@ -747,3 +747,41 @@ class RefusalLog(ChainedAggregate):
 
     def refuse(self, at: datetime, **fields: Any) -> None:
         self.append(self.Refused, at, **fields)
+
+
+class ReferenceWait(ChainedAggregate):
+    """Events of one Kafka key (a stock point's ``sku@location``, a case's, an order's; id
+    ``wait:<key>``) parked by a worker because the reference data they were sent after (an
+    item, a location, a supplier) is not stored yet: the ``reference_wait`` alert, raised
+    while they wait and resolved when they resume (distributed profile; README, "Causal
+    order"). The parked messages themselves are kept outside the log until then
+    (``streams.parking``)."""
+
+    def __init__(self, key: dict[str, Any]) -> None:
+        super().__init__(key)
+        self.wait_key: str = key["key"]
+        self.open_alerts: set[str] = set()
+
+    @dataclass(frozen=True)
+    class AlertRaised(ChainedAggregate.Event):
+        alert: dict[str, Any]
+
+        def apply(self, rw: Any) -> None:
+            rw.open_alerts.add(self.alert["id"])
+
+    @dataclass(frozen=True)
+    class AlertChanged(ChainedAggregate.Event):
+        alert_id: str
+        status: str
+        reason: str
+        by: str
+
+        def apply(self, rw: Any) -> None:
+            if self.status == "resolved":
+                rw.open_alerts.discard(self.alert_id)
+
+    def raise_alert(self, at: datetime, alert: dict[str, Any]) -> None:
+        self.append(self.AlertRaised, at, alert=alert)
+
+    def change_alert(self, at: datetime, alert_id: str, status: str, reason: str, by: str) -> None:
+        self.append(self.AlertChanged, at, alert_id=alert_id, status=status, reason=reason, by=by)

@@ -70,6 +70,10 @@ ALERT_PURCHASE_ORDER = "purchase_order"  # a purchase order was issued (for ERP 
 ALERT_SUPPLIER_CERTIFICATE = "supplier_certificate"  # a candidate's certificate expired or is missing
 ALERT_ORDER_OVERDUE = "order_overdue"  # an open purchase order later than its supplier's lead time allows
 
+# Causal order across Kafka topics (issue 14): events parked until the reference data sent
+# before them (item, location, supplier) is stored.
+ALERT_REFERENCE_WAIT = "reference_wait"
+
 SEVERITY_INFO = "info"
 SEVERITY_WARNING = "warning"
 SEVERITY_CRITICAL = "critical"
@@ -92,6 +96,7 @@ ALERT_SEVERITY = {
     ALERT_PURCHASE_ORDER: SEVERITY_INFO,
     ALERT_SUPPLIER_CERTIFICATE: SEVERITY_WARNING,
     ALERT_ORDER_OVERDUE: SEVERITY_WARNING,
+    ALERT_REFERENCE_WAIT: SEVERITY_WARNING,
 }
 
 # Roles.

@@ -21,6 +21,7 @@ from domain.aggregates import (
     MasterRecord,
     PurchaseOrder,
     Recall,
+    ReferenceWait,
     RefusalLog,
     Requisition,
     StockPoint,
@@ -236,7 +237,8 @@ class Ledger:
                 self.scheduled.setdefault(case.location, {})[case.case_id] = (case.procedure, case.scheduled_for)
         elif isinstance(event, StockPoint.OverrideSet):
             self._seen(event.event["event_id"], event.fingerprint, c.ACCEPTED, [], [])
-        elif isinstance(event, StockPoint.AlertChanged | SupplierScorecard.AlertChanged):
+        elif isinstance(event, StockPoint.AlertChanged | SupplierScorecard.AlertChanged
+                           | ReferenceWait.AlertChanged):
             alert = self.alerts.get(event.alert_id)
             if alert is not None:
                 alert["status"] = event.status
@@ -251,7 +253,8 @@ class Ledger:
             eid = event.event.get("event_id") if isinstance(event.event, dict) else None
             if isinstance(eid, str) and not any(e["code"] == c.EVENT_ID_REUSED for e in event.errors):
                 self._seen(eid, event.fingerprint, c.REJECTED, event.errors, [])
-        elif isinstance(event, StockPoint.AlertRaised | SupplierScorecard.AlertRaised):
+        elif isinstance(event, StockPoint.AlertRaised | SupplierScorecard.AlertRaised
+                           | ReferenceWait.AlertRaised):
             alert = event.alert
             self.alerts[alert["id"]] = dict(alert)
             if alert.get("dedupe_key"):
@@ -554,7 +557,7 @@ class Intake:
     def _accepted(self, event: dict[str, Any], flags: list[str]) -> Outcome:
         return Outcome(event["event_id"], c.ACCEPTED, [], flags)
 
-    def _alert(self, sp: StockPoint | SupplierScorecard, kind: str, event: dict[str, Any], now: datetime,
+    def _alert(self, sp: StockPoint | SupplierScorecard | ReferenceWait, kind: str, event: dict[str, Any], now: datetime,
                message: str, lot: str | None, flag: str | None = None,
                dedupe: bool = False, extra: dict[str, Any] | None = None, subject: str = "",
                group: bool = False) -> str | None:
@@ -589,6 +592,8 @@ class Intake:
             alert.update(count=1, first_seen=alert["raised_at"], last_seen=alert["raised_at"])
         if isinstance(sp, SupplierScorecard):  # a notice about a supplier, on its scorecard
             alert["stream"], alert["supplier"] = sp.id, sp.supplier
+        if isinstance(sp, ReferenceWait):  # events of a key waiting for their reference data
+            alert["stream"], alert["key"] = sp.id, sp.wait_key
         if extra:
             alert.update(extra)
         sp.raise_alert(now, alert)
@@ -1134,6 +1139,29 @@ class Intake:
     def open_alert(self, sp: StockPoint, kind: str, subject: str = "") -> str | None:
         return self.ledger.open_alert_keys.get((sp.id, kind, subject))
 
+    # -- causal order across Kafka topics ------------------------------------------------
+    def reference_wait(self, key: str, parked: int, needed_offset: int, stored_offset: int,
+                       now: datetime) -> str | None:
+        """Raise ``reference_wait`` for Kafka key ``key`` (a stock point's ``sku@location``):
+        ``parked`` of its events wait for the reference topic up to ``needed_offset``, stored
+        up to ``stored_offset``. Once while they wait; returns the alert's id when raised."""
+        wait = self._open(ReferenceWait, f"wait:{key}", {"key": key}, now)
+        sku, _, location = key.partition("@") if "@" in key and ":" not in key else ("", "", "")
+        return self._alert(
+            wait, c.ALERT_REFERENCE_WAIT, {"event_id": None}, now,
+            f"{parked} event(s) of {key} wait for reference data (item, location, supplier) sent before "
+            f"them: the reference topic is stored up to offset {stored_offset}, they need {needed_offset}; "
+            "they resume, in order, when it arrives", None, dedupe=True,
+            extra={"sku": sku or None, "location": location or None, "parked": parked,
+                   "reference_offset": needed_offset}, subject=key)
+
+    def reference_arrived(self, key: str, resumed: int, now: datetime) -> None:
+        """Resolve ``key``'s open ``reference_wait``: its ``resumed`` events were decided."""
+        alert_id = self.ledger.open_alert_keys.get((f"wait:{key}", c.ALERT_REFERENCE_WAIT, key))
+        if alert_id is not None:
+            self.change_alert(alert_id, "resolved", f"the reference data arrived; {resumed} event(s) resumed",
+                              Principal("system", c.ADMIN), now)
+
     # -- alerts ----------------------------------------------------------------------
     def change_alert(self, alert_id: str, status: str, reason: str, principal: Principal,
                      now: datetime) -> dict[str, Any] | None:
@@ -1144,7 +1172,7 @@ class Intake:
         if alert["status"] == "resolved" or alert["status"] == status:
             return alert
         sp = self.ledger.streams[alert.get("stream") or f"sp:{alert['sku']}@{alert['location']}"]
-        assert isinstance(sp, StockPoint | SupplierScorecard)
+        assert isinstance(sp, StockPoint | SupplierScorecard | ReferenceWait)
         sp.change_alert(now, alert_id, status, reason, principal.name)
         self._touch(sp)
         return alert

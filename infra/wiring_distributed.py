@@ -117,6 +117,7 @@ def run_worker(settings: Settings, relay: bool = True, loglevel: str = "INFO") -
         batch_max=settings.worker_batch, batch_within_s=settings.worker_batch_within_ms / 1000,
         session_timeout_s=settings.kafka_session_timeout_seconds,
         stall_s=settings.worker_stall_seconds, reference_wait_s=settings.reference_wait_seconds,
+        park=True,  # past that wait, a key's events are parked in the store (streams.parking)
         datadir=settings.data_dir / "worker")  # Faust's; empty, as workers keep no Faust tables
     config.datadir.mkdir(parents=True, exist_ok=True)
     restored = processor.restored_from

@@ -10,6 +10,7 @@ the worker's event loop or its processor thread (the gauges are set by them as t
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +32,8 @@ class MetricsServer:
         self.metrics = metrics
         self.allow = allowed_networks(allow)
         self.principals = principals
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        self.httpd = server_class((host, port), self._handler())
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
 
@@ -73,16 +75,22 @@ class MetricsServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 10  # (seconds a connection may stay silent: an idle one does not hold a thread)
+
             def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
                 if self.path.split("?")[0] != "/metrics":
                     return self._answer(404, b"not found: the worker serves /metrics only\n", "text/plain")
                 refused = server.refusal(self.client_address[0], self.headers.get("Authorization"))
                 if refused is not None:
-                    return self._answer(refused[0], (refused[1] + "\n").encode(), "text/plain")
+                    extra = {"WWW-Authenticate": "Bearer"} if refused[0] == 401 else {}
+                    return self._answer(refused[0], (refused[1] + "\n").encode(), "text/plain", extra)
                 return self._answer(200, server.metrics.render(), CONTENT_TYPE)
 
-            def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            def _answer(self, status: int, body: bytes, content_type: str,
+                        extra: dict[str, str] | None = None) -> None:
                 self.send_response(status)
+                for name, value in (extra or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -92,6 +100,10 @@ class MetricsServer:
                 pass  # (scrapes every few seconds would fill the worker's log)
 
         return Handler
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 __all__ = ["MetricsServer"]

@@ -37,9 +37,11 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, EventT
 
 from domain import codes as c
+from domain.events import check_identifiers, pseudonymise, pseudonymise_event
 from domain.intake import Outcome, Principal
 from streams.liveness import StallWatch
 from streams.metrics import WorkerMetrics
+from streams.parking import ParkedEvent, ParkingChanges
 from streams.processor import BatchResult, Processor
 from streams.topics import (
     PRINCIPAL,
@@ -75,6 +77,7 @@ class WorkerConfig:
     idle_follow_s: float = 0.25
     stall_s: float = 30.0  # a partition with lag and nothing stored for this long is stalled
     reference_wait_s: float = 10.0  # how long events wait for the reference data sent before them
+    park: bool = False  # past that wait, park a key's events until it comes (streams.parking)
     datadir: Path = field(default_factory=lambda: Path("data") / "faust")
 
 
@@ -105,6 +108,15 @@ class Parsed:
 
 def tracking_name(tp: TopicPartition) -> str:
     return f"{tp[0]}-{tp[1]}"
+
+
+@dataclass
+class _Waiting:
+    """A key's parked events: the reference offset they wait for, how many, and the partition."""
+
+    needed: int
+    count: int
+    partition: str
 
 
 class OutcomeSink:
@@ -151,6 +163,7 @@ class PartitionWorker:
         self.snapshotter: Any = None  # streams.snapshots.Snapshotter over PgSnapshots, when set
         self.start_note: str | None = None  # how the model was built, logged once assigned
         self.metrics: WorkerMetrics | None = None  # what REPLENISH_METRICS_PORT serves, when set
+        self.parked: dict[str, _Waiting] = {}  # key -> what its parked events wait for (streams.parking)
         self._metrics_at = 0.0  # when the model's gauges were last read
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         self._lock = asyncio.Lock()
@@ -189,6 +202,8 @@ class PartitionWorker:
                 return partition_of(stock_point_key(sp_id), n) in owned
 
             self.processor.owns = owns
+            if self.config.park:
+                await self._load_parked()
             applied, marked = await self._run(self._gained)
             log.info("assigned %s; applied %d events stored elsewhere; %d stock points to check "
                      "against open recalls", sorted(self.assigned), applied, marked)
@@ -205,6 +220,10 @@ class PartitionWorker:
                 key = (tp.topic, tp.partition)
                 self.assigned.discard(key)
                 self.next_offset.pop(key, None)
+                name = tracking_name(key)
+                for k in [k for k, w in self.parked.items() if w.partition == name]:
+                    del self.parked[k]
+            self._note_parked()
 
     # -- batches ------------------------------------------------------------------------
     async def handle(self, events: Sequence[EventT]) -> None:
@@ -217,6 +236,7 @@ class PartitionWorker:
                     for e in events]
         await self.wait_for_reference(messages)
         async with self._lock:
+            await self._resume_parked()
             await self._store_batch(messages)
 
     async def wait_for_reference(self, messages: Sequence[Consumed]) -> bool:
@@ -226,16 +246,13 @@ class PartitionWorker:
         reference data can be stored by this worker's other agent as well as by another
         worker. A message without the header (a gateway's that does not send it) waits for
         nothing. Past the wait the batch is judged as it is, and the log says so."""
-        needed = max((_offset(m.header(REFERENCE_OFFSET)) for m in messages), default=0)
+        needed = max((_offset(m.header(REFERENCE_OFFSET)) for m in messages
+                      if self._wait_key(m) not in self.parked), default=0)
         if needed - 1 <= self.reference_stored:
             return True
-        name = tracking_name((self.config.topics.reference, 0))
-        store = self.processor.store
-        assert isinstance(store, TrackedEventStore)
         deadline = time.monotonic() + self.config.reference_wait_s
         while True:
-            found = await self._run(store.positions, [name])
-            self.reference_stored = max(self.reference_stored, found.get(name, -1))
+            await self._refresh_reference_stored()
             if needed - 1 <= self.reference_stored:
                 return True
             if time.monotonic() >= deadline:
@@ -243,11 +260,151 @@ class PartitionWorker:
                 if self.metrics is not None:
                     self.metrics.reference_waits_expired.inc()
                 log.warning("a batch of %d events waited %.0f s for the reference data up to offset %d "
-                            "(stored up to %d); judging it now: an event may be refused for a reference "
-                            "not yet stored", len(messages), self.config.reference_wait_s, needed - 1,
-                            self.reference_stored)
+                            "(stored up to %d); %s", len(messages), self.config.reference_wait_s, needed - 1,
+                            self.reference_stored,
+                            "the events still waiting are parked by key" if self.config.park else
+                            "judging it now: an event may be refused for a reference not yet stored")
                 return False
             await asyncio.sleep(0.05)
+
+    async def _refresh_reference_stored(self) -> None:
+        """What the store holds of the reference topic (any worker may have stored it)."""
+        name = tracking_name((self.config.topics.reference, 0))
+        store = self.processor.store
+        assert isinstance(store, TrackedEventStore)
+        found = await self._run(store.positions, [name])
+        self.reference_stored = max(self.reference_stored, found.get(name, -1))
+
+    # -- parking (streams.parking) ------------------------------------------------------
+    def _wait_key(self, m: Consumed) -> str:
+        """Whose events wait together: the message's Kafka key (a stock point's
+        ``sku@location``), a case's replaced by its pseudonym (its Kafka key is an unkeyed
+        hash of the case id, not to be stored)."""
+        key = (m.key or b"").decode(errors="replace")
+        return pseudonymise(key, self.processor.case_id_key) if key.startswith("case:") else key
+
+    def _note_parked(self) -> None:
+        if self.metrics is not None:
+            self.metrics.parked.set(sum(w.count for w in self.parked.values()))
+
+    async def _load_parked(self) -> None:
+        """What is parked from the partitions now held (a previous owner's too), read again
+        until the store answers: a key's later events must not overtake its parked ones."""
+        names = [tracking_name(tp) for tp in sorted(self.assigned) if tp[0] == self.config.topics.events]
+        store = self.processor.store
+        assert isinstance(store, TrackedEventStore)
+        delay = 0.05
+        while True:
+            try:
+                rows = await self._run(store.parked, names)
+                break
+            except PersistenceError:
+                log.exception("reading the parked events failed; retrying in %.2f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.parked = {}
+        for r in rows:
+            w = self.parked.get(r.key)
+            if w is None:
+                self.parked[r.key] = _Waiting(r.needed, 1, r.partition)
+            else:
+                w.needed, w.count = max(w.needed, r.needed), w.count + 1
+        self._note_parked()
+        if self.parked:
+            log.warning("%d events of %d keys are parked, waiting for reference data", len(rows), len(self.parked))
+
+    def _to_park(self, parsed: list[Parsed]) -> tuple[list[Parsed], list[ParkedEvent]]:
+        """Split a batch into what is decided now and what is parked: an event of the events
+        topic whose reference data (``REFERENCE_OFFSET``) is not stored yet, or whose key has
+        events parked already (a key's events stay in order). Only with parking configured;
+        a message that is not an event (dead letter) or whose identifiers are refused anyway
+        is never parked."""
+        if not self.config.park:
+            return parsed, []
+        now_: list[Parsed] = []
+        parked: list[ParkedEvent] = []
+        waiting = {k: w.needed for k, w in self.parked.items()}
+        for p in parsed:
+            m = p.message
+            key = self._wait_key(m)
+            needed = _offset(m.header(REFERENCE_OFFSET))
+            if (p.reason is None and p.principal is not None and m.tp[0] == self.config.topics.events
+                    and isinstance(p.event, dict) and not check_identifiers(p.event)
+                    and (key in waiting or needed - 1 > self.reference_stored)):
+                waiting[key] = max(waiting.get(key, 0), needed)
+                event = pseudonymise_event(p.event, self.processor.case_id_key)
+                parked.append(ParkedEvent(tracking_name(m.tp), m.offset, key, waiting[key], orjson.dumps(event),
+                                          p.principal.name, p.principal.role, m.header(REPLY_TO)))
+            else:
+                now_.append(p)
+        return now_, parked
+
+    async def _resume_parked(self) -> None:
+        """Resume what is ready (``_release_ready``), outside the batch's own retries: a
+        failure here is logged and tried again with the next batch or when idle (meanwhile the
+        keys stay parked, so nothing newer of them overtakes)."""
+        if not self.config.park or not self.parked:
+            return
+        try:
+            await self._refresh_reference_stored()  # (another worker may have stored it)
+            await self._release_ready()
+        except Exception:
+            log.exception("resuming parked events failed; trying again with the next batch or when idle")
+
+    async def _release_ready(self) -> int:
+        """Decide the parked events of every key whose reference data is now stored, in the
+        order they came and before anything newer of the key, deleting them from the parked
+        table in the same transaction; returns how many. An event the processor fails on goes
+        to the dead-letter topic, as in a batch, and the rest are decided."""
+        ready = sorted(k for k, w in self.parked.items() if w.needed - 1 <= self.reference_stored)
+        if not ready:
+            return 0
+        store = self.processor.store
+        assert isinstance(store, TrackedEventStore)
+        held = [tracking_name(tp) for tp in sorted(self.assigned) if tp[0] == self.config.topics.events]
+        rows = await self._run(store.parked, held, ready)
+        items = []
+        for r in rows:
+            topic, _, partition = r.partition.rpartition("-")
+            headers = [(REPLY_TO, r.reply_to.encode())] if r.reply_to else []
+            m = Consumed((topic, int(partition)), r.offset, r.key.encode(), r.event, headers)
+            items.append(Parsed(m, orjson.loads(r.event), Principal(r.principal, r.role)))
+        counts = {k: sum(1 for r in rows if r.key == k) for k in ready}
+        try:
+            result = await self._run(self._resume, items, rows, counts)
+            decided, outcomes = items, result.outcomes
+        except PersistenceError:
+            raise
+        except Exception:
+            log.exception("the processor failed on %d resumed events; deciding them one at a time", len(items))
+            decided, outcomes = [], []
+            for item, r in zip(items, rows, strict=True):
+                try:
+                    result = await self._run(self._resume, [item], [r], {})
+                    decided.append(item)
+                    outcomes.extend(result.outcomes)
+                except PersistenceError:
+                    raise
+                except Exception as exc:
+                    item.reason = f"the processor failed on it: {type(exc).__name__}: {exc}"
+                    await (await self._send_dead_letter(item))
+                    await self._run(self._resume, [], [r], {})
+            await self._run(self._resume, [], [], counts)  # the alerts: resolved
+        for k in ready:
+            self.parked.pop(k, None)
+        self._note_parked()
+        if self.metrics is not None:
+            self.metrics.observe_outcomes(outcomes)
+        self._publish_outcomes(decided, outcomes, [])
+        log.info("resumed %d parked events of %d keys: their reference data is stored", len(items), len(ready))
+        return len(items)
+
+    def _resume(self, items: list[Parsed], rows: list[ParkedEvent], counts: dict[str, int]) -> BatchResult:
+        """On the processor thread: decide resumed events and delete their rows, in one
+        transaction."""
+        self.processor.follow()
+        return self.processor.process([(p.event, p.principal) for p in items], resumed=counts,
+                                      parking=ParkingChanges(unpark=rows))
 
     async def _store_batch(self, messages: list[Consumed]) -> None:
         """The store failing (down, or a conflict with another worker's write) is waited out,
@@ -291,6 +448,7 @@ class PartitionWorker:
         parsed = [self._parse(m) for m in fresh]
         for p in parsed:
             p.reason = p.reason or poison
+        parsed, to_park = self._to_park(parsed)  # (parked in the transaction that tracks their offsets)
         dead = [p for p in parsed if p.reason is not None]
         if dead:  # durably on the dead-letter topic before the offsets move past them
             await asyncio.gather(*[await self._send_dead_letter(p) for p in dead])
@@ -301,8 +459,13 @@ class PartitionWorker:
             last[m.tp] = max(last.get(m.tp, -1), m.offset)
         tracking = [Tracking(tracking_name(tp), offset) for tp, offset in sorted(last.items())]
         items = [p for p in parsed if p.reason is None]
+        waiting: dict[str, tuple[int, int, int]] = {}
+        for e in to_park:
+            if e.key not in self.parked:
+                n = waiting.get(e.key, (0, 0, 0))[0]
+                waiting[e.key] = (n + 1, e.needed - 1, self.reference_stored)
         started = time.perf_counter()
-        result, replies = await self._run(self._store, items, tracking, again)
+        result, replies = await self._run(self._store, items, tracking, again, waiting, to_park)
         if self.metrics is not None:
             if tracking:
                 self.metrics.observe_batch(len(items), time.perf_counter() - started)
@@ -312,16 +475,29 @@ class PartitionWorker:
             self.next_offset[tp] = offset + 1
             if tp[0] == self.config.topics.reference:
                 self.reference_stored = max(self.reference_stored, offset)
+        for e in to_park:
+            w = self.parked.get(e.key)
+            if w is None:
+                self.parked[e.key] = _Waiting(e.needed, 1, e.partition)
+            else:
+                w.needed, w.count = max(w.needed, e.needed), w.count + 1
+        if to_park:
+            self._note_parked()
+            log.warning("parked %d events of %d keys until their reference data is stored", len(to_park),
+                        len({e.key for e in to_park}))
         self.stored_batches += 1
         self._publish_outcomes(items, result.outcomes, replies)
 
-    def _store(self, items: list[Parsed], tracking: list[Tracking],
-               again: list[Consumed]) -> tuple[BatchResult, list[tuple[Consumed, dict[str, Any]]]]:
-        """On the processor thread: follow the log, then decide and store the batch."""
+    def _store(self, items: list[Parsed], tracking: list[Tracking], again: list[Consumed],
+               waiting: dict[str, tuple[int, int, int]] | None = None, parked: list[ParkedEvent] | None = None,
+               ) -> tuple[BatchResult, list[tuple[Consumed, dict[str, Any]]]]:
+        """On the processor thread: follow the log, then decide and store the batch, with the
+        events it parks (and raise ``reference_wait`` for their keys)."""
         processor = self.processor
         processor.follow()
         batch = [(p.event, p.principal) for p in items if p.principal is not None]
-        result = processor.process(batch, tracking=tracking) if tracking else BatchResult([], [], 0)
+        result = (processor.process(batch, tracking=tracking, waiting=waiting, parking=ParkingChanges(park=parked or []))
+                  if tracking else BatchResult([], [], 0))
         replies = []
         for m in again:  # redelivered: its outcome is in the store already
             eid = _event_id(m.value)
@@ -384,6 +560,7 @@ class PartitionWorker:
             return
         async with self._lock:
             try:
+                await self._resume_parked()
                 alerts = await self._run(self._follow_and_flag)
             except Exception:
                 log.exception("following the store's log failed")

@@ -32,6 +32,7 @@ class ProcessMetrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        self._series: dict[int, set[tuple[str, ...]]] = {}  # the label sets each gauge shows
         self.events = Counter("replenish_events", "Events answered, by outcome (accepted, duplicate, rejected, "
                               "queued) and refusal code (the first; none when not refused)",
                               ["outcome", "code"], registry=r)
@@ -45,6 +46,17 @@ class ProcessMetrics:
                                   "snapshot (or since start, before the first)", registry=r)
         self.stored_position = Gauge("replenish_store_position", "The last notification id the write model "
                                      "holds", registry=r)
+
+    def replace_series(self, gauge: Gauge, values: dict[tuple[str, ...], float]) -> None:
+        """Set a labelled gauge to exactly ``values``: the series shown before and not among
+        them removed, the others set in place (never cleared first: a scrape meanwhile never
+        sees none)."""
+        shown = self._series.setdefault(id(gauge), set())
+        for labels in shown - set(values):
+            gauge.remove(*labels)
+        for labels, value in values.items():
+            gauge.labels(*labels).set(value)
+        self._series[id(gauge)] = set(values)
 
     def observe_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         tally: Tally[tuple[str, str]] = Tally()
@@ -64,9 +76,7 @@ class ProcessMetrics:
         tally: Tally[tuple[str, str]] = Tally(
             (str(a.get("kind")), str(a.get("severity"))) for a in processor.ledger.alerts.values()
             if a.get("status") == "open")
-        self.open_alerts.clear()
-        for (kind, severity), n in tally.items():
-            self.open_alerts.labels(kind, severity).set(n)
+        self.replace_series(self.open_alerts, dict(tally))
         if snapshotter is not None:
             self.snapshot_age.set(snapshotter.age())
 
@@ -127,17 +137,16 @@ class WorkerMetrics(ProcessMetrics):
                                "a stall", registry=r)
         self.dead_letters = Counter("replenish_dead_letters", "Messages sent to the dead-letter topic (not an "
                                     "event: not JSON, no principal, the processor failed on it)", registry=r)
+        self.parked = Gauge("replenish_parked_events", "Events parked until the reference data sent before them "
+                            "is stored (streams.parking)", registry=r)
         self.reference_waits_expired = Counter("replenish_reference_waits_expired", "Batches judged before the "
                                                "reference data they name were stored (the wait ran out)", registry=r)
 
     def observe_partitions(self, partitions: dict[tuple[str, int], tuple[int, int]]) -> None:
         """``partitions``: each partition held, its next offset to store and its lag; the ones
         not held any more are dropped."""
-        self.lag.clear()
-        self.position.clear()
-        for (topic, partition), (position, lag) in sorted(partitions.items()):
-            self.lag.labels(topic, str(partition)).set(lag)
-            self.position.labels(topic, str(partition)).set(position)
+        self.replace_series(self.lag, {(t, str(p)): lag for (t, p), (_, lag) in partitions.items()})
+        self.replace_series(self.position, {(t, str(p)): position for (t, p), (position, _) in partitions.items()})
 
 
 __all__ = ["CONTENT_TYPE", "ProcessMetrics", "ServiceMetrics", "WorkerMetrics"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
@@ -41,6 +41,7 @@ from domain.expiry import is_expired
 from domain.intake import Intake, Ledger, Outcome, Principal
 from domain.inventory import Moves, fold_balances, inventory_position
 from domain.shelf import expiry_findings, fefo
+from streams.parking import ParkingChanges
 from streams.planning import MODEL_VERSION, SYSTEM, Planner, PlanningSettings
 from streams.procurement import ApprovalError, ProcurementSettings, Purchasing, requisition_view
 from streams.snapshots import Snapshot
@@ -149,9 +150,17 @@ class Processor:
 
     # -- write side -------------------------------------------------------------------
     def process(self, items: Iterable[tuple[Any, Principal]],
-                tracking: Sequence[Tracking] = ()) -> BatchResult:
+                tracking: Sequence[Tracking] = (), *,
+                waiting: Mapping[str, tuple[int, int, int]] | None = None,
+                resumed: Mapping[str, int] | None = None,
+                parking: ParkingChanges | None = None) -> BatchResult:
         """Decide and store a batch of (raw event, principal) in order; ``tracking`` (the
-        positions consumed, one per Kafka topic-partition) is stored in the same transaction."""
+        positions consumed, one per Kafka topic-partition) is stored in the same transaction.
+        A Kafka worker's causal order (``streams.parking``): ``waiting``, the keys whose events
+        it parked in this batch (events parked, reference offset needed, stored), each raises
+        ``reference_wait`` once; ``resumed``, the keys whose parked events are in ``items``
+        (how many), resolves theirs; ``parking``, the events parked and resumed, stored in
+        the same transaction."""
         self._fresh()
         now = self.clock()
         try:
@@ -172,9 +181,13 @@ class Processor:
             if self._recheck:
                 self._quarantine(now)
                 self._flag_recalled_uses(now)
+            for key, (parked, needed, stored) in (waiting or {}).items():
+                self.intake.reference_wait(key, parked, needed, stored, now)
+            for key, n in (resumed or {}).items():
+                self.intake.reference_arrived(key, n, now)
             recorded, touched, alerts = self.intake.take_changes()
-            if recorded or tracking:
-                self._stored(self.store.append(recorded, tracking))
+            if recorded or tracking or parking:
+                self._stored(self.store.append(recorded, tracking, parking))
             for agg in touched:
                 agg.collect_events()  # saved above, in the order they were decided
             self._recheck.clear()

@@ -100,22 +100,24 @@ class EventStore(Application[str]):
             return self.events.put(objs)
         return super().save(*objs, **kwargs)
 
-    def append(self, events: Sequence[Any], tracking: Sequence[Tracking] = ()) -> list[int]:
+    def append(self, events: Sequence[Any], tracking: Sequence[Tracking] = (),
+               parking: Any = None) -> list[int]:
         """Store domain events in one transaction, in the order given; returns their
         notification ids (``save`` less the ``Recording`` objects it makes for each event).
 
         ``tracking``: positions in other logs (a Kafka topic-partition's last consumed offset)
         recorded in the same transaction, so what was consumed and what it produced are stored
-        together or not at all; only a store with a tracking recorder keeps them
+        together or not at all; and ``parking`` (``streams.parking.ParkingChanges``), events
+        parked and resumed; only a store with a tracking recorder keeps them
         (``streams.tracked_store.TrackedEventStore``)."""
-        if tracking and not isinstance(self.recorder, TrackingRecorder):
+        if (tracking or parking) and not isinstance(self.recorder, TrackingRecorder):
             raise TypeError(f"{type(self).__name__} keeps no tracking records; "
                             "use streams.tracked_store.TrackedEventStore")
         to_stored = self.mapper.to_stored_event
         stored = [to_stored(e) for e in events]
         try:
-            ids = (self.recorder.insert_events(stored, trackings=list(tracking)) if tracking
-                   else self.recorder.insert_events(stored))
+            ids = (self.recorder.insert_events(stored, trackings=list(tracking), parking=parking)
+                   if tracking or parking else self.recorder.insert_events(stored))
         except StoreUnavailable:
             raise
         except (OperationalError, InterfaceError) as exc:

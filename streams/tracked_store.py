@@ -1,4 +1,5 @@
-"""The event store of a Kafka worker: events and tracking records in one transaction.
+"""The event store of a Kafka worker: events, tracking records and parked events
+(``streams.parking``) in one transaction.
 
 A worker consumes several topic-partitions at once, so one batch carries one tracking record
 per topic-partition (``application_name`` ``<topic>-<partition>``, ``notification_id`` the
@@ -18,28 +19,83 @@ from eventsourcing.persistence import ProcessRecorder, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteProcessRecorder
 from eventsourcing.utils import get_topic
+from psycopg.sql import SQL, Identifier
 
+from streams.parking import COLUMNS, ParkedEvent, ParkingChanges, from_row, row
+from streams.parking import TABLE as PARKED
 from streams.store import EventStore, created_concurrently
+
+_INSERT_PARKED = f"INSERT INTO {PARKED} ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+_DELETE_PARKED = f"DELETE FROM {PARKED} WHERE partition = %s AND position = %s"
+
+
+def _select_parked(partitions: int, keys: int, mark: str) -> str:
+    where = f"partition IN ({', '.join([mark] * partitions)})"
+    if keys:
+        where += f" AND key IN ({', '.join([mark] * keys)})"
+    return f"SELECT {COLUMNS} FROM {PARKED} WHERE {where} ORDER BY key, partition, position"
 
 
 class PostgresPartitionRecorder(PostgresProcessRecorder):
-    """PostgreSQL's process recorder, with a tracking record per topic-partition."""
+    """PostgreSQL's process recorder, with a tracking record per topic-partition and the
+    parked events (``streams.parking``) in the same transaction."""
+
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.sql_create_statements.append(SQL(
+            "CREATE TABLE IF NOT EXISTS {0}.{1} (partition TEXT NOT NULL, position BIGINT NOT NULL, "
+            "key TEXT NOT NULL, needed BIGINT NOT NULL, event BYTEA NOT NULL, principal TEXT NOT NULL, "
+            "role TEXT NOT NULL, reply_to TEXT, parked_at TIMESTAMPTZ NOT NULL DEFAULT now(), "
+            "PRIMARY KEY (partition, position))").format(Identifier(datastore.schema), Identifier(PARKED)))
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         for tracking in kwargs.get("trackings") or ():
             self._insert_tracking(curs, tracking)
+        parking: ParkingChanges | None = kwargs.get("parking")
+        if parking:
+            if parking.park:
+                curs.executemany(_INSERT_PARKED, [row(e) for e in parking.park])
+            if parking.unpark:
+                curs.executemany(_DELETE_PARKED, [(e.partition, e.offset) for e in parking.unpark])
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def select_parked(self, partitions: Sequence[str], keys: Sequence[str]) -> list[ParkedEvent]:
+        if not partitions:
+            return []
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(_select_parked(len(partitions), len(keys), "%s"), [*partitions, *keys])
+            return [from_row(list(r.values()) if isinstance(r, dict) else r) for r in curs.fetchall()]
 
 
 class SQLitePartitionRecorder(SQLiteProcessRecorder):
-    """SQLite's process recorder, with a tracking record per topic-partition (for tests)."""
+    """SQLite's process recorder, with a tracking record per topic-partition and the parked
+    events (for tests)."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(),
+                f"CREATE TABLE IF NOT EXISTS {PARKED} (partition TEXT NOT NULL, position INTEGER NOT NULL, "
+                "key TEXT NOT NULL, needed INTEGER NOT NULL, event BLOB NOT NULL, principal TEXT NOT NULL, "
+                "role TEXT NOT NULL, reply_to TEXT, PRIMARY KEY (partition, position))"]
 
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent],
                        **kwargs: Any) -> Sequence[int] | None:
         returning = super()._insert_events(c, stored_events, **kwargs)
         for tracking in kwargs.get("trackings") or ():
             self._insert_tracking(c, tracking)
+        parking: ParkingChanges | None = kwargs.get("parking")
+        if parking:
+            if parking.park:
+                c.executemany(_INSERT_PARKED.replace("%s", "?"), [row(e) for e in parking.park])
+            if parking.unpark:
+                c.executemany(_DELETE_PARKED.replace("%s", "?"), [(e.partition, e.offset) for e in parking.unpark])
         return returning
+
+    def select_parked(self, partitions: Sequence[str], keys: Sequence[str]) -> list[ParkedEvent]:
+        if not partitions:
+            return []
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(_select_parked(len(partitions), len(keys), "?"), [*partitions, *keys])
+            return [from_row(tuple(r)) for r in c.fetchall()]
 
 
 _RECORDERS = {
@@ -78,6 +134,13 @@ class TrackedEventStore(EventStore):
             if position is not None:
                 found[name] = position
         return found
+
+    def parked(self, partitions: Iterable[str], keys: Iterable[str] = ()) -> list[ParkedEvent]:
+        """The events parked from ``partitions`` (of ``keys``, when given), each key's in the
+        order they came (``streams.parking``)."""
+        recorder = self.recorder
+        assert isinstance(recorder, PostgresPartitionRecorder | SQLitePartitionRecorder)
+        return recorder.select_parked(sorted(partitions), sorted(keys))
 
     def record_position(self, name: str, position: int) -> None:
         """Record a position alone (a relay's, after it published up to it)."""

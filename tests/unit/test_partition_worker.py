@@ -5,6 +5,7 @@ The same loop against the real broker is in tests/integration/test_distributed_w
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +18,7 @@ from domain import codes as c
 from streams.kafka_app import PartitionWorker, WorkerConfig
 from streams.processor import Processor
 from streams.store import sqlite_env
-from streams.topics import PRINCIPAL, REASON, REPLY_TO, Topics
+from streams.topics import PRINCIPAL, REASON, REFERENCE_OFFSET, REPLY_TO, Topics
 from streams.tracked_store import TrackedEventStore
 
 TOPICS = Topics()
@@ -118,10 +119,10 @@ def test_a_message_the_processor_fails_on_is_set_aside_and_the_rest_stored(world
     worker, app = worker_for(world)
     real = Processor.process
 
-    def process(self: Processor, items: Any, tracking: Any = ()) -> Any:
+    def process(self: Processor, items: Any, tracking: Any = (), **kw: Any) -> Any:
         if any(isinstance(e, dict) and e.get("note") == "boom" for e, _ in items):
             raise ValueError("a bug meets an odd event")
-        return real(self, items, tracking)
+        return real(self, items, tracking, **kw)
 
     monkeypatch.setattr(Processor, "process", process)
     asyncio.run(worker.handle([message(0, world.receipt(4)), message(1, dict(world.usage(1), note="boom")),
@@ -154,3 +155,131 @@ def test_processors_of_two_workers_share_the_store(tmp_path: Path) -> None:
     assert w.lots() == {"L1": 2.0}
     other.follow()
     assert other.state_digest() == w.p.state_digest()
+
+
+def keyed(topic: str, offset: int, value: Any, key: str, principal: str = "gw",
+          reference_end: int | None = None) -> Any:
+    headers = [(PRINCIPAL, principal.encode())] + (
+        [(REFERENCE_OFFSET, str(reference_end).encode())] if reference_end is not None else [])
+    return SimpleNamespace(message=SimpleNamespace(topic=topic, partition=0, offset=offset, key=key.encode(),
+                                                   value=orjson.dumps(value), headers=headers))
+
+
+def test_events_sent_after_reference_data_not_yet_stored_are_parked_by_key_and_resume_in_order(
+        world: World) -> None:
+    """A new item's receipt and use, sent after its item_registered (the reference topic's end
+    offset 1 in their header), reach a worker before it: past the wait they are parked (not
+    refused), with one ``reference_wait`` alert; another key's event in the same batch is
+    decided at once; a later event of the parked key parks behind them; once the reference
+    data is stored they are decided in the order they came and the alert is resolved."""
+    app = FakeApp()
+    config = WorkerConfig("kafka:9092", TOPICS, {"gw": "scanner", "erp": "admin"}, events_partitions=6,
+                          reference_wait_s=0.05, park=True)
+    worker = PartitionWorker(world.p, config, app, app)  # type: ignore[arg-type]
+    worker.assigned = {(TOPICS.events, 0), (TOPICS.reference, 0)}
+    store = world.p.store
+    assert isinstance(store, TrackedEventStore)
+
+    def parked(key: str) -> list[int]:
+        return [e.offset for e in store.parked([f"{TOPICS.events}-0"], [key])]
+    new = "NEWP@" + "WARD-3"
+    receipt = dict(world.receipt(6), sku="NEWP")
+    use = dict(world.usage(2), sku="NEWP")
+    later = dict(world.usage(1), sku="NEWP")
+    other = world.receipt(4)
+    asyncio.run(worker.handle([keyed(TOPICS.events, 0, receipt, new, reference_end=1),
+                               keyed(TOPICS.events, 1, other, "GLV@WARD-3", reference_end=0),
+                               keyed(TOPICS.events, 2, use, new, reference_end=1)]))
+    assert world.lots() == {"L1": 4.0}  # the other key's receipt was decided
+    assert world.p.event_outcome(receipt["event_id"]) is None  # parked: neither stored nor refused
+    assert parked(new) == [0, 2]
+    assert world.p.store.positions([f"{TOPICS.events}-0"]) == {f"{TOPICS.events}-0": 2}  # type: ignore[attr-defined]
+    (alert,) = [a for a in world.p.alerts() if a["kind"] == c.ALERT_REFERENCE_WAIT]
+    assert alert["status"] == "open" and alert["key"] == new and alert["parked"] == 2
+    assert (alert["sku"], alert["location"]) == ("NEWP", "WARD-3")
+
+    asyncio.run(worker.handle([keyed(TOPICS.events, 3, later, new)]))  # no header: parked behind
+    assert parked(new) == [0, 2, 3]
+
+    asyncio.run(worker.handle([keyed(TOPICS.reference, 0, world.item(sku="NEWP"), "NEWP", principal="erp")]))
+    asyncio.run(worker.housekeeping())  # (idle: the parked keys whose reference data is stored resume)
+    assert parked(new) == [] and worker.parked == {}
+    assert world.lots("NEWP") == {"L1": 3.0}
+    assert [world.p.event_outcome(e["event_id"])["status"] for e in (receipt, use, later)] == ["accepted"] * 3
+    stored = [state["event"].get("event_id") for *_, state in world.stored() if isinstance(state.get("event"), dict)]
+    assert stored.index(receipt["event_id"]) < stored.index(use["event_id"]) < stored.index(later["event_id"])
+    (alert,) = [a for a in world.p.alerts() if a["kind"] == c.ALERT_REFERENCE_WAIT]
+    assert alert["status"] == "resolved"
+    again = Processor(world.store, KEY, clock=lambda: world.now)  # replay equals live
+    assert again.state_digest() == world.p.state_digest()
+
+    # The same key waiting again later is a new alert (the first stays resolved).
+    world.now += timedelta(hours=1)
+    asyncio.run(worker.handle([keyed(TOPICS.events, 4, dict(world.usage(1), sku="NEWP"), new, reference_end=2)]))
+    alerts = [a for a in world.p.alerts() if a["kind"] == c.ALERT_REFERENCE_WAIT]
+    assert sorted(a["status"] for a in alerts) == ["open", "resolved"] and len({a["id"] for a in alerts}) == 2
+
+
+def parking_worker(world: World) -> tuple[PartitionWorker, FakeApp, Any]:
+    app = FakeApp()
+    config = WorkerConfig("kafka:9092", TOPICS, {"gw": "scanner", "erp": "admin"}, events_partitions=6,
+                          reference_wait_s=0.01, park=True)
+    worker = PartitionWorker(world.p, config, app, app)  # type: ignore[arg-type]
+    worker.assigned = {(TOPICS.events, 0), (TOPICS.reference, 0)}
+    store = world.p.store
+    assert isinstance(store, TrackedEventStore)
+    return worker, app, store
+
+
+def test_a_batch_that_parks_and_fails_to_store_parks_nothing_and_its_retry_keeps_the_order(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parked rows are written in the transaction that tracks their offsets: a batch whose
+    store fails leaves none behind (none could be resumed ahead of the batch's earlier event
+    of the same key), and the retry parks them once."""
+    from streams.store import EventStore, StoreUnavailable
+    worker, _, store = parking_worker(world)
+    key = "NEWP@WARD-3"
+    first = world.receipt(6)  # (decided now: its reference is stored)
+    waiting = [dict(world.usage(1), sku="NEWP") for _ in range(2)]
+    real, failures = EventStore.append, []
+
+    def append(self: EventStore, events: Any, tracking: Any = (), parking: Any = None) -> Any:
+        if parking and not failures:
+            failures.append(1)
+            assert store.parked([f"{TOPICS.events}-0"]) == []
+            raise StoreUnavailable("the database went away")
+        return real(self, events, tracking, parking)
+
+    monkeypatch.setattr(EventStore, "append", append)
+    asyncio.run(worker.handle([keyed(TOPICS.events, 0, first, "GLV@WARD-3", reference_end=0),
+                               *[keyed(TOPICS.events, 1 + i, e, key, reference_end=1) for i, e in enumerate(waiting)]]))
+    assert failures == [1]
+    assert [e.offset for e in store.parked([f"{TOPICS.events}-0"], [key])] == [1, 2]
+    assert world.p.event_outcome(first["event_id"])["status"] == "accepted"  # type: ignore[index]
+
+
+def test_a_resumed_event_the_processor_fails_on_goes_to_the_dead_letter_topic_and_the_rest_resume(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    worker, app, store = parking_worker(world)
+    key = "NEWP@WARD-3"
+    good, bad = dict(world.receipt(5), sku="NEWP"), dict(world.usage(1), sku="NEWP", note="boom")
+    asyncio.run(worker.handle([keyed(TOPICS.events, 0, good, key, reference_end=1),
+                               keyed(TOPICS.events, 1, bad, key, reference_end=1)]))
+    assert len(store.parked([f"{TOPICS.events}-0"])) == 2
+    real = Processor.process
+
+    def process(self: Processor, items: Any, tracking: Any = (), **kw: Any) -> Any:
+        if any(isinstance(e, dict) and e.get("note") == "boom" for e, _ in items):
+            raise ValueError("a bug meets an odd event")
+        return real(self, items, tracking, **kw)
+
+    monkeypatch.setattr(Processor, "process", process)
+    asyncio.run(worker.handle([keyed(TOPICS.reference, 0, world.item(sku="NEWP"), "NEWP", principal="erp")]))
+    asyncio.run(worker.housekeeping())
+    assert store.parked([f"{TOPICS.events}-0"]) == [] and worker.parked == {}
+    assert world.lots("NEWP") == {"L1": 5.0}
+    (dead,) = app.producer.on(TOPICS.dead_letter)
+    assert orjson.loads(dead[2])["event_id"] == bad["event_id"]
+    assert dict(dead[3])[REASON].decode().startswith("the processor failed on it: ValueError")
+    (alert,) = [a for a in world.p.alerts() if a["kind"] == c.ALERT_REFERENCE_WAIT]
+    assert alert["status"] == "resolved"

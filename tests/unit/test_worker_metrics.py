@@ -43,8 +43,10 @@ def test_an_allowed_address_reads_the_metrics_without_a_key(served: tuple[Worker
 def test_from_elsewhere_only_an_auditors_or_admins_key_reads_them(served: tuple[WorkerMetrics, dict]) -> None:
     _, servers = served
     keyed = servers["keyed"]
-    assert get(keyed).status_code == 401
+    missing = get(keyed)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
     assert get(keyed, "wrong").status_code == 401
+    assert get(keyed, "sha256=" + "0" * 64).status_code == 401  # a hashed entry is not a key
     refused = get(keyed, "k-scan")
     assert refused.status_code == 403 and "scanner" in refused.text
     assert get(keyed, "k-aud").status_code == 200
@@ -58,5 +60,18 @@ def test_keys_are_read_again_at_each_scrape() -> None:
         assert get(server, "k-new").status_code == 401
         keys["k-new"] = Principal("ops", "admin")  # (a changed key file)
         assert get(server, "k-new").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_keys_that_cannot_be_read_answer_503_and_the_log_holds_no_key(caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> dict[str, Principal]:
+        raise ValueError("REPLENISH_API_KEYS_FILE: line 2 is not KEY role")
+
+    server = MetricsServer(WorkerMetrics(), "127.0.0.1", 0, "", broken).start()
+    try:
+        answer = get(server, "k-secret-value")
+        assert answer.status_code == 503 and "cannot be read" in answer.text
+        assert "k-secret-value" not in caplog.text
     finally:
         server.stop()
