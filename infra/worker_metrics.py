@@ -53,7 +53,9 @@ class MetricsServer:
     def refusal(self, client: str, authorization: str | None) -> tuple[int, str] | None:
         """None when ``client`` may read the metrics, else the status and the reason."""
         try:
-            if any(ip_address(client) in net for net in self.allow):
+            address = ip_address(client)
+            address = getattr(address, "ipv4_mapped", None) or address  # (an IPv4 client of a dual-stack bind)
+            if any(address in net for net in self.allow):
                 return None
         except ValueError:
             pass

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ Headers = list[tuple[str, str | bytes | None]]
 
 
 OVERDUE_CHECK_SECONDS = 30.0  # how often a worker decides again the stock points waiting on orders
+RESUME_CHUNKS = 10  # transactions of parked events a worker resumes at a time (streams.parking)
 METRICS_REFRESH_SECONDS = 1.0  # how often, when idle, a worker reads its model's gauges (open alerts, snapshot age)
 
 
@@ -234,6 +236,9 @@ class PartitionWorker:
         messages = [Consumed((e.message.topic, e.message.partition), e.message.offset,
                              e.message.key, e.message.value, _header_list(e.message.headers))
                     for e in events]
+        if self.parked:  # (keys resumed now wait for their new events' reference data as others do)
+            async with self._lock:
+                await self._resume_parked()
         await self.wait_for_reference(messages)
         async with self._lock:
             await self._resume_parked()
@@ -247,7 +252,7 @@ class PartitionWorker:
         worker. A message without the header (a gateway's that does not send it) waits for
         nothing. Past the wait the batch is judged as it is, and the log says so."""
         needed = max((_offset(m.header(REFERENCE_OFFSET)) for m in messages
-                      if self._wait_key(m) not in self.parked), default=0)
+                      if not self.parked or self._wait_key(m) not in self.parked), default=0)
         if needed - 1 <= self.reference_stored:
             return True
         deadline = time.monotonic() + self.config.reference_wait_s
@@ -280,7 +285,9 @@ class PartitionWorker:
         """Whose events wait together: the message's Kafka key (a stock point's
         ``sku@location``), a case's replaced by its pseudonym (its Kafka key is an unkeyed
         hash of the case id, not to be stored)."""
-        key = (m.key or b"").decode(errors="replace")
+        if not m.key:  # (no key: the partition's keyless messages wait together)
+            return f"partition:{tracking_name(m.tp)}"
+        key = m.key.decode(errors="replace")
         return pseudonymise(key, self.processor.case_id_key) if key.startswith("case:") else key
 
     def _note_parked(self) -> None:
@@ -296,22 +303,19 @@ class PartitionWorker:
         delay = 0.05
         while True:
             try:
-                rows = await self._run(store.parked, names)
+                found = await self._run(store.parked_keys, names)
                 break
             except PersistenceError:
+                if self.store_failing_since is None:
+                    self.store_failing_since = time.monotonic()
                 log.exception("reading the parked events failed; retrying in %.2f s", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self.parked = {}
-        for r in rows:
-            w = self.parked.get(r.key)
-            if w is None:
-                self.parked[r.key] = _Waiting(r.needed, 1, r.partition)
-            else:
-                w.needed, w.count = max(w.needed, r.needed), w.count + 1
+        self.parked = {key: _Waiting(needed, n, partition) for key, partition, needed, n in found}
         self._note_parked()
         if self.parked:
-            log.warning("%d events of %d keys are parked, waiting for reference data", len(rows), len(self.parked))
+            log.warning("%d events of %d keys are parked, waiting for reference data",
+                        sum(w.count for w in self.parked.values()), len(self.parked))
 
     def _to_park(self, parsed: list[Parsed]) -> tuple[list[Parsed], list[ParkedEvent]]:
         """Split a batch into what is decided now and what is parked: an event of the events
@@ -352,52 +356,79 @@ class PartitionWorker:
             log.exception("resuming parked events failed; trying again with the next batch or when idle")
 
     async def _release_ready(self) -> int:
-        """Decide the parked events of every key whose reference data is now stored, in the
-        order they came and before anything newer of the key, deleting them from the parked
-        table in the same transaction; returns how many. An event the processor fails on goes
-        to the dead-letter topic, as in a batch, and the rest are decided."""
-        ready = sorted(k for k, w in self.parked.items() if w.needed - 1 <= self.reference_stored)
+        """Decide the parked events of every key whose reference data is now stored (of the
+        partitions held), in the order they came and before anything newer of the key,
+        deleting them from the parked table in the same transaction; returns how many. Keys
+        are resumed a few at a time (about ``batch_max`` events a transaction, at most ten
+        transactions a call: a long backlog resumes over several calls without holding the
+        worker up). A key whose rows are gone was resumed by a previous owner."""
+        held = sorted(tracking_name(tp) for tp in self.assigned if tp[0] == self.config.topics.events)
+        ready = sorted(k for k, w in self.parked.items()
+                       if w.partition in held and w.needed - 1 <= self.reference_stored)
         if not ready:
             return 0
         store = self.processor.store
         assert isinstance(store, TrackedEventStore)
-        held = [tracking_name(tp) for tp in sorted(self.assigned) if tp[0] == self.config.topics.events]
-        rows = await self._run(store.parked, held, ready)
-        items = []
-        for r in rows:
-            topic, _, partition = r.partition.rpartition("-")
-            headers = [(REPLY_TO, r.reply_to.encode())] if r.reply_to else []
-            m = Consumed((topic, int(partition)), r.offset, r.key.encode(), r.event, headers)
-            items.append(Parsed(m, orjson.loads(r.event), Principal(r.principal, r.role)))
-        counts = {k: sum(1 for r in rows if r.key == k) for k in ready}
+        limit = max(self.config.batch_max, 1)
+        chunks: list[list[str]] = [[]]
+        size = 0
+        for k in ready:
+            if chunks[-1] and size + self.parked[k].count > limit:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(k)
+            size += self.parked[k].count
+        done = 0
+        for keys in chunks[:RESUME_CHUNKS]:
+            rows = await self._run(store.parked, held, keys)
+            if rows:
+                done += await self._resume_rows(rows)
+            for k in keys:
+                self.parked.pop(k, None)
+        self._note_parked()
+        log.info("resumed %d parked events: their reference data is stored", done)
+        return done
+
+    async def _resume_rows(self, rows: list[ParkedEvent]) -> int:
+        """Decide ``rows`` (whole keys) in one transaction; should the processor fail on
+        them, one at a time, an event it fails on going to the dead-letter topic, each key's
+        ``reference_wait`` resolved with its last event."""
+        items = [self._resumed(r) for r in rows]
+        counts = dict(Tally(r.key for r in rows))
         try:
             result = await self._run(self._resume, items, rows, counts)
-            decided, outcomes = items, result.outcomes
+            self._resumed_outcomes(items, result.outcomes)
+            return len(items)
         except PersistenceError:
             raise
         except Exception:
             log.exception("the processor failed on %d resumed events; deciding them one at a time", len(items))
-            decided, outcomes = [], []
-            for item, r in zip(items, rows, strict=True):
-                try:
-                    result = await self._run(self._resume, [item], [r], {})
-                    decided.append(item)
-                    outcomes.extend(result.outcomes)
-                except PersistenceError:
-                    raise
-                except Exception as exc:
-                    item.reason = f"the processor failed on it: {type(exc).__name__}: {exc}"
-                    await (await self._send_dead_letter(item))
-                    await self._run(self._resume, [], [r], {})
-            await self._run(self._resume, [], [], counts)  # the alerts: resolved
-        for k in ready:
-            self.parked.pop(k, None)
-        self._note_parked()
+        last = {r.key: i for i, r in enumerate(rows)}
+        for i, (item, r) in enumerate(zip(items, rows, strict=True)):
+            resolve = {r.key: counts[r.key]} if last[r.key] == i else {}
+            try:
+                result = await self._run(self._resume, [item], [r], resolve)
+                self._resumed_outcomes([item], result.outcomes)
+            except PersistenceError:
+                raise
+            except Exception as exc:
+                item.reason = f"the processor failed on it: {type(exc).__name__}: {exc}"
+                await (await self._send_dead_letter(item))
+                if self.metrics is not None:
+                    self.metrics.dead_letters.inc()
+                await self._run(self._resume, [], [r], resolve)
+        return len(items)
+
+    def _resumed(self, r: ParkedEvent) -> Parsed:
+        topic, _, partition = r.partition.rpartition("-")
+        headers = [(PRINCIPAL, r.principal.encode())] + ([(REPLY_TO, r.reply_to.encode())] if r.reply_to else [])
+        m = Consumed((topic, int(partition)), r.offset, r.key.encode(), r.event, headers)
+        return Parsed(m, orjson.loads(r.event), Principal(r.principal, r.role))
+
+    def _resumed_outcomes(self, items: list[Parsed], outcomes: list[Outcome]) -> None:
         if self.metrics is not None:
             self.metrics.observe_outcomes(outcomes)
-        self._publish_outcomes(decided, outcomes, [])
-        log.info("resumed %d parked events of %d keys: their reference data is stored", len(items), len(ready))
-        return len(items)
+        self._publish_outcomes(items, outcomes, [])
 
     def _resume(self, items: list[Parsed], rows: list[ParkedEvent], counts: dict[str, int]) -> BatchResult:
         """On the processor thread: decide resumed events and delete their rows, in one
@@ -432,8 +463,12 @@ class PartitionWorker:
                     poison = f"the processor failed on it: {type(exc).__name__}: {exc}"
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
-            # What is stored is what counts: reload the positions before trying again.
+            # What is stored is what counts: reload the positions before trying again, and
+            # what is parked (a batch may have been stored though its answer was lost, or
+            # another worker may have parked events of these partitions meanwhile).
             await self.resume_offsets({TP(t, p) for t, p in {m.tp for m in messages}})
+            if self.config.park:
+                await self._load_parked()
 
     async def _handle(self, messages: list[Consumed], poison: str | None = None) -> None:
         unknown = {m.tp for m in messages if m.tp not in self.next_offset}

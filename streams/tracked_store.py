@@ -25,15 +25,21 @@ from streams.parking import COLUMNS, ParkedEvent, ParkingChanges, from_row, row
 from streams.parking import TABLE as PARKED
 from streams.store import EventStore, created_concurrently
 
-_INSERT_PARKED = f"INSERT INTO {PARKED} ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-_DELETE_PARKED = f"DELETE FROM {PARKED} WHERE partition = %s AND position = %s"
+_INSERT_PARKED = "INSERT INTO {table} (" + COLUMNS + ") VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+_DELETE_PARKED = "DELETE FROM {table} WHERE partition = %s AND position = %s"
+_SELECT_PARKED = "SELECT " + COLUMNS + " FROM {table} WHERE partition = ANY(%s) {keys} ORDER BY key, partition, position"
+_SUMMARY_PARKED = ("SELECT key, partition, max(needed), count(*) FROM {table} WHERE partition = ANY(%s) "
+                   "GROUP BY key, partition")
 
 
-def _select_parked(partitions: int, keys: int, mark: str) -> str:
-    where = f"partition IN ({', '.join([mark] * partitions)})"
-    if keys:
-        where += f" AND key IN ({', '.join([mark] * keys)})"
-    return f"SELECT {COLUMNS} FROM {PARKED} WHERE {where} ORDER BY key, partition, position"
+def _sqlite(statement: str) -> str:
+    """A statement of the above for SQLite (one placeholder per value; lists inlined by
+    ``_in``)."""
+    return statement.replace("{table}", PARKED).replace("%s", "?")
+
+
+def _in(statement: str, n: int) -> str:
+    return statement.replace("= ANY(?)", f"IN ({', '.join(['?'] * n)})", 1)
 
 
 class PostgresPartitionRecorder(PostgresProcessRecorder):
@@ -42,11 +48,17 @@ class PostgresPartitionRecorder(PostgresProcessRecorder):
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
+        table = Identifier(datastore.schema, PARKED)
         self.sql_create_statements.append(SQL(
-            "CREATE TABLE IF NOT EXISTS {0}.{1} (partition TEXT NOT NULL, position BIGINT NOT NULL, "
+            "CREATE TABLE IF NOT EXISTS {0} (partition TEXT NOT NULL, position BIGINT NOT NULL, "
             "key TEXT NOT NULL, needed BIGINT NOT NULL, event BYTEA NOT NULL, principal TEXT NOT NULL, "
             "role TEXT NOT NULL, reply_to TEXT, parked_at TIMESTAMPTZ NOT NULL DEFAULT now(), "
-            "PRIMARY KEY (partition, position))").format(Identifier(datastore.schema), Identifier(PARKED)))
+            "PRIMARY KEY (partition, position))").format(table))
+        self._insert_parked = SQL(_INSERT_PARKED).format(table=table)
+        self._delete_parked = SQL(_DELETE_PARKED).format(table=table)
+        self._select_parked = SQL(_SELECT_PARKED).format(table=table, keys=SQL(""))
+        self._select_parked_keys = SQL(_SELECT_PARKED).format(table=table, keys=SQL("AND key = ANY(%s)"))
+        self._summary_parked = SQL(_SUMMARY_PARKED).format(table=table)
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         for tracking in kwargs.get("trackings") or ():
@@ -54,17 +66,27 @@ class PostgresPartitionRecorder(PostgresProcessRecorder):
         parking: ParkingChanges | None = kwargs.get("parking")
         if parking:
             if parking.park:
-                curs.executemany(_INSERT_PARKED, [row(e) for e in parking.park])
+                curs.executemany(self._insert_parked, [row(e) for e in parking.park])
             if parking.unpark:
-                curs.executemany(_DELETE_PARKED, [(e.partition, e.offset) for e in parking.unpark])
+                curs.executemany(self._delete_parked, [(e.partition, e.offset) for e in parking.unpark])
         super()._insert_events(curs, stored_events, **kwargs)
 
     def select_parked(self, partitions: Sequence[str], keys: Sequence[str]) -> list[ParkedEvent]:
         if not partitions:
             return []
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(_select_parked(len(partitions), len(keys), "%s"), [*partitions, *keys])
-            return [from_row(list(r.values()) if isinstance(r, dict) else r) for r in curs.fetchall()]
+            if keys:
+                curs.execute(self._select_parked_keys, (list(partitions), list(keys)))
+            else:
+                curs.execute(self._select_parked, (list(partitions),))
+            return [from_row(_values(r)) for r in curs.fetchall()]
+
+    def parked_keys(self, partitions: Sequence[str]) -> list[tuple[str, str, int, int]]:
+        if not partitions:
+            return []
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._summary_parked, (list(partitions),))
+            return [(str(k), str(p), int(n), int(c)) for k, p, n, c in map(_values, curs.fetchall())]
 
 
 class SQLitePartitionRecorder(SQLiteProcessRecorder):
@@ -85,17 +107,33 @@ class SQLitePartitionRecorder(SQLiteProcessRecorder):
         parking: ParkingChanges | None = kwargs.get("parking")
         if parking:
             if parking.park:
-                c.executemany(_INSERT_PARKED.replace("%s", "?"), [row(e) for e in parking.park])
+                c.executemany(_sqlite(_INSERT_PARKED), [row(e) for e in parking.park])
             if parking.unpark:
-                c.executemany(_DELETE_PARKED.replace("%s", "?"), [(e.partition, e.offset) for e in parking.unpark])
+                c.executemany(_sqlite(_DELETE_PARKED), [(e.partition, e.offset) for e in parking.unpark])
         return returning
 
     def select_parked(self, partitions: Sequence[str], keys: Sequence[str]) -> list[ParkedEvent]:
         if not partitions:
             return []
+        statement = _in(_sqlite(_SELECT_PARKED).replace("{keys}", "AND key = ANY(?)" if keys else ""),
+                        len(partitions))
+        if keys:
+            statement = _in(statement, len(keys))
         with self.datastore.transaction(commit=False) as c:
-            c.execute(_select_parked(len(partitions), len(keys), "?"), [*partitions, *keys])
+            c.execute(statement, [*partitions, *keys])
             return [from_row(tuple(r)) for r in c.fetchall()]
+
+    def parked_keys(self, partitions: Sequence[str]) -> list[tuple[str, str, int, int]]:
+        if not partitions:
+            return []
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(_in(_sqlite(_SUMMARY_PARKED), len(partitions)), list(partitions))
+            return [(str(k), str(p), int(n), int(cnt)) for k, p, n, cnt in c.fetchall()]
+
+
+def _values(r: Any) -> tuple[Any, ...]:
+    """A row's values in the SELECT's order (the PostgreSQL datastore's rows are dicts)."""
+    return tuple(r.values()) if isinstance(r, dict) else tuple(r)
 
 
 _RECORDERS = {
@@ -141,6 +179,13 @@ class TrackedEventStore(EventStore):
         recorder = self.recorder
         assert isinstance(recorder, PostgresPartitionRecorder | SQLitePartitionRecorder)
         return recorder.select_parked(sorted(partitions), sorted(keys))
+
+    def parked_keys(self, partitions: Iterable[str]) -> list[tuple[str, str, int, int]]:
+        """Of the keys with events parked from ``partitions``: (key, partition, the highest
+        reference offset they wait for, how many)."""
+        recorder = self.recorder
+        assert isinstance(recorder, PostgresPartitionRecorder | SQLitePartitionRecorder)
+        return recorder.parked_keys(sorted(partitions))
 
     def record_position(self, name: str, position: int) -> None:
         """Record a position alone (a relay's, after it published up to it)."""

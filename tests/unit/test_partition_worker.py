@@ -283,3 +283,46 @@ def test_a_resumed_event_the_processor_fails_on_goes_to_the_dead_letter_topic_an
     assert dict(dead[3])[REASON].decode().startswith("the processor failed on it: ValueError")
     (alert,) = [a for a in world.p.alerts() if a["kind"] == c.ALERT_REFERENCE_WAIT]
     assert alert["status"] == "resolved"
+
+
+def test_a_batch_stored_though_its_answer_was_lost_leaves_its_key_parked_for_the_retry(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store commits a batch that parks a key's events but the answer is lost (the
+    connection drops): the retry finds the batch stored and reads the parked rows again, so a
+    later event of the key parks behind them instead of overtaking them."""
+    from streams.store import EventStore, StoreUnavailable
+    worker, _, store = parking_worker(world)
+    key = "NEWP@WARD-3"
+    receipt = dict(world.receipt(6), sku="NEWP")
+    real, lost = EventStore.append, []
+
+    def append(self: EventStore, events: Any, tracking: Any = (), parking: Any = None) -> Any:
+        ids = real(self, events, tracking, parking)
+        if parking and parking.park and not lost:
+            lost.append(1)
+            raise StoreUnavailable("the connection dropped before the commit was acknowledged")
+        return ids
+
+    monkeypatch.setattr(EventStore, "append", append)
+    asyncio.run(worker.handle([keyed(TOPICS.events, 0, receipt, key, reference_end=1)]))
+    assert lost == [1] and key in worker.parked
+    asyncio.run(worker.handle([keyed(TOPICS.reference, 0, world.item(sku="NEWP"), "NEWP", principal="erp")]))
+    later = dict(world.usage(2), sku="NEWP")
+    asyncio.run(worker.handle([keyed(TOPICS.events, 1, later, key)]))
+    assert [e.offset for e in store.parked([f"{TOPICS.events}-0"])] == []
+    assert world.p.event_outcome(later["event_id"])["status"] == "accepted"  # type: ignore[index]
+    assert world.lots("NEWP") == {"L1": 4.0}  # the receipt first, then the use
+    stored = [state["event"].get("event_id") for *_, state in world.stored() if isinstance(state.get("event"), dict)]
+    assert stored.index(receipt["event_id"]) < stored.index(later["event_id"])
+
+
+def test_keys_of_a_partition_no_longer_held_are_not_resumed_here(world: World) -> None:
+    worker, _, store = parking_worker(world)
+    key = "NEWP@WARD-3"
+    asyncio.run(worker.handle([keyed(TOPICS.events, 0, dict(world.receipt(6), sku="NEWP"), key, reference_end=1)]))
+    asyncio.run(worker.handle([keyed(TOPICS.reference, 0, world.item(sku="NEWP"), "NEWP", principal="erp")]))
+    worker.assigned = {(TOPICS.reference, 0)}  # the events partition went to another worker
+    asyncio.run(worker.housekeeping())
+    assert len(store.parked([f"{TOPICS.events}-0"])) == 1  # left for its owner
+    (alert,) = [a for a in world.p.alerts() if a["kind"] == c.ALERT_REFERENCE_WAIT]
+    assert alert["status"] == "open"
