@@ -114,9 +114,9 @@ def test_what_is_not_an_event_goes_to_the_dead_letter_topic_and_the_position_mov
     assert world.lots() == {"L1": 2.0}
 
 
-def test_a_message_the_processor_fails_on_is_set_aside_and_the_rest_stored(world: World,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    worker, app = worker_for(world)
+def fail_on_boom(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The processor fails on any call that holds an event noted "boom" (a bug meeting an odd
+    event)."""
     real = Processor.process
 
     def process(self: Processor, items: Any, tracking: Any = (), **kw: Any) -> Any:
@@ -125,6 +125,12 @@ def test_a_message_the_processor_fails_on_is_set_aside_and_the_rest_stored(world
         return real(self, items, tracking, **kw)
 
     monkeypatch.setattr(Processor, "process", process)
+
+
+def test_a_message_the_processor_fails_on_is_set_aside_and_the_rest_stored(world: World,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    worker, app = worker_for(world)
+    fail_on_boom(monkeypatch)
     asyncio.run(worker.handle([message(0, world.receipt(4)), message(1, dict(world.usage(1), note="boom")),
                                message(2, world.usage(1))]))
     assert world.lots() == {"L1": 3.0}
@@ -266,14 +272,7 @@ def test_a_resumed_event_the_processor_fails_on_goes_to_the_dead_letter_topic_an
     asyncio.run(worker.handle([keyed(TOPICS.events, 0, good, key, reference_end=1),
                                keyed(TOPICS.events, 1, bad, key, reference_end=1)]))
     assert len(store.parked([f"{TOPICS.events}-0"])) == 2
-    real = Processor.process
-
-    def process(self: Processor, items: Any, tracking: Any = (), **kw: Any) -> Any:
-        if any(isinstance(e, dict) and e.get("note") == "boom" for e, _ in items):
-            raise ValueError("a bug meets an odd event")
-        return real(self, items, tracking, **kw)
-
-    monkeypatch.setattr(Processor, "process", process)
+    fail_on_boom(monkeypatch)
     asyncio.run(worker.handle([keyed(TOPICS.reference, 0, world.item(sku="NEWP"), "NEWP", principal="erp")]))
     asyncio.run(worker.housekeeping())
     assert store.parked([f"{TOPICS.events}-0"]) == [] and worker.parked == {}
