@@ -1,7 +1,7 @@
 """Logs as text (the default) or JSON, one object a line (``REPLENISH_LOG_FORMAT=json``): the
 time (UTC ISO), level, logger, message and, where the record carries them (``extra=``), the
 event id and stock point, the exception's traceback as one string. Never a key: nothing logs
-the settings' secrets (tests/unit/test_logs.py)."""
+the settings' secrets (tests/e2e/test_metrics_http.py; a worker's: tests/integration/test_worker_metrics.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-CARRIED = ("event_id", "stock_point", "partition", "notification_id")
+CARRIED = ("event_id", "stock_point", "partition", "offset", "notification_id")
 
 
 class JsonFormatter(logging.Formatter):

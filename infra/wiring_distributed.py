@@ -12,6 +12,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from api.app import create_app
+from infra.logs import log_config
 from infra.settings import Settings, SettingsError
 from streams.kafka_app import WorkerConfig, create_worker_app
 from streams.kafka_ingest import DistributedRunner, KafkaIngest
@@ -138,7 +139,9 @@ def run_worker(settings: Settings, relay: bool = True, loglevel: str = "INFO") -
     relayer = Relay(TrackedEventStore(postgres_env(dsn)), dsn, settings.kafka_bootstrap, topics).start() \
         if relay else None
     try:
-        faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+        # REPLENISH_LOG_FORMAT=json: the worker's logs as JSON lines too (Faust's own included).
+        logging_config = log_config("json", loglevel) if settings.log_format == "json" else None
+        faust.Worker(app, loglevel=loglevel, quiet=True, logging_config=logging_config).execute_from_commandline()
     finally:
         if metrics_server is not None:
             metrics_server.stop()

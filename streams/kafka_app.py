@@ -451,10 +451,13 @@ class PartitionWorker:
             except PersistenceError:
                 if self.store_failing_since is None:
                     self.store_failing_since = time.monotonic()
-                log.exception("batch of %d messages not stored; retrying in %.2f s", len(messages), delay)
+                log.exception("batch of %d messages not stored; retrying in %.2f s", len(messages), delay,
+                              extra=_carried(messages[0]))
             except Exception as exc:
                 failures += 1
-                log.exception("the processor failed on a batch of %d messages", len(messages))
+                log.exception("the processor failed on a batch of %d messages", len(messages),
+                              extra=_carried(messages[0], event_id=_event_id(messages[0].value)
+                                             if len(messages) == 1 else None))
                 if failures >= 2 and len(messages) > 1:
                     for m in messages:
                         await self._store_batch([m])
@@ -518,8 +521,10 @@ class PartitionWorker:
                 w.needed, w.count = max(w.needed, e.needed), w.count + 1
         if to_park:
             self._note_parked()
-            log.warning("parked %d events of %d keys until their reference data is stored", len(to_park),
-                        len({e.key for e in to_park}))
+            for key in sorted({e.key for e in to_park}):
+                log.warning("parked %d events of %s until their reference data is stored",
+                            sum(1 for e in to_park if e.key == key), key,
+                            extra={"stock_point": key, "partition": next(e.partition for e in to_park if e.key == key)})
         self.stored_batches += 1
         self._publish_outcomes(items, result.outcomes, replies)
 
@@ -567,7 +572,8 @@ class PartitionWorker:
         headers = [*m.headers, (REASON, p.reason.encode()), ("source_topic", m.tp[0].encode()),
                    ("source_partition", str(m.tp[1]).encode()), ("source_offset", str(m.offset).encode())]
         producer = await self.app.maybe_start_producer()
-        log.warning("dead letter %s@%d: %s", tracking_name(m.tp), m.offset, p.reason)
+        log.warning("dead letter %s@%d: %s", tracking_name(m.tp), m.offset, p.reason,
+                    extra=_carried(m, event_id=_event_id(m.value)))
         return await producer.send(self.config.topics.dead_letter, m.key, m.value, None, None, headers)
 
     def _publish_outcomes(self, items: list[Parsed], outcomes: list[Outcome],
@@ -584,7 +590,8 @@ class PartitionWorker:
             try:
                 self.outcomes.send(topic, key.encode(), orjson.dumps(body), headers)
             except Exception:
-                log.exception("outcome of %s not published", outcome.get("event_id"))
+                log.exception("outcome of %s not published", outcome.get("event_id"),
+                              extra=_carried(m, event_id=outcome.get("event_id")))
         self.outcomes.poll()
 
     async def housekeeping(self) -> None:
@@ -634,6 +641,15 @@ def _header_list(headers: Any) -> list[tuple[str, bytes]]:
     if not headers:
         return []
     return list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+
+
+def _carried(m: Consumed, event_id: Any = None) -> dict[str, Any]:
+    """What a log record about message ``m`` carries (``infra.logs``: the JSON logs' fields):
+    its partition, offset, and event id when known."""
+    carried: dict[str, Any] = {"partition": tracking_name(m.tp), "offset": m.offset}
+    if event_id is not None:
+        carried["event_id"] = event_id
+    return carried
 
 
 def _offset(text: str | None) -> int:

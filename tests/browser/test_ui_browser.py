@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -32,7 +33,9 @@ def sign_in(browser: webdriver.Chrome, svc: Service, key: str, then: str = "/ui/
     browser.get(f"{svc.base}/ui/sign-in?next={then}")
     browser.find_element(By.ID, "key").send_keys(key)
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    WebDriverWait(browser, 10).until(EC.url_contains(then))
+    # (the sign-in page's own address holds ``then`` in its query: wait for the page itself)
+    WebDriverWait(browser, 10).until(lambda b: urlsplit(b.current_url).path == then.split("?")[0])
+    WebDriverWait(browser, 10).until(lambda b: b.execute_script("return document.readyState") == "complete")
 
 
 def wait(browser: webdriver.Chrome, seconds: float = 10) -> WebDriverWait:
