@@ -290,6 +290,11 @@ class PartitionWorker:
         key = m.key.decode(errors="replace")
         return pseudonymise(key, self.processor.case_id_key) if key.startswith("case:") else key
 
+    def _held_events_partitions(self) -> list[str]:
+        """The tracking names of the events topic's partitions this worker holds (where its
+        parked events come from)."""
+        return sorted(tracking_name(tp) for tp in self.assigned if tp[0] == self.config.topics.events)
+
     def _note_parked(self) -> None:
         if self.metrics is not None:
             self.metrics.parked.set(sum(w.count for w in self.parked.values()))
@@ -297,7 +302,7 @@ class PartitionWorker:
     async def _load_parked(self) -> None:
         """What is parked from the partitions now held (a previous owner's too), read again
         until the store answers: a key's later events must not overtake its parked ones."""
-        names = [tracking_name(tp) for tp in sorted(self.assigned) if tp[0] == self.config.topics.events]
+        names = self._held_events_partitions()
         store = self.processor.store
         assert isinstance(store, TrackedEventStore)
         delay = 0.05
@@ -362,7 +367,7 @@ class PartitionWorker:
         are resumed a few at a time (about ``batch_max`` events a transaction, at most ten
         transactions a call: a long backlog resumes over several calls without holding the
         worker up). A key whose rows are gone was resumed by a previous owner."""
-        held = sorted(tracking_name(tp) for tp in self.assigned if tp[0] == self.config.topics.events)
+        held = self._held_events_partitions()
         ready = sorted(k for k, w in self.parked.items()
                        if w.partition in held and w.needed - 1 <= self.reference_stored)
         if not ready:

@@ -178,13 +178,7 @@ def test_events_sent_after_reference_data_not_yet_stored_are_parked_by_key_and_r
     refused), with one ``reference_wait`` alert; another key's event in the same batch is
     decided at once; a later event of the parked key parks behind them; once the reference
     data is stored they are decided in the order they came and the alert is resolved."""
-    app = FakeApp()
-    config = WorkerConfig("kafka:9092", TOPICS, {"gw": "scanner", "erp": "admin"}, events_partitions=6,
-                          reference_wait_s=0.05, park=True)
-    worker = PartitionWorker(world.p, config, app, app)  # type: ignore[arg-type]
-    worker.assigned = {(TOPICS.events, 0), (TOPICS.reference, 0)}
-    store = world.p.store
-    assert isinstance(store, TrackedEventStore)
+    worker, _, store = parking_worker(world)
 
     def parked(key: str) -> list[int]:
         return [e.offset for e in store.parked([f"{TOPICS.events}-0"], [key])]
