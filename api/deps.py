@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -12,6 +13,8 @@ from api.keys import find
 from domain.codes import ADMIN, AUDITOR, BUYER, SCANNER
 from domain.intake import Principal
 from streams.embedded import EmbeddedRunner
+
+T = TypeVar("T")
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer KEY`")
 
@@ -54,3 +57,13 @@ def require(*roles: str) -> Callable[..., Any]:
 
 
 Runner = Annotated[EmbeddedRunner, Depends(runner)]
+
+
+async def engine_call(request: Request, fn: Callable[..., T], /, *args: Any) -> T:
+    """``fn(*args)``, a call into the KPI engine (a query, the projections' status, a rebuild),
+    on the projection service's low-priority threads (``ProjectionService.submit``): never on
+    a request's thread, whose priority the engine's threads would take."""
+    service = getattr(request.app.state, "projection_service", None)
+    if service is None:  # (an app wired without a read side, as some tests are)
+        return await asyncio.to_thread(fn, *args)
+    return await asyncio.wrap_future(service.submit(fn, *args))

@@ -24,13 +24,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from projections.bi_http import BiServer, Credentials, read_only_settings
 from projections.client import connect, is_embedded, open_projections
 from projections.follower import Follower, Progress, Reader, rebuild
 from projections.writer import Writer
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,12 @@ class ProjectionService:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one writer at a time: the follower or a rebuild
+        # The API's calls into the engine (KPI queries, status, rebuilds) run on these threads,
+        # at the follower's lowered priority: the engine's thread pools grow from the thread
+        # that hands them work, and a thread started from a request's thread would run at
+        # ingest's priority.
+        self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix="projections-call",
+                                         initializer=lower_priority, initargs=(niceness,))
         self.rebuilding = False
         self.last_error: str | None = None
 
@@ -132,6 +141,12 @@ class ProjectionService:
                 except Exception:  # pragma: no cover - closing is best effort at shutdown
                     log.debug("closing a projection client failed", exc_info=True)
         self._bi_client = self.reader = self._helper = self.client = None
+
+    def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        """Run ``fn(*args)`` (a call into the engine: a KPI query, ``status``, ``rebuild``) on
+        one of the service's low-priority threads; an async caller awaits
+        ``asyncio.wrap_future`` of the result."""
+        return self._calls.submit(fn, *args)
 
     def wake(self) -> None:
         """New events are stored: catch up soon (never on the caller's thread)."""

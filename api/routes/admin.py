@@ -17,7 +17,7 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
 
-from api.deps import ADMINS, Runner, require
+from api.deps import ADMINS, Runner, engine_call, require
 from api.responses import JSON
 from domain.intake import Principal
 
@@ -58,7 +58,7 @@ async def rebuild_projections(request: Request,
         raise HTTPException(status.HTTP_409_CONFLICT, "a rebuild is already running")
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    total = await asyncio.to_thread(service.last_id)
+    total = await asyncio.to_thread(service.last_id)  # (the store, not the engine)
 
     def on_batch(progress: Any) -> None:
         loop.call_soon_threadsafe(lines.put_nowait, {"events": progress.events, "total": total,
@@ -66,7 +66,7 @@ async def rebuild_projections(request: Request,
 
     async def run() -> None:
         try:
-            report = await asyncio.to_thread(service.rebuild, on_batch)
+            report = await engine_call(request, service.rebuild, on_batch)
             await lines.put({"done": True, "events": report.events, "total": total, "rows": report.rows,
                              "seconds": round(report.seconds, 3),
                              "events_per_second": round(report.events_per_second),

@@ -11,9 +11,8 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from starlette.concurrency import run_in_threadpool
 
-from api.deps import READERS, require
+from api.deps import READERS, engine_call, require
 from api.responses import JSON
 from domain.intake import Principal
 from projections import queries
@@ -36,14 +35,14 @@ async def list_kpis(request: Request, _: Annotated[Principal, Depends(require(*R
     service = getattr(request.app.state, "projection_service", None)
     if service is not None and service.reader is not None:
         try:
-            body["projections"] = await run_in_threadpool(service.status)
+            body["projections"] = await engine_call(request, service.status)
         except Exception as exc:  # the tables are being rebuilt, or the engine is unwell
             body["projections"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
     return JSON(body)
 
 
 @router.get("/{name}", response_class=JSON)
-async def get_kpi(name: str, client: Annotated[Any, Depends(projections_client)],
+async def get_kpi(request: Request, name: str, client: Annotated[Any, Depends(projections_client)],
                   _: Annotated[Principal, Depends(require(*READERS))],
                   site: str | None = None, location: str | None = None, sku: str | None = None,
                   supplier: str | None = None,
@@ -59,6 +58,6 @@ async def get_kpi(name: str, client: Annotated[Any, Depends(projections_client)]
     filters = queries.make_filters(site, location, sku, start, end, supplier)
     if filters.start and filters.end and filters.start >= filters.end:
         raise HTTPException(422, "'from' must be before 'to'")
-    result = await run_in_threadpool(queries.run, client, name, filters)
+    result = await engine_call(request, queries.run, client, name, filters)
     shown = {{"start": "from", "end": "to"}.get(k, k): v for k, v in result.filters.items()}
     return JSON(dict(result.as_dict(), filters=shown, definition=queries.KPIS[name].definition))

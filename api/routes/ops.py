@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
 
-from api.deps import AUDITORS, Runner, authenticate, bearer
+from api.deps import AUDITORS, Runner, authenticate, bearer, engine_call
 from api.responses import JSON
 from domain.intake import Principal
 from streams.metrics import CONTENT_TYPE
@@ -53,7 +53,7 @@ async def metrics(request: Request, runner: Runner, _: Annotated[None, Depends(s
     service = getattr(request.app.state, "projection_service", None)
     if service is not None and service.reader is not None:
         with contextlib.suppress(Exception):  # being rebuilt, or the engine is unwell: /readyz says which
-            m.refresh_projections(await asyncio.to_thread(service.status))
+            m.refresh_projections(await engine_call(request, service.status))
     return Response(m.render(), media_type=CONTENT_TYPE)
 
 
@@ -74,7 +74,7 @@ async def readyz(request: Request, runner: Runner) -> JSON:
     await check("store", lambda: runner.read(runner.processor.store.ping))
     service = getattr(request.app.state, "projection_service", None)
     if service is not None:
-        await check("engine", lambda: asyncio.to_thread(service.status))
+        await check("engine", lambda: engine_call(request, service.status))
     ingest = getattr(runner, "ingest", None)
     if ingest is not None and hasattr(ingest, "ping"):
         await check("broker", lambda: asyncio.to_thread(ingest.ping))

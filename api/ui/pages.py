@@ -25,10 +25,9 @@ from urllib.parse import parse_qs, urlencode
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.templating import Jinja2Templates
 
-from api.deps import ACTORS, READERS
+from api.deps import ACTORS, READERS, engine_call
 from api.keys import find
 from api.routes.alerts import alert_stream, feed_end
 from api.ui import chart
@@ -413,7 +412,7 @@ async def kpis_page(request: Request, session: Reader) -> Response:
             tile["error"] = "the KPI projections are not available"
         else:
             try:
-                result = await run_in_threadpool(queries.run, client, name, queries.make_filters())
+                result = await engine_call(request, queries.run, client, name, queries.make_filters())
                 value = headline(result.rows)
                 tile["rows"] = len(result.rows)
                 tile["value"] = None if value is None else (
@@ -433,7 +432,7 @@ async def kpi_page(request: Request, name: str, session: Reader) -> Response:
         return page(request, "message.html", session, status_code=503, heading="Not available",
                     text="the KPI projections are not available")
     try:
-        result = await run_in_threadpool(queries.run, client, name, queries.make_filters())
+        result = await engine_call(request, queries.run, client, name, queries.make_filters())
     except Exception as exc:  # the tables are being rebuilt, or the engine is unwell
         return page(request, "message.html", session, status_code=503, heading="Not available",
                     text=f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")

@@ -54,3 +54,18 @@ def test_zero_changes_nothing() -> None:
     t.start()
     t.join()
     assert seen == [0]
+
+
+def test_the_api_calls_into_the_engine_run_at_the_read_sides_priority() -> None:
+    """``ProjectionService.submit`` (how the API's KPI queries, status checks and rebuilds
+    reach the engine) runs them on threads at the follower's lowered priority: the engine's
+    pools grow threads from the thread that hands them work, and a request's thread would
+    start them at ingest's priority (a CI run once found one)."""
+    from projections.service import ProjectionService
+
+    service = ProjectionService("chdb://unused", "db", read=lambda start: iter(()), last_id=lambda: 0,
+                                niceness=3)
+    caller = _nice()
+    seen = {service.submit(_nice).result(timeout=10) for _ in range(8)}
+    assert seen == {min(19, caller + 3)}
+    assert _nice() == caller
