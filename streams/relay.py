@@ -22,8 +22,8 @@ import psycopg
 from eventsourcing.utils import get_topic
 from psycopg import sql
 
-from domain.aggregates import StockPoint
-from streams.topics import Topics, stock_point_key
+from domain.aggregates import ReferenceWait, StockPoint, SupplierScorecard
+from streams.topics import Topics, alert_key
 from streams.tracked_store import TrackedEventStore
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,12 @@ DECIDED = get_topic(StockPoint.Decided)
 RAISED = get_topic(StockPoint.AlertRaised)
 CHANGED = get_topic(StockPoint.AlertChanged)
 REPEATED = get_topic(StockPoint.AlertRepeated)
+# Alerts that belong to no stock point: notices about a supplier (review needed, contract
+# breach, purchase order issued: keyed ``supplier:<id>``) and reference waits (keyed by the
+# waiting Kafka key), published to the alerts topic as a stock point's are.
+OTHER_RAISED = (get_topic(SupplierScorecard.AlertRaised), get_topic(ReferenceWait.AlertRaised))
+OTHER_CHANGED = (get_topic(SupplierScorecard.AlertChanged), get_topic(ReferenceWait.AlertChanged))
+RELAYED = [DECIDED, RAISED, CHANGED, REPEATED, *OTHER_RAISED, *OTHER_CHANGED]
 LOCK_KEY = 0x7265_706C_6179  # "replay" in hex digits: the relay's advisory lock
 
 
@@ -45,7 +51,7 @@ def relayed_message(notification: Any, topics: Topics) -> tuple[str, bytes, byte
     }
     if notification.topic == DECIDED:
         topic, body["decision"] = topics.decisions, state["decision"]
-    elif notification.topic == RAISED:
+    elif notification.topic == RAISED or notification.topic in OTHER_RAISED:
         topic = topics.alerts
         body["alert"] = {k: v for k, v in state["alert"].items() if k != "dedupe_key"}
     elif notification.topic == REPEATED:
@@ -54,7 +60,7 @@ def relayed_message(notification: Any, topics: Topics) -> tuple[str, bytes, byte
     else:
         topic = topics.alerts
         body.update({k: state[k] for k in ("alert_id", "status", "reason", "by")})
-    return topic, stock_point_key(notification.originator_id).encode(), orjson.dumps(body)
+    return topic, alert_key(notification.originator_id).encode(), orjson.dumps(body)
 
 
 class Relay:
@@ -82,7 +88,7 @@ class Relay:
             self._producer = self._new_producer()
         position = self.store.positions([self.name]).get(self.name, 0)
         page = self.store.recorder.select_notifications(
-            start=position + 1, limit=self.batch, topics=[DECIDED, RAISED, CHANGED, REPEATED])
+            start=position + 1, limit=self.batch, topics=RELAYED)
         if not page:
             return 0
         errors: list[Any] = []

@@ -7,7 +7,7 @@ and key), which partition a key lands on, and their administration with ``conflu
 | ``replenish.reference.v1`` (compacted, 1 partition) | ``item:<sku>``, ``recall:<ref>``, ... | master data, recalls, lot changes and holds |
 | ``replenish.dead_letter.v1`` | as received | messages that are not events at all, with the reason |
 | ``replenish.decisions.v1`` | stock point | decisions, relayed from the store's log |
-| ``replenish.alerts.v1`` | stock point | alerts raised, acknowledged, resolved, relayed from the log |
+| ``replenish.alerts.v1`` | stock point (``alert_key``) | alerts raised, acknowledged, resolved, relayed from the log |
 | ``replenish.outcomes.v1`` | reply id or event id | each consumed event's outcome, after its store transaction |
 
 Keys hash to partitions as Kafka's Java clients do (murmur2), so that a stock point's events
@@ -169,6 +169,21 @@ def partition_of(key: str, partitions: int) -> int:
 def stock_point_key(sp_id: str) -> str:
     """``sp:<sku>@<location>`` (a stream id) -> ``<sku>@<location>`` (its Kafka key)."""
     return sp_id.removeprefix("sp:")
+
+
+def alert_key(stream_id: str) -> str:
+    """The Kafka key of a stream's decisions and alerts: a stock point's ``sku@location``
+    (``stock_point_key``), a supplier's notices ``supplier:<id>`` (stream ``scorecard:<id>``),
+    a reference wait's the key that waits (stream ``wait:<key>``).
+
+    >>> alert_key("sp:GLV-M@W1"), alert_key("scorecard:ACME"), alert_key("wait:GLV-M@W1")
+    ('GLV-M@W1', 'supplier:ACME', 'GLV-M@W1')
+    """
+    if stream_id.startswith("scorecard:"):
+        return "supplier:" + stream_id.removeprefix("scorecard:")
+    if stream_id.startswith("wait:"):
+        return stream_id.removeprefix("wait:")
+    return stock_point_key(stream_id)
 
 
 def route(event: dict[str, Any], topics: Topics, resolve_gtin: ResolveGtin) -> tuple[str, str | None]:

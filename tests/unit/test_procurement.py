@@ -690,3 +690,28 @@ def test_a_contracts_promised_spread_is_the_candidates_prior_until_receipts_teac
     assert cands["TIGHT"]["lead_time_sd_days"] == pytest.approx(0.25)
     assert cands["LOOSE"]["lead_time_sd_days"] == pytest.approx(0.2 * 3)
     assert cands["TIGHT"]["lead_time_source"] == cands["LOOSE"]["lead_time_source"] == "promised"
+
+
+def test_a_supplier_notice_is_relayed_to_the_alerts_topic_keyed_by_its_supplier() -> None:
+    """The distributed profile's relay publishes notices about a supplier (here a contract
+    breach), raised and resolved, to ``replenish.alerts.v1`` keyed ``supplier:<id>``, as it
+    publishes a stock point's alerts keyed by the stock point."""
+    import orjson
+
+    from streams.relay import RELAYED, relayed_message
+    from streams.topics import Topics
+
+    w = cath_world()
+    history(w, "RELY", ON_TIME[:4], unit_price=10)
+    history(w, "RELY", [3], unit_price=12)
+    breach = only(open_alerts(w, "contract_breach", "RELY"))
+    w.p.change_alert(breach["id"], "resolved", "price agreed", BUYER)
+    topics = Topics("t.")
+    relayed = [relayed_message(n, topics) for n in w.store.notifications() if n.topic in RELAYED]
+    mine = [(topic, key, orjson.loads(value)) for topic, key, value in relayed
+            if key == b"supplier:RELY"]
+    raised = [b for _, _, b in mine if "alert" in b and b["alert"]["id"] == breach["id"]]
+    changed = [b for _, _, b in mine if b.get("alert_id") == breach["id"]]
+    assert {topic for topic, _, _ in mine} == {topics.alerts}
+    assert len(raised) == 1 and raised[0]["alert"]["kind"] == "contract_breach"
+    assert [b["status"] for b in changed] == ["resolved"]
