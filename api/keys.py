@@ -10,8 +10,10 @@ import hashlib
 import hmac
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from domain.intake import Principal
 
@@ -50,11 +52,11 @@ class KeyWatcher:
     (checked every ``WATCH_SECONDS``) and on SIGHUP, and puts them on the app (``apply``). A file
     that cannot be read keeps the keys in force, with a log line saying why (never a key)."""
 
-    def __init__(self, path: Path, load: Callable[[], dict[str, Principal]],
-                 apply: Callable[[dict[str, Principal]], None]) -> None:
+    def __init__(self, path: Path, load: Callable[[], Any], apply: Callable[[Any], None]) -> None:
         self.path, self.load, self.apply = path, load, apply
         self._seen = self._stamp()
         self._task: asyncio.Task[None] | None = None
+        self._stopped = threading.Event()
         self.reloads = 0
 
     def _stamp(self) -> tuple[float, int] | None:
@@ -72,7 +74,7 @@ class KeyWatcher:
             return
         self.apply(principals)
         self.reloads += 1
-        log.info("API key file %s re-read: %d keys", self.path, len(principals))
+        log.info("API key file %s re-read: %d entries", self.path, len(principals))
 
     async def _watch(self) -> None:
         while True:
@@ -86,6 +88,25 @@ class KeyWatcher:
         self._task = asyncio.get_running_loop().create_task(self._watch(), name="api-key-file")
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
+
+    def start_thread(self) -> None:
+        """Watch from a daemon thread instead (a process whose event loop is not ours, as a
+        Faust worker's): the file checked every ``WATCH_SECONDS``, and SIGHUP when called on
+        the main thread."""
+        def watch() -> None:
+            while not self._stopped.wait(WATCH_SECONDS):
+                stamp = self._stamp()
+                if stamp != self._seen:
+                    self._seen = stamp
+                    self.reload()
+
+        self._stopped.clear()
+        threading.Thread(target=watch, name="api-key-file", daemon=True).start()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGHUP, lambda *_: self.reload())
+
+    def stop_thread(self) -> None:
+        self._stopped.set()
 
     async def stop(self) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

@@ -135,6 +135,12 @@ def run_worker(settings: Settings, relay: bool = True, loglevel: str = "INFO") -
         app.partition_worker.metrics = WorkerMetrics()
         metrics_server = MetricsServer(app.partition_worker.metrics, settings.host, settings.metrics_port,
                                        settings.metrics_allow, settings.principals).start()
+    watcher = None
+    if settings.api_keys_file is not None:  # its principals' roles followed as the API's keys are
+        from api.keys import KeyWatcher
+        app.partition_worker.reload_roles = settings.roles_by_principal
+        watcher = KeyWatcher(settings.api_keys_file, settings.roles_by_principal, app.partition_worker.set_roles)
+        watcher.start_thread()
     tune_collector()
     relayer = Relay(TrackedEventStore(postgres_env(dsn)), dsn, settings.kafka_bootstrap, topics).start() \
         if relay else None
@@ -143,6 +149,8 @@ def run_worker(settings: Settings, relay: bool = True, loglevel: str = "INFO") -
         logging_config = log_config("json", loglevel) if settings.log_format == "json" else None
         faust.Worker(app, loglevel=loglevel, quiet=True, logging_config=logging_config).execute_from_commandline()
     finally:
+        if watcher is not None:
+            watcher.stop_thread()
         if metrics_server is not None:
             metrics_server.stop()
         if relayer is not None:

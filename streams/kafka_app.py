@@ -169,6 +169,14 @@ class PartitionWorker:
         self._metrics_at = 0.0  # when the model's gauges were last read
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         self._lock = asyncio.Lock()
+        # Principal name -> role: replaced whole (``set_roles``) when the API key file changes;
+        # ``reload_roles`` (when set) reads them afresh, tried once a second at most when a
+        # message names a principal not known yet (a key added to the file, used before the
+        # file watcher saw it).
+        self.roles: Mapping[str, str] = config.roles
+        self.reload_roles: Callable[[], Mapping[str, str]] | None = None
+        self.roles_retry_s = 1.0
+        self._roles_read_at = -float("inf")
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -564,11 +572,22 @@ class PartitionWorker:
         name = m.header(PRINCIPAL)
         if not name:
             return Parsed(m, reason=f"no '{PRINCIPAL}' header: a gateway names its principal in it")
-        role = self.config.roles.get(name)
+        role = self.roles.get(name)
+        if role is None and self.reload_roles is not None and time.monotonic() - self._roles_read_at >= self.roles_retry_s:
+            self._roles_read_at = time.monotonic()
+            try:
+                self.set_roles(self.reload_roles())
+            except Exception as exc:  # (its message never holds a key)
+                log.warning("the principals were not read again: %s; those in force stay", exc)
+            role = self.roles.get(name)
         if role is None:
             return Parsed(m, reason=f"unknown principal {name!r}: name it in REPLENISH_GATEWAYS "
                                     "(or as an API key's principal)")
         return Parsed(m, event, Principal(name, role))
+
+    def set_roles(self, roles: Mapping[str, str]) -> None:
+        """The principals' roles from now on (the API key file re-read)."""
+        self.roles = dict(roles)
 
     # -- output -------------------------------------------------------------------------
     async def _send_dead_letter(self, p: Parsed) -> Awaitable[Any]:

@@ -68,7 +68,7 @@ def test_hashed_keys_from_a_file_are_taken_and_the_file_is_read_again_without_a_
         os.utime(keys, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
         assert status(svc, HASHED_BUYER) == 200
         os.kill(svc.proc.pid, signal.SIGHUP)
-        assert eventually(lambda: len(re.findall(r"re-read: \d+ keys", svc.log())) >= 3)
+        assert eventually(lambda: len(re.findall(r"re-read: \d+ entries", svc.log())) >= 3)
     finally:
         svc.stop()
     log = svc.log()

@@ -149,6 +149,26 @@ def test_a_gateway_applies_the_role_its_principal_has(world: World) -> None:
     assert world.p.event_outcome("x2")["recorded_by"] == "erp"
 
 
+def test_a_principal_added_to_the_key_file_is_known_at_once_and_one_removed_is_refused(world: World) -> None:
+    """The worker follows the API key file's principals (``set_roles`` from the file watcher);
+    a message naming a principal it does not know yet makes it read them again (at most once a
+    second) before it refuses: a key added to the file and used before the watcher saw it."""
+    worker, app = worker_for(world)
+    on_file = {"gw": "scanner", "erp": "admin", "new-gw": "scanner"}
+    reads: list[int] = []
+    worker.reload_roles = lambda: reads.append(1) or on_file
+    asyncio.run(worker.handle([message(0, world.receipt(4), principal="new-gw")]))
+    assert reads == [1] and world.lots() == {"L1": 4.0} and app.producer.on(TOPICS.dead_letter) == []
+    worker.set_roles({"gw": "scanner"})  # new-gw's key taken out of the file
+    worker.reload_roles = lambda: reads.append(2) or {"gw": "scanner"}
+    worker.roles_retry_s = 0.0  # (as a second later)
+    asyncio.run(worker.handle([message(1, world.usage(1), principal="new-gw"),
+                               message(2, world.usage(1), principal="eve")]))
+    reasons = [dict(h)[REASON].decode() for *_, h in app.producer.on(TOPICS.dead_letter)]
+    assert [r.split(":")[0] for r in reasons] == ["unknown principal 'new-gw'", "unknown principal 'eve'"]
+    assert world.lots() == {"L1": 4.0} and reads == [1, 2, 2]
+
+
 def test_processors_of_two_workers_share_the_store(tmp_path: Path) -> None:
     store_path = str(tmp_path / "events.sqlite")
     w = World(store=TrackedEventStore(sqlite_env(store_path)))
