@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from domain.codes import ROLES
 from domain.intake import Principal
 from streams.procurement import ProcurementSettings
+from streams.topics import KafkaAccess
 
 
 class SettingsError(RuntimeError):
@@ -76,6 +77,18 @@ class Settings(BaseSettings):
     # the PostgreSQL event store.
     kafka_bootstrap: str = ""
     postgres_dsn: SecretStr = SecretStr("")
+    # How every Kafka client (API, workers, relay, topic administration) reaches the brokers:
+    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; SASL's mechanism (PLAIN, SCRAM-SHA-256,
+    # SCRAM-SHA-512), user and password; the CA's certificate and the client's certificate
+    # and key (PEM files) for TLS.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_ca_location: str = ""
+    kafka_ssl_certificate_location: str = ""
+    kafka_ssl_key_location: str = ""
+    kafka_ssl_key_password: SecretStr = SecretStr("")
     # How long POST /v1/events waits for an event's outcome before answering "queued".
     outcome_wait_seconds: float = 2.0
     # Gateways that produce straight to Kafka, naming their principal in a message header:
@@ -178,6 +191,18 @@ class Settings(BaseSettings):
                                     "REPLENISH_API_KEYS and REPLENISH_GATEWAYS")
         return roles
 
+    def kafka_access(self) -> KafkaAccess:
+        """The brokers and the transport's security, as every Kafka client takes them."""
+        try:
+            return KafkaAccess(
+                self.kafka_bootstrap, self.kafka_security_protocol.strip().upper(),
+                self.kafka_sasl_mechanism.strip().upper(), self.kafka_sasl_username or None,
+                self.kafka_sasl_password.get_secret_value() or None, self.kafka_ssl_ca_location or None,
+                self.kafka_ssl_certificate_location or None, self.kafka_ssl_key_location or None,
+                self.kafka_ssl_key_password.get_secret_value() or None)
+        except ValueError as exc:
+            raise SettingsError(f"REPLENISH_KAFKA_*: {exc}") from None
+
     def require_distributed(self) -> None:
         """Check what the distributed profile needs."""
         missing = [name for name, value in (("REPLENISH_KAFKA_BOOTSTRAP", self.kafka_bootstrap),
@@ -186,6 +211,7 @@ class Settings(BaseSettings):
         if missing:
             raise SettingsError(f"REPLENISH_PROFILE=distributed needs {' and '.join(missing)} "
                                 "(`eval \"$(infra/up)\"` sets both on one machine)")
+        self.kafka_access()  # (its settings fit together)
 
     def prepared(self) -> Settings:
         """Check what must be set; in development mode invent what is missing.

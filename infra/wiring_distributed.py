@@ -39,7 +39,7 @@ def postgres_store(settings: Settings) -> EventStore:
 def make_topics(settings: Settings) -> dict[str, int]:
     """Create the missing topics and check the others; each one's partition count."""
     settings.require_distributed()
-    return ensure_topics(settings.kafka_bootstrap, topics_of(settings), settings.kafka_partitions,
+    return ensure_topics(settings.kafka_access(), topics_of(settings), settings.kafka_partitions,
                          settings.kafka_replication)
 
 
@@ -69,7 +69,7 @@ def build_distributed_app(settings: Settings) -> FastAPI:
     snapshots = PgSnapshots(settings.postgres_dsn.get_secret_value(), settings.case_id_key.get_secret_value().encode())
     processor = _processor(store, settings, "notices", snapshots)
     runner = DistributedRunner(
-        processor, KafkaIngest(settings.kafka_bootstrap, topics_of(settings), settings.outcome_wait_seconds))
+        processor, KafkaIngest(settings.kafka_access(), topics_of(settings), settings.outcome_wait_seconds))
     # The read side follows the same store: a ClickHouse server (REPLENISH_CLICKHOUSE_DSN), or
     # on one machine the embedded engine in this process.
     app = create_app(runner, settings.principals(), settings.data_dir,
@@ -113,7 +113,7 @@ def run_worker(settings: Settings, relay: bool = True, loglevel: str = "INFO") -
     processor = _processor(TrackedEventStore(postgres_env(dsn)), settings, "needs", pg_snapshots)
     name = f"{socket.gethostname()}-{os.getpid()}"
     config = WorkerConfig(
-        bootstrap=settings.kafka_bootstrap, topics=topics, roles=settings.roles_by_principal(),
+        bootstrap=settings.kafka_access(), topics=topics, roles=settings.roles_by_principal(),
         events_partitions=counts[topics.events], group_id=settings.worker_group,
         batch_max=settings.worker_batch, batch_within_s=settings.worker_batch_within_ms / 1000,
         session_timeout_s=settings.kafka_session_timeout_seconds,
@@ -142,7 +142,7 @@ def run_worker(settings: Settings, relay: bool = True, loglevel: str = "INFO") -
         watcher = KeyWatcher(settings.api_keys_file, settings.roles_by_principal, app.partition_worker.set_roles)
         watcher.start_thread()
     tune_collector()
-    relayer = Relay(TrackedEventStore(postgres_env(dsn)), dsn, settings.kafka_bootstrap, topics).start() \
+    relayer = Relay(TrackedEventStore(postgres_env(dsn)), dsn, settings.kafka_access(), topics).start() \
         if relay else None
     try:
         # REPLENISH_LOG_FORMAT=json: the worker's logs as JSON lines too (Faust's own included).

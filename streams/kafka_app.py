@@ -49,7 +49,10 @@ from streams.topics import (
     REASON,
     REFERENCE_OFFSET,
     REPLY_TO,
+    KafkaAccess,
     Topics,
+    bootstrap_of,
+    kafka_config,
     partition_of,
     stock_point_key,
 )
@@ -68,7 +71,7 @@ METRICS_REFRESH_SECONDS = 1.0  # how often, when idle, a worker reads its model'
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    bootstrap: str
+    bootstrap: KafkaAccess | str  # (a string: plain text to those servers)
     topics: Topics
     roles: Mapping[str, str]  # principal name -> role (API keys' principals and gateways)
     events_partitions: int
@@ -125,9 +128,9 @@ class OutcomeSink:
     """Publishes outcomes through librdkafka (``confluent-kafka``: a few microseconds a message,
     where Faust's aiokafka producer takes tens), without waiting for their delivery."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: KafkaAccess | str) -> None:
         from confluent_kafka import Producer
-        self._producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 2,
+        self._producer = Producer(kafka_config(bootstrap) | {"acks": "all", "linger.ms": 2,
                                    "partitioner": "murmur2_random", "delivery.report.only.error": True})
 
     def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
@@ -728,7 +731,7 @@ class StallWatchdog:
         from confluent_kafka import Consumer
         from confluent_kafka import TopicPartition as KafkaTP
         if self._consumer is None:
-            self._consumer = Consumer({"bootstrap.servers": self.worker.config.bootstrap,
+            self._consumer = Consumer(kafka_config(self.worker.config.bootstrap) | {
                                        "group.id": f"{self.worker.config.group_id}-watchdog",
                                        "enable.auto.commit": False})
         low, high = self._consumer.get_watermark_offsets(KafkaTP(tp[0], tp[1]), timeout=5, cached=False)
@@ -874,7 +877,8 @@ def create_worker_app(processor: Processor, config: WorkerConfig) -> WorkerApp:
     session = max(config.session_timeout_s, 6.0)
     app = WorkerApp(
         config.group_id,
-        broker=[f"kafka://{host.strip()}" for host in config.bootstrap.split(",") if host.strip()],
+        broker=[f"kafka://{host.strip()}" for host in bootstrap_of(config.bootstrap).split(",") if host.strip()],
+        broker_credentials=config.bootstrap.faust_credentials() if isinstance(config.bootstrap, KafkaAccess) else None,
         autodiscover=False,
         web_enabled=False,
         topic_allow_declare=False,  # topics are made by ``streams.topics.ensure_topics``

@@ -32,7 +32,15 @@ from domain.events import check_identifiers, pseudonymise_event, redact_identifi
 from domain.intake import Outcome, Principal
 from streams.embedded import EmbeddedRunner
 from streams.processor import Processor
-from streams.topics import PRINCIPAL, REFERENCE_OFFSET, REPLY_TO, Topics, route
+from streams.topics import (
+    PRINCIPAL,
+    REFERENCE_OFFSET,
+    REPLY_TO,
+    KafkaAccess,
+    Topics,
+    kafka_config,
+    route,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +52,7 @@ class IngestUnavailable(RuntimeError):
 class KafkaIngest:
     """Produces events and collects the outcomes the workers publish for them."""
 
-    def __init__(self, bootstrap: str, topics: Topics, wait_s: float = 2.0,
+    def __init__(self, bootstrap: KafkaAccess | str, topics: Topics, wait_s: float = 2.0,
                  delivery_timeout_s: float = 30.0) -> None:
         self.bootstrap, self.topics = bootstrap, topics
         self.wait_s, self.delivery_timeout_s = wait_s, delivery_timeout_s
@@ -69,12 +77,12 @@ class KafkaIngest:
         from confluent_kafka import Consumer, Producer, TopicPartition
 
         self._loop = loop
-        self._producer = Producer({
-            "bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True,
+        self._producer = Producer(kafka_config(self.bootstrap) | {
+            "acks": "all", "enable.idempotence": True,
             "linger.ms": 1, "partitioner": "murmur2_random",
             "message.timeout.ms": int(self.delivery_timeout_s * 1000)})
-        self._consumer = Consumer({
-            "bootstrap.servers": self.bootstrap, "group.id": f"replenish-api-{self.instance}",
+        self._consumer = Consumer(kafka_config(self.bootstrap) | {
+            "group.id": f"replenish-api-{self.instance}",
             "enable.auto.commit": False, "fetch.wait.max.ms": 10, "fetch.min.bytes": 1})
         topic = self.topics.outcomes
         metadata = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
@@ -186,7 +194,7 @@ class KafkaIngest:
         from confluent_kafka import Consumer, TopicPartition
         with self._offsets_lock:
             if self._offsets is None:
-                self._offsets = Consumer({"bootstrap.servers": self.bootstrap,
+                self._offsets = Consumer(kafka_config(self.bootstrap) | {
                                           "group.id": f"replenish-api-{self.instance}-offsets",
                                           "enable.auto.commit": False})
             _, high = self._offsets.get_watermark_offsets(TopicPartition(self.topics.reference, 0), timeout=5)

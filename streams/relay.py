@@ -23,7 +23,7 @@ from eventsourcing.utils import get_topic
 from psycopg import sql
 
 from domain.aggregates import ReferenceWait, StockPoint, SupplierScorecard
-from streams.topics import Topics, alert_key
+from streams.topics import KafkaAccess, Topics, alert_key, kafka_config
 from streams.tracked_store import TrackedEventStore
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def relayed_message(notification: Any, topics: Topics) -> tuple[str, bytes, byte
 class Relay:
     name = "relay"
 
-    def __init__(self, store: TrackedEventStore, dsn: str, bootstrap: str, topics: Topics,
+    def __init__(self, store: TrackedEventStore, dsn: str, bootstrap: KafkaAccess | str, topics: Topics,
                  batch: int = 1000, poll_s: float = 0.5) -> None:
         self.store, self.dsn, self.topics = store, dsn, topics
         self.batch, self.poll_s = batch, poll_s
@@ -78,7 +78,7 @@ class Relay:
 
     def _new_producer(self) -> Any:
         from confluent_kafka import Producer
-        return Producer({"bootstrap.servers": self.bootstrap, "acks": "all",
+        return Producer(kafka_config(self.bootstrap) | {"acks": "all",
                          "enable.idempotence": True, "linger.ms": 2,
                          "partitioner": "murmur2_random"})
 

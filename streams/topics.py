@@ -18,9 +18,10 @@ share one partition whoever produces them: ``confluent-kafka`` producers set
 from __future__ import annotations
 
 import hashlib
+import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.partitioner import murmur2
@@ -115,7 +116,88 @@ class TopicError(RuntimeError):
     """The cluster's topics do not match what the profile needs."""
 
 
-def ensure_topics(bootstrap: str, topics: Topics, partitions: int, replication: int = 1,
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class KafkaAccess:
+    """How every client of ours reaches the cluster: the bootstrap servers and the transport's
+    security (``REPLENISH_KAFKA_SECURITY_PROTOCOL`` and the SASL and SSL settings beside it;
+    README, "Distributed settings"). The password and the key's password never show in a repr."""
+
+    bootstrap: str
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None  # the client's certificate (PEM), with its key
+    ssl_key_location: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise ValueError(f"security protocol {self.security_protocol!r}: one of {', '.join(SECURITY_PROTOCOLS)}")
+        if self.sasl and self.sasl_mechanism not in SASL_MECHANISMS:
+            raise ValueError(f"SASL mechanism {self.sasl_mechanism!r}: one of {', '.join(SASL_MECHANISMS)}")
+        if self.sasl and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"security protocol {self.security_protocol} needs a SASL user name and password")
+        if bool(self.ssl_certificate_location) != bool(self.ssl_key_location):
+            raise ValueError("a client certificate needs its key, and a key its certificate")
+
+    @property
+    def sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.security_protocol.endswith("SSL")
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka's settings (``confluent-kafka`` producers, consumers, admin clients)."""
+        config = {"bootstrap.servers": self.bootstrap, "security.protocol": self.security_protocol}
+        if self.sasl:
+            config.update({"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_username or "",
+                           "sasl.password": self.sasl_password or ""})
+        if self.tls:
+            optional = {"ssl.ca.location": self.ssl_ca_location,
+                        "ssl.certificate.location": self.ssl_certificate_location,
+                        "ssl.key.location": self.ssl_key_location, "ssl.key.password": self.ssl_key_password}
+            config.update({k: v for k, v in optional.items() if v})
+        return config
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of aiokafka's connections (Faust's), from the same files."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.ssl_ca_location)
+        if self.ssl_certificate_location:
+            context.load_cert_chain(self.ssl_certificate_location, self.ssl_key_location, self.ssl_key_password)
+        return context
+
+    def faust_credentials(self) -> Any:
+        """Faust's ``broker_credentials`` (None on plain text)."""
+        import faust
+
+        if self.sasl:
+            return faust.SASLCredentials(username=self.sasl_username, password=self.sasl_password,
+                                         ssl_context=self.ssl_context(), mechanism=self.sasl_mechanism)
+        context = self.ssl_context()
+        return faust.SSLCredentials(context) if context is not None else None
+
+
+def kafka_config(access: KafkaAccess | str) -> dict[str, str]:
+    """librdkafka's settings to reach the cluster: ``access``'s, or plain text to the bootstrap
+    servers a string names (benchmarks, tests)."""
+    return (access if isinstance(access, KafkaAccess) else KafkaAccess(access)).client_config()
+
+
+def bootstrap_of(access: KafkaAccess | str) -> str:
+    return access.bootstrap if isinstance(access, KafkaAccess) else access
+
+
+def ensure_topics(bootstrap: KafkaAccess | str, topics: Topics, partitions: int, replication: int = 1,
                   timeout_s: float = 30.0) -> dict[str, int]:
     """Create the missing topics (idempotent) and check the others; returns each topic's
     partition count. An existing topic keeps its partitions (adding some would move keys to
@@ -123,7 +205,7 @@ def ensure_topics(bootstrap: str, topics: Topics, partitions: int, replication: 
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka_config(bootstrap))
     specs = topic_specs(topics, partitions, replication)
     existing = admin.list_topics(timeout=timeout_s).topics
     missing = [s for s in specs if s.name not in existing]

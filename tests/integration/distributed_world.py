@@ -141,8 +141,11 @@ class Api(Process):
 class Deployment:
     """A distributed deployment of its own on the shared servers."""
 
-    def __init__(self, bootstrap: str, dsn: str, tmp: Path, **settings: str) -> None:
+    def __init__(self, bootstrap: str, dsn: str, tmp: Path, kafka: dict[str, str] | None = None,
+                 **settings: str) -> None:
         self.bootstrap, self.dsn, self.tmp = bootstrap, dsn, tmp
+        # librdkafka's settings for the test's own clients (a secured broker's SASL and TLS).
+        self.kafka = {"bootstrap.servers": bootstrap, **(kafka or {})}
         self.topics = Topics(f"it{uuid.uuid4().hex[:10]}.")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("REPLENISH_")}
         self.env.update({
@@ -177,7 +180,7 @@ class Deployment:
         self._stores.clear()
         if self._producer is not None:
             self._producer.flush(10)
-        delete_topics(self.bootstrap, self.topics.prefix)
+        delete_topics(self.kafka, self.topics.prefix)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.log_path.name}\n{p.log()[-3000:]}" for p in self.processes)
@@ -186,7 +189,7 @@ class Deployment:
     @property
     def producer(self) -> Producer:
         if self._producer is None:
-            self._producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all",
+            self._producer = Producer(self.kafka | {"acks": "all",
                                        "enable.idempotence": True, "linger.ms": 2,
                                        "partitioner": "murmur2_random"})
         return self._producer
@@ -212,8 +215,7 @@ class Deployment:
     # -- reading ------------------------------------------------------------------------
     def read_topic(self, topic: str, at_least: int, timeout: float = 30) -> list[Any]:
         """Every message of a topic from its start, once there are ``at_least``."""
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                             "enable.auto.commit": False})
+        consumer = Consumer(self.kafka | {"group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False})
         try:
             partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
             consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
@@ -269,8 +271,7 @@ class Deployment:
     def committed(self, topic: str) -> dict[int, int | None]:
         """The workers' group's offsets committed to Kafka (the next offset to read)."""
         group = self.env["REPLENISH_WORKER_GROUP"]
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
-                             "enable.auto.commit": False})
+        consumer = Consumer(self.kafka | {"group.id": group, "enable.auto.commit": False})
         try:
             partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
             found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
@@ -279,7 +280,7 @@ class Deployment:
             consumer.close()
 
     def high_watermarks(self, topic: str) -> dict[int, int]:
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"reader-{uuid.uuid4().hex}"})
+        consumer = Consumer(self.kafka | {"group.id": f"reader-{uuid.uuid4().hex}"})
         try:
             partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
             return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
@@ -315,9 +316,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def delete_topics(bootstrap: str, prefix: str) -> None:
+def delete_topics(kafka: str | dict[str, str], prefix: str) -> None:
+    """Delete the topics of ``prefix`` (``kafka``: bootstrap servers, or librdkafka's settings)."""
     from confluent_kafka.admin import AdminClient
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka if isinstance(kafka, dict) else {"bootstrap.servers": kafka})
     names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
     if names:
         for future in admin.delete_topics(names, operation_timeout=30).values():

@@ -3,6 +3,8 @@ partition a key lands on, as Kafka's Java clients and librdkafka's ``murmur2_ran
 
 from __future__ import annotations
 
+import pytest
+
 from streams.topics import EVENTS, REFERENCE, Topics, partition_of, route, topic_specs
 
 T = Topics()
@@ -60,3 +62,25 @@ def test_topics_take_a_prefix_and_the_reference_topic_is_compacted_with_one_part
     assert (reference.partitions, reference.config["cleanup.policy"]) == (1, "compact")
     assert specs["t1.replenish.events.v1"].partitions == 12
     assert specs["t1.replenish.events.v1"].config["min.insync.replicas"] == "2"
+
+
+def test_kafka_access_gives_every_client_the_same_security_and_hides_its_secrets() -> None:
+    from streams.topics import KafkaAccess, kafka_config
+
+    access = KafkaAccess("b1:9093,b2:9093", "SASL_SSL", "SCRAM-SHA-512", "svc", "s3cret", "/etc/ca.pem",
+                         "/etc/client.pem", "/etc/client.key", "k3y")
+    assert kafka_config(access) == {
+        "bootstrap.servers": "b1:9093,b2:9093", "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "svc", "sasl.password": "s3cret", "ssl.ca.location": "/etc/ca.pem",
+        "ssl.certificate.location": "/etc/client.pem", "ssl.key.location": "/etc/client.key",
+        "ssl.key.password": "k3y"}
+    assert "s3cret" not in repr(access) and "k3y" not in repr(access)
+    assert kafka_config("b1:9092") == {"bootstrap.servers": "b1:9092", "security.protocol": "PLAINTEXT"}
+    assert KafkaAccess("b1:9092").faust_credentials() is None
+    sasl = KafkaAccess("b1:9092", "SASL_PLAINTEXT", "PLAIN", "svc", "pw").faust_credentials()
+    assert (sasl.username, sasl.mechanism.value, sasl.ssl_context) == ("svc", "PLAIN", None)
+    for bad in (dict(security_protocol="TLS"), dict(security_protocol="SASL_SSL", sasl_username="svc"),
+                dict(security_protocol="SASL_SSL", sasl_mechanism="GSSAPI", sasl_username="u", sasl_password="p"),
+                dict(security_protocol="SSL", ssl_certificate_location="/etc/client.pem")):
+        with pytest.raises(ValueError):
+            KafkaAccess("b1:9092", **bad)  # type: ignore[arg-type]
