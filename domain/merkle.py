@@ -97,6 +97,39 @@ def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     return [*inclusion_proof(leaves[k:], index - k), root(leaves[:k])]
 
 
+def inclusion_proofs(leaves: Sequence[bytes], indices: Sequence[int]) -> tuple[bytes, dict[int, list[bytes]]]:
+    """The root and the audit paths of many leaves at once (each as ``inclusion_proof``
+    gives it), hashing every node once: O(n + k·log n) for ``k`` of ``n`` leaves, where ``k``
+    calls of ``inclusion_proof`` take O(k·n).
+
+    >>> leaves = [bytes([i]) * 32 for i in range(7)]
+    >>> top, paths = inclusion_proofs(leaves, [0, 4, 6])
+    >>> top == root(leaves) and all(paths[i] == inclusion_proof(leaves, i) for i in (0, 4, 6))
+    True
+    """
+    wanted = sorted(set(indices))
+    if wanted and not 0 <= wanted[0] <= wanted[-1] < len(leaves):
+        raise IndexError(f"leaves {wanted[0]}..{wanted[-1]} are not all in a tree of {len(leaves)}")
+    paths: dict[int, list[bytes]] = {i: [] for i in wanted}
+
+    def walk(lo: int, hi: int, inside: list[int]) -> bytes:
+        if not inside:  # no wanted leaf below: only the subtree's hash is needed
+            return root(leaves[lo:hi])
+        if hi - lo == 1:
+            return leaf_hash(leaves[lo])
+        k = _split(hi - lo)
+        left = [i for i in inside if i < lo + k]
+        right = inside[len(left):]
+        a, b = walk(lo, lo + k, left), walk(lo + k, hi, right)
+        for i in left:
+            paths[i].append(b)
+        for i in right:
+            paths[i].append(a)
+        return node_hash(a, b)
+
+    return walk(0, len(leaves), wanted), paths
+
+
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], expected_root: bytes) -> bool:
     """RFC 9162 2.1.3.2: whether ``leaf`` (a leaf hash) is leaf ``index`` of the tree of
     ``size`` leaves whose root is ``expected_root``."""

@@ -452,10 +452,15 @@ def audit_export(
         start: Annotated[str | None, typer.Option("--from", help="First instant of recording (ISO 8601 with offset, or a date: 00:00 UTC)")] = None,
         end: Annotated[str | None, typer.Option("--to", help="End of the period, exclusive (ISO 8601 with offset, or a date)")] = None,
         out: Annotated[str | None, typer.Option("--out", help="File to write (default: standard output)")] = None,
+        checkpoint: Annotated[Path | None, typer.Option(
+            help="Prove the export against the newest checkpoint in this file (held outside the "
+                 "store) rather than one made now with REPLENISH_AUDIT_SIGNING_KEY")] = None,
 ) -> None:
     """Write the events recorded in a period as JSON Lines with their hashes (one stored event a
     line: notification_id, stream, version, topic, state), for an outside verifier (README,
-    "Hashing rule")."""
+    "Hashing rule"). With --out, a sidecar OUT.proofs.json beside it holds a signed checkpoint
+    and each exported event's inclusion proof in its tree (README, "Signed checkpoints"): made
+    now when REPLENISH_AUDIT_SIGNING_KEY is set, else from --checkpoint's newest."""
     from datetime import UTC, datetime
 
     from streams.traceability import export
@@ -477,9 +482,42 @@ def audit_export(
         n = export(store, sys.stdout.buffer, t0, t1)
         sys.stdout.buffer.flush()
     else:
+        ids: list[int] = []
         with open(out, "wb") as f:
-            n = export(store, f, t0, t1)
+            n = export(store, f, t0, t1, ids)
         console.print(f"{n} events written to {out}")
+        _export_sidecar(settings, store, Path(f"{out}.proofs.json"), ids, checkpoint)
+
+
+def _export_sidecar(settings: Settings, store: Any, path: Path, ids: list[int], held: Path | None) -> None:
+    """The export's sidecar (``streams.checkpoints.sidecar``), or a line saying why none."""
+    import orjson
+
+    from streams import checkpoints
+
+    public = None
+    if held is not None:
+        found = checkpoints.read_file(held)
+        if not found:
+            console.print(f"[red]error:[/red] {held} holds no checkpoint")
+            raise typer.Exit(2)
+        cp = found[-1]
+    elif settings.audit_signing_key is not None:
+        key = checkpoints.load_signing_key(settings.audit_signing_key)
+        cp, public = checkpoints.make(store, key), key.public_key()
+    else:
+        console.print("no proofs written: set REPLENISH_AUDIT_SIGNING_KEY (a checkpoint made now) or "
+                      "pass --checkpoint FILE (the newest held there)")
+        return
+    try:
+        body = checkpoints.sidecar(store, cp, ids, public)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    path.write_bytes(orjson.dumps(body))
+    console.print(f"proofs of {len(body['proofs'])} events against checkpoint {cp.tree_size} "
+                  f"({cp.key_id}) written to {path}"
+                  + (f"; {len(body['not_covered'])} recorded after it have none" if body["not_covered"] else ""))
 
 
 @app.command()

@@ -25,7 +25,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from domain.merkle import Frontier, consistency_proof, inclusion_proof, leaf_hash, root
+from domain.merkle import (
+    Frontier,
+    consistency_proof,
+    inclusion_proof,
+    inclusion_proofs,
+    leaf_hash,
+    root,
+)
 from streams.store import EventStore
 
 FORMAT = 1
@@ -190,6 +197,32 @@ def consistency(store: EventStore, first: int, second: int) -> dict[str, Any]:
         raise LookupError(f"the log holds {len(found)} events, not {second}")
     return {"first": first, "second": second, "first_root": root(found[:first]).hex(),
             "second_root": root(found).hex(), "proof": [p.hex() for p in consistency_proof(found, first)]}
+
+
+SIDECAR_FORMAT = 1
+
+
+def sidecar(store: EventStore, checkpoint: Checkpoint, notification_ids: list[int],
+            public: Ed25519PublicKey | None = None) -> dict[str, Any]:
+    """What an export's sidecar holds (``replenish audit export``; README, "Signed
+    checkpoints"): the signed ``checkpoint``, the public key that signed it (when given), and
+    for each exported event (by notification id) its leaf index and audit path in the
+    checkpoint's tree (RFC 9162 2.1.3), so an outside party can check that each line of the
+    export is in the log the checkpoint signed, without the store. Events recorded after the
+    checkpoint are listed in ``not_covered``. Raises ``ValueError`` when the store no longer
+    matches the checkpoint (``check`` says what)."""
+    ids, found = _first_leaves(store, checkpoint.tree_size)
+    index = {nid: i for i, nid in enumerate(ids)}
+    covered = [nid for nid in notification_ids if nid in index]
+    top, paths = inclusion_proofs(found, [index[nid] for nid in covered])
+    if len(found) < checkpoint.tree_size or top.hex() != checkpoint.root_hash:
+        raise ValueError("the store no longer holds the log this checkpoint signed: "
+                         + "; ".join(check(store, checkpoint)))
+    return {"format": SIDECAR_FORMAT, "checkpoint": orjson.loads(checkpoint.as_json()),
+            "public_key": public_pem(public) if public is not None else None,
+            "proofs": [{"notification_id": nid, "leaf_index": index[nid],
+                        "audit_path": [h.hex() for h in paths[index[nid]]]} for nid in covered],
+            "not_covered": [nid for nid in notification_ids if nid not in index]}
 
 
 def append_to_file(path: Path, checkpoint: Checkpoint) -> None:

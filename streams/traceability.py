@@ -281,23 +281,32 @@ def export_lines(store: EventStore, start: datetime | None = None,
     """The stored events recorded in [start, end), in recording order, one JSON object a
     line: ``notification_id``, ``stream``, ``version``, ``topic`` and ``state`` (the stored
     JSON object, with its ``hash`` and ``prev_hash``). See README, "Hashing rule"."""
+    for _, line in _export_rows(store, start, end):
+        yield line
+
+
+def _export_rows(store: EventStore, start: datetime | None, end: datetime | None) -> Iterator[tuple[int, bytes]]:
     for n in store.notifications():
         state = orjson.loads(n.state)
         if start is not None or end is not None:
             at = datetime.fromisoformat(state["timestamp"])
             if (start is not None and at < start) or (end is not None and at >= end):
                 continue
-        yield orjson.dumps({"notification_id": n.id, "stream": n.originator_id,
-                            "version": n.originator_version, "topic": n.topic,
-                            "state": state}) + b"\n"
+        yield n.id, orjson.dumps({"notification_id": n.id, "stream": n.originator_id,
+                                  "version": n.originator_version, "topic": n.topic,
+                                  "state": state}) + b"\n"
 
 
 def export(store: EventStore, out: IO[bytes], start: datetime | None = None,
-           end: datetime | None = None) -> int:
+           end: datetime | None = None, ids: list[int] | None = None) -> int:
+    """Write ``export_lines`` to ``out``; how many. ``ids`` (when given) gets each written
+    line's notification id (for the sidecar's proofs)."""
     n = 0
-    for line in export_lines(store, start, end):
+    for nid, line in _export_rows(store, start, end):
         out.write(line)
         n += 1
+        if ids is not None:
+            ids.append(nid)
     return n
 
 

@@ -65,6 +65,23 @@ def test_a_checkpoint_held_outside_the_store_catches_the_newest_events_deleted(t
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "matches all 2 checkpoints" in ok.stdout
 
+    # An export with its sidecar, proved against the newest checkpoint held outside the store.
+    period = tmp_path / "period.jsonl"
+    exported = run_cli("audit", "export", "--out", str(period), "--checkpoint", str(held), data_dir=data)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    side = orjson.loads((tmp_path / "period.jsonl.proofs.json").read_bytes())
+    lines = period.read_bytes().splitlines()
+    assert side["checkpoint"] == second and side["not_covered"] == []
+    assert [p["notification_id"] for p in side["proofs"]] == [orjson.loads(x)["notification_id"] for x in lines]
+    from domain.merkle import (  # (the outside party's own: tests/unit/test_checkpoints.py)
+        leaf_hash,
+        verify_inclusion,
+    )
+    for line, proof in zip(lines, side["proofs"], strict=True):
+        leaf = leaf_hash(bytes.fromhex(orjson.loads(line)["state"]["hash"]))
+        assert verify_inclusion(leaf, proof["leaf_index"], second["tree_size"],
+                                [bytes.fromhex(h) for h in proof["audit_path"]], bytes.fromhex(second["root_hash"]))
+
     con = sqlite3.connect(data / "events.sqlite")  # the newest event of the usage's stock point goes
     with con:
         (rowid, stream, version) = con.execute(

@@ -187,3 +187,76 @@ def test_several_checkpoints_are_checked_in_one_pass_each_on_its_own_prefix(tmp_
     delete(db, "originator_id = ? AND originator_version = ?", (last[1], last[2]))
     found = checkpoints.check_all(sqlite_store(db), [newer, older], key.public_key())
     assert found[1] == [] and len(found[0]) == 1 and "missing" in found[0][0]
+
+
+def independent_check_sidecar(export_lines: list[bytes], side: dict, public_pem: bytes) -> list[str]:
+    """An export's sidecar checked with the standard library and ``cryptography`` only: the
+    checkpoint's signature, each line's leaf in the signed tree (RFC 9162 2.1.3.2), and that
+    the lines' leaves follow on (a line removed from inside the period leaves a gap)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    cp = side["checkpoint"]
+    signed = (f"replenish-checkpoint/{cp['format']}\n{cp['tree_size']}\n{cp['root_hash']}\n"
+              f"{cp['last_notification_id']}\n{cp['timestamp']}\n{cp['key_id']}\n").encode()
+    try:
+        load_pem_public_key(public_pem).verify(bytes.fromhex(cp["signature"]), signed)  # type: ignore[union-attr]
+    except InvalidSignature:
+        return ["the checkpoint's signature"]
+
+    def included(leaf: bytes, index: int, size: int, path: list[str]) -> bool:
+        fn, sn, r = index, size - 1, hashlib.sha256(b"\x00" + leaf).digest()
+        for p in map(bytes.fromhex, path):
+            if sn == 0:
+                return False
+            if fn & 1 or fn == sn:
+                r = hashlib.sha256(b"\x01" + p + r).digest()
+                while fn and not fn & 1:
+                    fn, sn = fn >> 1, sn >> 1
+            else:
+                r = hashlib.sha256(b"\x01" + r + p).digest()
+            fn, sn = fn >> 1, sn >> 1
+        return sn == 0 and r.hex() == cp["root_hash"]
+
+    proofs = {p["notification_id"]: p for p in side["proofs"]}
+    problems, indices = [], []
+    for line in export_lines:
+        row = orjson.loads(line)
+        proof = proofs.get(row["notification_id"])
+        if proof is None or not included(bytes.fromhex(row["state"]["hash"]), proof["leaf_index"],
+                                         cp["tree_size"], proof["audit_path"]):
+            problems.append(f"notification {row['notification_id']} is not in the signed log")
+        if proof is not None:
+            indices.append(proof["leaf_index"])
+    if indices and indices != list(range(indices[0], indices[0] + len(indices))):
+        problems.append("the lines' leaves do not follow on")
+    return problems
+
+
+def test_a_period_export_carries_a_sidecar_an_outside_party_checks_line_by_line(tmp_path: Path, key) -> None:
+    """``replenish audit export --out F`` writes ``F.proofs.json``: a signed checkpoint and
+    each exported event's audit path, so a period's export (not the whole log) is checked
+    against the signed tree without the store; an event recorded after the checkpoint has none."""
+    w, _db = filled(tmp_path)
+    period = tmp_path / "period.jsonl"
+    ids: list[int] = []
+    with period.open("wb") as f:
+        n = export(w.store, f, None, None, ids)
+    lines = period.read_bytes().splitlines()
+    some = lines[3:9]  # a period: a run of lines from the middle
+    cp = checkpoints.make(w.store, key)
+    side = checkpoints.sidecar(w.store, cp, ids[3:9], key.public_key())
+    pem = side["public_key"].encode()
+    assert n == len(lines) and side["not_covered"] == [] and len(side["proofs"]) == 6
+    assert independent_check_sidecar(some, side, pem) == []
+    changed = orjson.loads(some[2])
+    changed["state"]["hash"] = hashlib.sha256(b"another event").hexdigest()
+    assert independent_check_sidecar([*some[:2], orjson.dumps(changed), *some[3:]], side, pem) == [
+        f"notification {changed['notification_id']} is not in the signed log"]
+    assert independent_check_sidecar([*some[:2], *some[3:]], side, pem) == ["the lines' leaves do not follow on"]
+    forged = dict(side, checkpoint=dict(side["checkpoint"], tree_size=side["checkpoint"]["tree_size"] + 1))
+    assert independent_check_sidecar(some, forged, pem) == ["the checkpoint's signature"]
+    w.post(w.usage(1))
+    later = [i for i in (n.id for n in w.store.notifications()) if i not in ids]
+    side2 = checkpoints.sidecar(w.store, cp, ids[3:9] + later)
+    assert side2["not_covered"] == later and side2["public_key"] is None

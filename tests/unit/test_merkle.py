@@ -13,6 +13,7 @@ from domain.merkle import (
     Frontier,
     consistency_proof,
     inclusion_proof,
+    inclusion_proofs,
     leaf_hash,
     node_hash,
     root,
@@ -55,6 +56,16 @@ def test_every_leaf_has_an_inclusion_proof_and_a_changed_one_fails(leaves: list[
             leaves[(index + 1) % n] == leaves[index]
         bad = [bytes(32)] + proof[1:] if proof else proof
         assert not verify_inclusion(leaf_hash(leaves[index]), index, n, bad, r) or bad == proof
+
+
+@given(leaves_st, st.data())
+def test_the_batch_proofs_are_each_leafs_own_proof(leaves: list[bytes], data: st.DataObject) -> None:
+    indices = data.draw(st.lists(st.integers(0, len(leaves) - 1), max_size=len(leaves)))
+    top, paths = inclusion_proofs(leaves, indices)
+    assert top == root(leaves) and sorted(paths) == sorted(set(indices))
+    for i in indices:
+        assert paths[i] == inclusion_proof(leaves, i)
+        assert verify_inclusion(leaf_hash(leaves[i]), i, len(leaves), paths[i], top)
 
 
 @given(leaves_st, st.data())
