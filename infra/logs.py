@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-CARRIED = ("event_id", "stock_point", "partition", "offset", "notification_id")
+CARRIED = ("event_id", "stock_point", "alert_id", "partition", "offset", "notification_id")
 
 
 class JsonFormatter(logging.Formatter):

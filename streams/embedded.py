@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from domain.intake import Outcome, Principal
+from streams.outcome_log import log_alerts, log_refusals
 from streams.processor import Processor
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,8 @@ class EmbeddedRunner:
         return req
 
     def _tell(self, alerts: list[dict[str, Any]]) -> None:
-        """Hand the alerts raised to each listener (webhooks); one failing stops none."""
+        """Log the alerts raised and hand them to each listener (webhooks); one failing stops none."""
+        log_alerts(log, alerts)
         if alerts:
             for listener in self.listeners:
                 try:
@@ -236,6 +238,7 @@ class EmbeddedRunner:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            log_refusals(log, (raw for raw, _ in items), result.outcomes)
             i = 0
             for request, future in group:
                 if not future.done():

@@ -42,6 +42,7 @@ from domain.events import check_identifiers, pseudonymise, pseudonymise_event
 from domain.intake import Outcome, Principal
 from streams.liveness import StallWatch
 from streams.metrics import WorkerMetrics
+from streams.outcome_log import log_alerts, log_refusals
 from streams.parking import ParkedEvent, ParkingChanges
 from streams.processor import BatchResult, Processor
 from streams.topics import (
@@ -543,6 +544,8 @@ class PartitionWorker:
                             extra={"stock_point": key, "partition": next(e.partition for e in to_park if e.key == key)})
         self.stored_batches += 1
         self._publish_outcomes(items, result.outcomes, replies)
+        log_refusals(log, (p.event for p in items), result.outcomes)
+        log_alerts(log, result.alerts)
 
     def _store(self, items: list[Parsed], tracking: list[Tracking], again: list[Consumed],
                waiting: dict[str, tuple[int, int, int]] | None = None, parked: list[ParkedEvent] | None = None,
