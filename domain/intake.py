@@ -42,6 +42,7 @@ from domain.events import (
     PURCHASE,
     RECALL,
     SCHEDULE,
+    STOCK,
     SUPPLY,
     FieldError,
     check_envelope,
@@ -95,6 +96,44 @@ class Prior:
     def replayed(self, event_id: str) -> Outcome:
         status = c.DUPLICATE if self.status == c.ACCEPTED else self.status
         return Outcome(event_id, status, list(self.errors), list(self.flags))
+
+
+@dataclass
+class Screened:
+    """An event through the checks that need no stock point (``Intake.screen``): what a
+    refusal of it stores (``payload``: the event as received, or pseudonymised and with bad
+    identifiers redacted) and its fingerprint; then either the normalised ``event``, or the
+    ``errors`` that refuse it, or the ``prior`` outcome of the same event sent before."""
+
+    payload: Any
+    fp: str
+    event: dict[str, Any] | None = None
+    errors: list[FieldError] = field(default_factory=list)
+    prior: Prior | None = None
+
+
+@dataclass
+class TransactionCheck:
+    """What ``Intake.precheck`` has seen of one all-or-nothing submission so far: event ids
+    with their fingerprints, and the cases it schedules (a case scheduled and cancelled in one
+    transaction is one the cancel may name)."""
+
+    ids: dict[str, str] = field(default_factory=dict)
+    cases: set[str] = field(default_factory=set)
+
+
+@dataclass
+class StockCheck:
+    """The read-only part of judging a stock fact: the item, the locations, the unit's factor,
+    and the errors that refuse it."""
+
+    item: Item | None
+    level: str | None
+    here: Location | None
+    src: Location | None
+    dst: Location | None
+    factor: float | None
+    errors: list[FieldError]
 
 
 def item_from_event(e: dict[str, Any]) -> Item:
@@ -452,38 +491,90 @@ class Intake:
         return recorded, touched, raised
 
     # -- the entry point --------------------------------------------------------------
-    def handle(self, raw: Any, principal: Principal, now: datetime, trusted: bool = False) -> Outcome:
-        """``trusted``: the event comes from the system itself (procurement's orders), which
-        alone may use the reserved ``sys:`` event ids and the fields only it sets."""
+    def screen(self, raw: Any, principal: Principal, now: datetime, trusted: bool = False) -> Screened:
+        """The checks of one event that need no stock point, recording nothing: its shape and
+        identifiers, its id (the same event sent before: ``prior``; an id reused for other
+        content: refused), the type's role and the envelope (``check_envelope``)."""
         if not isinstance(raw, dict):
-            err = FieldError(None, c.MALFORMED, "an event must be a JSON object")
-            return self._refuse(raw, fingerprint(raw), None, [err], principal, now)
+            return Screened(raw, fingerprint(raw), errors=[FieldError(None, c.MALFORMED, "an event must be a JSON object")])
         bad_ids = check_identifiers(raw)
         if bad_ids:  # stored redacted, before anything uses them as keys
             safe = pseudonymise_event(redact_identifiers(raw, bad_ids), self.case_id_key)
             fp = fingerprint(safe)
             prior = self.ledger.seen.get(str(safe.get("event_id")))
             if prior is not None and prior.fingerprint == fp:  # sent again: the same refusal, once
-                return prior.replayed(str(safe.get("event_id")))
-            return self._refuse(safe, fp, None, bad_ids, principal, now)
+                return Screened(safe, fp, prior=prior)
+            return Screened(safe, fp, errors=bad_ids)
         safe = pseudonymise_event(raw, self.case_id_key)
         fp = fingerprint(safe)
         eid = safe.get("event_id")
         if not trusted and isinstance(eid, str) and eid.startswith(SYSTEM_EVENT_ID_PREFIX):
             err = FieldError("event_id", c.MALFORMED,
                              f"event ids starting with {SYSTEM_EVENT_ID_PREFIX!r} are reserved for the system's own events")
-            return self._refuse(safe, fingerprint(safe), None, [err], principal, now)
+            return Screened(safe, fp, errors=[err])
         if isinstance(eid, str | int) and not isinstance(eid, bool) and eid != "":
             prior = self.ledger.seen.get(str(eid))
             if prior is not None:
                 if prior.fingerprint == fp:
-                    return prior.replayed(str(eid))
+                    return Screened(safe, fp, prior=prior)
                 err = FieldError("event_id", c.EVENT_ID_REUSED,
                                  f"event_id {eid!r} was already used for an event with different content")
-                return self._refuse(safe, fp, None, [err], principal, now)
+                return Screened(safe, fp, errors=[err])
         event, errors = check_envelope(safe, principal.role, now, self.max_event_age)
-        if event is None:
-            return self._refuse(safe, fp, None, errors, principal, now)
+        return Screened(safe, fp, event=event) if event is not None else Screened(safe, fp, errors=errors)
+
+    def precheck(self, raw: Any, principal: Principal, now: datetime, seen: TransactionCheck) -> list[FieldError]:
+        """The refusal ``handle`` would give ``raw`` now, recording nothing (an all-or-nothing
+        submission is checked whole before any of it is stored): everything ``screen``
+        checks, an id used twice in the submission for different content, and, for stock
+        facts, the item, the locations, the unit and quantity and the point-of-care refusals
+        (a recalled or expired lot scanned for use); for the OR schedule, the location and the
+        case. Other types are judged by ``screen`` alone here (their deeper checks run when
+        they are handled). An event sent before with the same content is no refusal."""
+        s = self.screen(raw, principal, now)
+        if s.prior is not None:
+            return []
+        if s.event is None:
+            return s.errors
+        event = s.event
+        eid = str(event["event_id"])
+        earlier = seen.ids.setdefault(eid, s.fp)
+        if earlier != s.fp:
+            return [FieldError("event_id", c.EVENT_ID_REUSED,
+                               f"event_id {eid!r} is used twice in this submission for different content")]
+        category = EVENT_TYPES[event["type"]].category
+        at = datetime.fromisoformat(event["occurred_at"])
+        if category == SCHEDULE:
+            if event["type"] == "surgery_scheduled":
+                errors: list[FieldError] = []
+                self._resolve_location(event["location"], "location", event.get("site"), at, errors)
+                if not errors:
+                    seen.cases.add(event["case_id"])
+                return errors
+            if (event["type"] == "surgery_cancelled" and event["case_id"] not in seen.cases
+                    and not isinstance(self.ledger.streams.get(f"case:{event['case_id']}"), SurgicalCase)):
+                return [FieldError("case_id", c.MALFORMED, "no scheduled case has this case_id")]
+            return []
+        if category != STOCK:
+            return []
+        check = self._stock_check(event, at)
+        if check.errors or check.item is None or check.here is None or event["type"] != "usage":
+            return check.errors
+        lot = event.get("lot") or ""
+        scanned = event.get("expiry")
+        known = self.ledger.lot(check.item.sku, lot) if lot else None
+        expiry = known.expiry if known is not None and known.expiry is not None else scanned
+        return self._care_refusals(check.item, check.here, lot, expiry, event, at)[2]
+
+    def handle(self, raw: Any, principal: Principal, now: datetime, trusted: bool = False) -> Outcome:
+        """``trusted``: the event comes from the system itself (procurement's orders), which
+        alone may use the reserved ``sys:`` event ids and the fields only it sets."""
+        s = self.screen(raw, principal, now, trusted)
+        if s.prior is not None:
+            return s.prior.replayed(str(s.payload.get("event_id")))
+        if s.event is None:
+            return self._refuse(s.payload, s.fp, None, s.errors, principal, now)
+        event, safe, fp = s.event, s.payload, s.fp
         category = EVENT_TYPES[event["type"]].category
         if category == MASTER:
             return self._master(event, fp, principal, now)
@@ -648,32 +739,10 @@ class Intake:
     def _stock(self, event: dict[str, Any], safe: dict[str, Any], fp: str, principal: Principal,
                now: datetime) -> Outcome:
         at = datetime.fromisoformat(event["occurred_at"])
-        errors: list[FieldError] = []
-        item, level = self._resolve_item(event, at, errors)
-        site = event.get("site")
+        check = self._stock_check(event, at)
+        item, level, here, src, dst, factor, errors = (check.item, check.level, check.here, check.src, check.dst,
+                                                      check.factor, check.errors)
         is_transfer = event["type"] == "transfer"
-        if is_transfer:
-            src = self._resolve_location(event["from_location"], "from_location", site, at, errors)
-            dst = self._resolve_location(event["to_location"], "to_location", site, at, errors)
-            here = dst
-        else:
-            here = self._resolve_location(event["location"], "location", site, at, errors)
-            src = dst = None
-        factor = None
-        if item is not None:
-            unit = event.get("unit") or level or item.base_unit
-            factor = item.factor(unit)
-            if factor is None:
-                known = ", ".join([item.base_unit, *item.units])
-                errors.append(FieldError("unit", c.UNKNOWN_UNIT,
-                                         f"item {item.sku} has no unit {unit!r} (known: {known})"))
-            elif float(event["quantity"]) * factor > MAX_QUANTITY:
-                errors.append(FieldError("quantity", c.INVALID_QUANTITY,
-                                         f"{event['quantity']} {unit} is more than {MAX_QUANTITY:,.0f} {item.base_unit}"))
-            elif not item.divisible and not is_whole(float(event["quantity"]) * factor):
-                errors.append(FieldError("quantity", c.INVALID_QUANTITY,
-                                         f"{event['quantity']} {unit} is {float(event['quantity']) * factor:g} "
-                                         f"{item.base_unit}: item {item.sku} counts whole {item.base_unit}"))
         sp = (self._open_stock_point(item, here, now)
               if item is not None and here is not None else None)
         if errors or item is None or here is None or factor is None or sp is None:
@@ -728,6 +797,35 @@ class Intake:
         self._record(sp, event, moves, flags, fp, principal, now)
         return self._accepted(event, flags)
 
+    def _stock_check(self, event: dict[str, Any], at: datetime) -> StockCheck:
+        """The item, locations and unit of a stock fact, and what refuses it (reads only)."""
+        errors: list[FieldError] = []
+        item, level = self._resolve_item(event, at, errors)
+        site = event.get("site")
+        if event["type"] == "transfer":
+            src = self._resolve_location(event["from_location"], "from_location", site, at, errors)
+            dst = self._resolve_location(event["to_location"], "to_location", site, at, errors)
+            here = dst
+        else:
+            here = self._resolve_location(event["location"], "location", site, at, errors)
+            src = dst = None
+        factor = None
+        if item is not None:
+            unit = event.get("unit") or level or item.base_unit
+            factor = item.factor(unit)
+            if factor is None:
+                known = ", ".join([item.base_unit, *item.units])
+                errors.append(FieldError("unit", c.UNKNOWN_UNIT,
+                                         f"item {item.sku} has no unit {unit!r} (known: {known})"))
+            elif float(event["quantity"]) * factor > MAX_QUANTITY:
+                errors.append(FieldError("quantity", c.INVALID_QUANTITY,
+                                         f"{event['quantity']} {unit} is more than {MAX_QUANTITY:,.0f} {item.base_unit}"))
+            elif not item.divisible and not is_whole(float(event["quantity"]) * factor):
+                errors.append(FieldError("quantity", c.INVALID_QUANTITY,
+                                         f"{event['quantity']} {unit} is {float(event['quantity']) * factor:g} "
+                                         f"{item.base_unit}: item {item.sku} counts whole {item.base_unit}"))
+        return StockCheck(item, level, here, src, dst, factor, errors)
+
     def _open_stock_point(self, item: Item, loc: Location, now: datetime) -> StockPoint:
         key = {"sku": item.sku, "location": loc.location, "site": loc.site}
         return self._open(StockPoint, stock_point_id(item.sku, loc.location), key, now)
@@ -753,10 +851,7 @@ class Intake:
                        flags: list[str], now: datetime) -> list[FieldError]:
         """A scan of a recalled or expired lot is refused; a case's usage of one is kept."""
         serial = event.get("serial")
-        recall_from = self.ledger.recall_started(item.sku, lot, serial)
-        recalled = recall_from is not None
-        exp_date = parse_date(expiry) if expiry else None
-        expired = exp_date is not None and is_expired(exp_date, at, loc.timezone)
+        recalled, expired, errors = self._care_refusals(item, loc, lot, expiry, event, at)
         if not (recalled or expired):
             held = self.ledger.lot(item.sku, lot) if lot else None
             if held is not None and held.on_hold:
@@ -766,9 +861,7 @@ class Intake:
                             f"lot {lot} of {item.sku} is on hold and was used", lot)
             return []
         what = f"lot {lot}" if lot else f"serial {serial}"
-        # A blank case id (a form field left empty) is no case: the scan is refused.
-        in_patient = not is_blank(event.get("case_id")) or (recalled and event["occurred_at"] < recall_from)
-        if in_patient:
+        if not errors:  # used in a patient's case: kept, with a flag and an alert
             if recalled:
                 flags.append(c.RECALLED_LOT_USED)
                 self._alert(sp, c.ALERT_RECALLED_LOT_USED, event, now,
@@ -778,19 +871,37 @@ class Intake:
                 self._alert(sp, c.ALERT_EXPIRED_LOT_USED, event, now,
                             f"{what} of {item.sku} expired on {expiry} and was used", lot)
             return []
-        errors = []
         if recalled:
-            errors.append(FieldError("lot", c.RECALLED_LOT, f"{what} of {item.sku} is recalled: do not use"))
             self._alert(sp, c.ALERT_RECALLED_LOT_SCANNED, event, now,
                         f"recalled {what} of {item.sku} was scanned for use and refused", lot,
                         group=True, subject=f"serial:{serial}" if not lot else "")
         if expired:
-            errors.append(FieldError("lot", c.EXPIRED_LOT,
-                                     f"{what} of {item.sku} expired on {expiry}: do not use"))
             self._alert(sp, c.ALERT_EXPIRED_LOT_SCANNED, event, now,
                         f"expired {what} of {item.sku} was scanned for use and refused", lot,
                         group=True, subject=f"serial:{serial}" if not lot else "")
         return errors
+
+    def _care_refusals(self, item: Item, loc: Location, lot: str, expiry: str | None, event: dict[str, Any],
+                       at: datetime) -> tuple[bool, bool, list[FieldError]]:
+        """Whether the unit used is of a recalled lot (or serial) and whether it expired, and
+        the refusals that follow (reads only): none when it was used in a patient's case (or
+        before its recall began), else ``recalled_lot`` and ``expired_lot``."""
+        serial = event.get("serial")
+        recall_from = self.ledger.recall_started(item.sku, lot, serial)
+        recalled = recall_from is not None
+        exp_date = parse_date(expiry) if expiry else None
+        expired = exp_date is not None and is_expired(exp_date, at, loc.timezone)
+        # A blank case id (a form field left empty) is no case: the scan is refused.
+        in_patient = not is_blank(event.get("case_id")) or (recalled and event["occurred_at"] < recall_from)
+        if not (recalled or expired) or in_patient:
+            return recalled, expired, []
+        what = f"lot {lot}" if lot else f"serial {serial}"
+        errors = []
+        if recalled:
+            errors.append(FieldError("lot", c.RECALLED_LOT, f"{what} of {item.sku} is recalled: do not use"))
+        if expired:
+            errors.append(FieldError("lot", c.EXPIRED_LOT, f"{what} of {item.sku} expired on {expiry}: do not use"))
+        return recalled, expired, errors
 
     def _timing_flags(self, sp: StockPoint, event: dict[str, Any], at: datetime,
                       now: datetime) -> list[str]:
