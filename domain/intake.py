@@ -566,6 +566,13 @@ class Intake:
         expiry = known.expiry if known is not None and known.expiry is not None else scanned
         return self._care_refusals(check.item, check.here, lot, expiry, event, at)[2]
 
+    def refuse(self, raw: Any, principal: Principal, now: datetime, errors: list[FieldError]) -> Outcome:
+        """Record ``raw``'s refusal for ``errors`` found outside ``handle`` (by ``precheck``,
+        against the rest of its submission: an id used twice in it), as ``handle`` records
+        one (pseudonymised, on the stock point it names when there is one)."""
+        s = self.screen(raw, principal, now)
+        return self._refuse(s.payload, s.fp, None, errors, principal, now)
+
     def handle(self, raw: Any, principal: Principal, now: datetime, trusted: bool = False) -> Outcome:
         """``trusted``: the event comes from the system itself (procurement's orders), which
         alone may use the reserved ``sys:`` event ids and the fields only it sets."""

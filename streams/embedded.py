@@ -55,7 +55,9 @@ class EmbeddedRunner:
         self.listeners: list[AlertListener] = []
         self.metrics: Any = None  # streams.metrics.ServiceMetrics, when the service counts
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
-        self._queue: asyncio.Queue[tuple[list[tuple[Any, Principal]], asyncio.Future[list[Outcome]]]] | None = None
+        # (events with their principal, the future answered, whether all or nothing)
+        self._queue: asyncio.Queue[tuple[list[tuple[Any, Principal]], asyncio.Future[Any], bool]] | None = None
+        self._held: tuple[list[tuple[Any, Principal]], asyncio.Future[Any], bool] | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._daily: asyncio.Task[None] | None = None
@@ -104,6 +106,23 @@ class EmbeddedRunner:
         queue has no room for them (``max_queued`` events admitted and not yet answered), it
         waits up to ``ROOM_WAIT_SECONDS`` for room, then raises ``Overloaded`` having taken
         nothing. (A request is never larger than the bound: at most ``max_batch`` events.)"""
+        outcomes: list[Outcome] = await self._enqueue(events, principal, False)
+        if self.metrics is not None:
+            self.metrics.observe_outcomes(outcomes)
+        return outcomes
+
+    async def submit_all_or_nothing(self, events: list[Any], principal: Principal
+                                    ) -> tuple[bool, list[Outcome | None]]:
+        """Store all of ``events`` or, when one would be refused, only the refusals and
+        nothing else (``Processor.process_all_or_nothing``, on the processor's thread in one
+        turn, so nothing comes between the check and the storing): (whether all were stored,
+        each event's outcome or None when it was not stored). Admitted as ``submit``."""
+        stored, outcomes = await self._enqueue(events, principal, True)
+        if self.metrics is not None:
+            self.metrics.observe_outcomes([o for o in outcomes if o is not None])
+        return stored, outcomes
+
+    async def _enqueue(self, events: list[Any], principal: Principal, whole: bool) -> Any:
         assert self._queue is not None, "runner not started"
         n = len(events)
         if self.queued and self.queued + n > self.max_queued:
@@ -118,17 +137,14 @@ class EmbeddedRunner:
                 self._room.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._room.wait(), left)
-        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.queued += n
-        self._queue.put_nowait(([(e, principal) for e in events], future))
+        self._queue.put_nowait(([(e, principal) for e in events], future, whole))
         try:
-            outcomes = await future
+            return await future
         finally:
             self.queued -= n
             self._room.set()
-        if self.metrics is not None:
-            self.metrics.observe_outcomes(outcomes)
-        return outcomes
 
     def retry_after(self, n: int) -> int:
         """Whole seconds until ``n`` more events would fit, at the drain rate measured (at
@@ -217,13 +233,20 @@ class EmbeddedRunner:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
         while True:
-            group = [await self._queue.get()]
-            size = len(group[0][0])
+            first, self._held = self._held or await self._queue.get(), None
+            if first[2]:  # all or nothing: a turn of its own
+                await self._run_whole(first)
+                continue
+            group = [first]
+            size = len(first[0])
             while size < self.max_batch and not self._queue.empty():
                 nxt = self._queue.get_nowait()
+                if nxt[2]:
+                    self._held = nxt  # (next turn, after this batch)
+                    break
                 group.append(nxt)
                 size += len(nxt[0])
-            items = [item for request, _ in group for item in request]
+            items = [item for request, _, _ in group for item in request]
             began = time.monotonic()
             try:
                 result = await loop.run_in_executor(self._executor, self.processor.process, items)
@@ -234,15 +257,32 @@ class EmbeddedRunner:
                     self.metrics.observe_batch(len(items), took)
             except Exception as exc:
                 log.exception("processor batch failed; nothing of it was stored")
-                for _, future in group:
+                for _, future, _ in group:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             log_refusals(log, (raw for raw, _ in items), result.outcomes)
             i = 0
-            for request, future in group:
+            for request, future, _ in group:
                 if not future.done():
                     future.set_result(result.outcomes[i:i + len(request)])
                 i += len(request)
             self._notify()
             self._tell(result.alerts)
+
+    async def _run_whole(self, request: tuple[list[tuple[Any, Principal]], asyncio.Future[Any], bool]) -> None:
+        items, future, _ = request
+        try:
+            stored, outcomes, alerts = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.processor.process_all_or_nothing, items)
+        except Exception as exc:
+            log.exception("processor batch failed; nothing of it was stored")
+            if not future.done():
+                future.set_exception(exc)
+            return
+        log_refusals(log, (raw for (raw, _), o in zip(items, outcomes, strict=True) if o is not None),
+                     [o for o in outcomes if o is not None])
+        if not future.done():
+            future.set_result((stored, outcomes))
+        self._notify()
+        self._tell(alerts)

@@ -477,7 +477,9 @@ def capability_statement(now: datetime) -> dict[str, Any]:
                 {"type": "SupplyRequest", "interaction": [{"code": "search-type",
                                                            "documentation": "our open requisitions"}]},
             ],
-            "interaction": [{"code": "batch", "documentation": f"each entry on its own; at most {MAX_ENTRIES}"}],
+            "interaction": [{"code": "batch", "documentation": f"each entry on its own; at most {MAX_ENTRIES}"},
+                            {"code": "transaction", "documentation": "all or nothing: every entry valid and "
+                             "mapped, then stored together, or only the refusals and nothing else (422)"}],
         }],
     }
 

@@ -313,6 +313,22 @@ class DistributedRunner(EmbeddedRunner):
             self.metrics.observe_outcomes(outcomes)
         return outcomes
 
+    async def submit_all_or_nothing(self, events: list[Any], principal: Principal
+                                    ) -> tuple[bool, list[Outcome | None]]:
+        """Checked first against this process's model (``Processor.precheck``), then produced:
+        all of them, or only those that would be refused (so their refusals are stored, as
+        every refusal is) and nothing else. The workers judge them again; what changes in the
+        store between the check and their turn (a recall stored meanwhile) is not undone."""
+        refusals = await self.read(self.processor.precheck, [(e, principal) for e in events])
+        if not any(refusals):
+            return True, list(await self.submit(events, principal))
+        refused = [i for i, r in enumerate(refusals) if r]
+        found = await self.submit([events[i] for i in refused], principal)
+        outcomes: list[Outcome | None] = [None] * len(events)
+        for i, o in zip(refused, found, strict=True):
+            outcomes[i] = o
+        return False, outcomes
+
     def _routes(self, events: list[Any]) -> list[tuple[str, str | None]]:
         """Topic and key of each event. Runs beside the model's thread: finding an item by its
         GTIN is one dictionary lookup, which the model's changes cannot tear."""

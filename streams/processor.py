@@ -36,9 +36,9 @@ from domain.aggregates import (
     stock_point_id,
 )
 from domain.chain import BrokenLink, ChainVerifier
-from domain.events import MAX_EVENT_AGE, iso_utc, parse_date, parse_instant
+from domain.events import MAX_EVENT_AGE, FieldError, iso_utc, parse_date, parse_instant
 from domain.expiry import is_expired
-from domain.intake import Intake, Ledger, Outcome, Principal
+from domain.intake import Intake, Ledger, Outcome, Principal, TransactionCheck
 from domain.inventory import Moves, fold_balances, inventory_position
 from domain.shelf import expiry_findings, fefo
 from streams.parking import ParkingChanges
@@ -199,6 +199,42 @@ class Processor:
             raise
         self._maybe_freeze(len(recorded))
         return BatchResult(outcomes, alerts, len(recorded))
+
+    def precheck(self, items: Sequence[tuple[Any, Principal]]) -> list[list[dict[str, Any]]]:
+        """The refusals each event of an all-or-nothing submission would get now, in order
+        (``Intake.precheck``); nothing is recorded."""
+        self._fresh()
+        now = self.clock()
+        seen = TransactionCheck()
+        return [[e.as_dict() for e in self.intake.precheck(raw, principal, now, seen)] for raw, principal in items]
+
+    def process_all_or_nothing(self, items: Sequence[tuple[Any, Principal]]
+                               ) -> tuple[bool, list[Outcome | None], list[dict[str, Any]]]:
+        """Store every event of ``items``, or, when one would be refused (``precheck``), only
+        the refusals (each stored as every refusal is) and nothing else: (whether all were
+        stored, each event's outcome or None when it was not stored, the alerts raised)."""
+        refusals = self.precheck(items)
+        if not any(refusals):
+            result = self.process(items)
+            return True, list(result.outcomes), result.alerts
+        outcomes: list[Outcome | None] = [None] * len(items)
+        # A refusal that comes from the rest of the submission (an id used twice in it for
+        # other content) is recorded as found: alone, the event would be taken. The others
+        # are handled as every event is (their alerts raised), which refuses them again.
+        within = [i for i, r in enumerate(refusals)
+                  if any(e["code"] == c.EVENT_ID_REUSED for e in r) and _unstored_id(items[i][0], self.ledger)]
+        handled = [i for i, r in enumerate(refusals) if r and i not in within]
+        result = self.process([items[i] for i in handled])
+        for i, o in zip(handled, result.outcomes, strict=True):
+            outcomes[i] = o
+        if within:
+            now = self.clock()
+            found, _, _ = self._store_changes(lambda: [
+                self.intake.refuse(items[i][0], items[i][1], now, [FieldError(**e) for e in refusals[i]])
+                for i in within])
+            for i, o in zip(within, found, strict=True):
+                outcomes[i] = o
+        return False, outcomes, result.alerts
 
     def _maybe_freeze(self, events: int) -> None:
         self._unfrozen += events
@@ -851,6 +887,13 @@ def _note_poster(posted_by: dict[str, str], event: Any) -> None:
         eid = body.get("event_id")
         if isinstance(eid, str | int) and not isinstance(eid, bool) and str(eid) not in posted_by:
             posted_by[str(eid)] = getattr(event, "recorded_by", "")
+
+
+def _unstored_id(raw: Any, ledger: Ledger) -> bool:
+    """Whether an event's id is one nothing stored holds (an ``event_id_reused`` of it then
+    came from the rest of its submission)."""
+    eid = raw.get("event_id") if isinstance(raw, dict) else None
+    return isinstance(eid, str | int) and not isinstance(eid, bool) and ledger.seen.get(str(eid)) is None
 
 
 def ledger_digest(ledger: Ledger) -> str:

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/fhir/r4", tags=["FHIR R4"])
 FHIR_JSON = "application/fhir+json"
 _RESOURCE = {"type": "object", "required": ["resourceType"], "properties": {"resourceType": {"type": "string"}}}
 _BUNDLE = {"type": "object", "required": ["resourceType", "type"],
-           "properties": {"resourceType": {"const": "Bundle"}, "type": {"enum": ["batch"]},
+           "properties": {"resourceType": {"const": "Bundle"}, "type": {"enum": ["batch", "transaction"]},
                           "entry": {"type": "array", "maxItems": 10_000,
                                     "items": {"type": "object", "properties": {"resource": {"type": "object"}}}}}}
 BODY = {"requestBody": {"required": True, "content": {FHIR_JSON: {"schema": _RESOURCE},
@@ -95,19 +95,19 @@ async def post_bundle(request: Request, runner: Runner,
                       principal: Annotated[Principal, Depends(require(*POSTERS))]) -> Response:
     """A ``Bundle`` of type ``batch`` (each entry on its own, as an array of events is: an entry
     that is not a valid resource is answered 400 in its place; the answer a
-    ``batch-response``, an entry per entry). A ``transaction`` (all or nothing) is refused
-    for now (422 ``not-supported``): send a batch."""
+    ``batch-response``, an entry per entry) or ``transaction`` (all or nothing: every entry
+    validated and mapped first, then its events stored together, or, when one would be
+    refused, only the refusals, each stored as every refusal is, and nothing else: answered
+    422 with them; the answer a ``transaction-response``)."""
     bundle = await _resource(request)
     if isinstance(bundle, Exception):
         return refused(400, "structure", f"the body is not JSON: {bundle}")
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         return refused(400, "structure", "POST /fhir/r4 takes a Bundle; post a single resource to "
                                          "/fhir/r4/{resourceType}")
-    if bundle.get("type") == "transaction":
-        return refused(422, "not-supported", "transaction Bundles (all or nothing) are not taken yet: send "
-                                             "type batch (each entry answered on its own)")
-    if bundle.get("type") != "batch":
-        return refused(422, "not-supported", f"a Bundle of type {bundle.get('type')!r}: send type batch")
+    if bundle.get("type") not in ("batch", "transaction"):
+        return refused(422, "not-supported", f"a Bundle of type {bundle.get('type')!r}: send type batch "
+                                             "(each entry on its own) or transaction (all or nothing)")
     entries = bundle.get("entry") or []
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         return refused(400, "structure", "Bundle.entry must be a list of entries")
@@ -123,6 +123,8 @@ async def post_bundle(request: Request, runner: Runner,
                 else fhir.map_resource(e["resource"], others, po_of) for e, problem in zip(entries, invalid, strict=True)]
 
     mapped = await runner.read(read)
+    if bundle["type"] == "transaction":
+        return await _transaction(entries, mapped, runner, principal)
     # Every entry's events in one submission (the runner's batches at most 10,000 events), then
     # each entry answered with its own outcomes.
     todo = [e for e in mapped if isinstance(e, fhir.Mapped) and not e.problems]
@@ -147,6 +149,45 @@ async def post_bundle(request: Request, runner: Runner,
             status, issues = _status([next(by_entry) for _ in entry.events])
         answers.append({"response": {"status": f"{status}", "outcome": fhir.operation_outcome(issues)}})
     return answer({"resourceType": "Bundle", "type": "batch-response", "entry": answers}, 200)
+
+
+async def _transaction(entries: list[dict[str, Any]], mapped: list[fhir.Mapped | str | None], runner: Runner,
+                       principal: Principal) -> Response:
+    """A transaction Bundle: nothing stored unless every entry is a valid resource that maps
+    to events none of which would be refused."""
+    issues = []
+    for n, entry in enumerate(mapped):
+        if isinstance(entry, str):
+            issues.append(fhir.issue("error", "structure", entry, "malformed", f"Bundle.entry[{n}].resource"))
+        elif entry is not None and entry.problems:
+            issues += [dict(i, expression=[f"Bundle.entry[{n}].resource.{x.removeprefix(entry.resource_type + '.')}"
+                                           for x in i.get("expression", [])])
+                       for i in fhir.problem_issues(entry.problems)]
+    if issues:
+        status = 400 if any(isinstance(e, str) for e in mapped) else 422
+        return answer(fhir.operation_outcome(issues), status)
+    owners = [(n, ev) for n, e in enumerate(mapped) if isinstance(e, fhir.Mapped) for ev in e.events]
+    if len(owners) > fhir.MAX_ENTRIES:
+        return refused(413, "too-costly", f"the transaction makes {len(owners):,} events: at most "
+                                          f"{fhir.MAX_ENTRIES:,} in one transaction")
+    stored, outcomes = await runner.submit_all_or_nothing([ev for _, ev in owners], principal)
+    if not stored:
+        found = [dict(o.as_dict(), entry=n) for (n, _), o in zip(owners, outcomes, strict=True) if o is not None]
+        issues = [dict(i, expression=[f"Bundle.entry[{o['entry']}]"])
+                  for o in found for i in fhir.outcome_issues([o])]
+        return answer(fhir.operation_outcome(issues), 422)
+    by_entry: dict[int, list[dict[str, Any]]] = {}
+    for (n, _), o in zip(owners, outcomes, strict=True):
+        assert o is not None
+        by_entry.setdefault(n, []).append(o.as_dict())
+    answers = []
+    for n, entry in enumerate(mapped):
+        if entry is None:  # a Device read with the entries that reference it
+            answers.append({"response": {"status": "200"}})
+            continue
+        status, found_issues = _status(by_entry.get(n, []))
+        answers.append({"response": {"status": f"{status}", "outcome": fhir.operation_outcome(found_issues)}})
+    return answer({"resourceType": "Bundle", "type": "transaction-response", "entry": answers}, 200)
 
 
 @router.post("/{resource_type}", openapi_extra=BODY, response_class=FhirJSON,

@@ -158,7 +158,7 @@ def test_a_case_booked_supplied_and_used_over_fhir_is_the_same_as_in_our_json(tw
     assert ("recall_task", SKU, OR, "None") in fhir_state["alerts"]
 
 
-def test_a_batch_answers_each_entry_and_a_transaction_is_refused_clearly(one: Service):
+def test_a_batch_answers_each_entry_and_a_transaction_stores_all_or_nothing(one: Service):
     svc = one
     t, expiry = now(), future_expiry()
     good = _fhir_scenario(t, expiry)[1][1]
@@ -174,8 +174,6 @@ def test_a_batch_answers_each_entry_and_a_transaction_is_refused_clearly(one: Se
         assert [e["response"]["status"] for e in body["entry"]] == ["201", "422"]
         refused = body["entry"][1]["response"]["outcome"]["issue"][0]
         assert refused["details"]["coding"] == [{"system": REFUSAL_SYSTEM, "code": "unknown_location"}]
-        r = scanner.post("/fhir/r4", json=dict(bundle, type="transaction"))
-        assert r.status_code == 422 and r.json()["issue"][0]["code"] == "not-supported"
         # A refusal of our domain comes with our code: an item unknown here.
         unknown = dict(good, identifier=[{"value": "DESADV-3"}], contained=[],
                        suppliedItem={"quantity": {"value": 1},
@@ -185,6 +183,28 @@ def test_a_batch_answers_each_entry_and_a_transaction_is_refused_clearly(one: Se
         assert r.status_code == 422
         assert {c["code"] for i in r.json()["issue"] for c in i.get("details", {}).get("coding", [])} \
             == {"unknown_item"}
+
+        # A transaction: all or nothing. An entry that cannot be mapped (no location) or one
+        # whose event would be refused (an unknown item) fails the whole Bundle, and the good
+        # entry beside it is not stored: posted alone afterwards, it is new.
+        def entry(resource: dict) -> dict:
+            return {"resource": resource, "request": {"method": "POST", "url": "SupplyDelivery"}}
+
+        fresh = [dict(good, identifier=[{"value": f"DESADV-T{k}"}]) for k in range(4)]
+        for other, code in ((dict(bad, identifier=[{"value": "DESADV-T9"}]), "unknown_location"),
+                            (dict(unknown, identifier=[{"value": "DESADV-T8"}]), "unknown_item")):
+            r = scanner.post("/fhir/r4", json={"resourceType": "Bundle", "type": "transaction",
+                                               "entry": [entry(fresh[0]), entry(other)]})
+            assert r.status_code == 422, r.text
+            issues = r.json()["issue"]
+            assert [c["code"] for i in issues for c in i.get("details", {}).get("coding", [])] == [code]
+            assert issues[0]["expression"][0].startswith("Bundle.entry[1]")
+        assert scanner.post("/fhir/r4/SupplyDelivery", json=fresh[0]).status_code == 201
+        r = scanner.post("/fhir/r4", json={"resourceType": "Bundle", "type": "transaction",
+                                           "entry": [entry(fresh[1]), entry(fresh[2]), entry(fresh[0])]})
+        assert r.status_code == 200, r.text
+        assert r.json()["type"] == "transaction-response"
+        assert [e["response"]["status"] for e in r.json()["entry"]] == ["201", "201", "200"]
 
 
 def test_metadata_lists_what_is_taken_and_open_requisitions_are_supply_requests(one: Service):
