@@ -21,6 +21,7 @@ from api.routes import (
     admin,
     alerts,
     audit,
+    epcis,
     events,
     fhir,
     imports,
@@ -110,7 +111,7 @@ def create_app(runner: EmbeddedRunner, principals: dict[str, Principal],
     app.state.projection_service = projections
     app.state.projections = None  # the KPI reader, once the projections have started
     for module in (events, stock_points, alerts, webhooks, audit, recalls, trace, procurement, kpis, admin, imports,
-                   fhir, ops):
+                   fhir, epcis, ops):
         app.include_router(module.router)
     ui.install(app, ui_secret)  # the page for the supply team, /ui/
 

@@ -40,7 +40,7 @@ import orjson
 import psycopg
 
 from bench.distributed import PARTITIONS, Database, Replenish, delete_topics, servers
-from bench.ingest import ADMIN_KEY, CASE_ID_KEY, SCANNER_KEY, Service
+from bench.ingest import ADMIN_KEY, API_KEYS, CASE_ID_KEY, SCANNER_KEY, Service
 from bench.workload import Workload
 from streams.kafka_app import tracking_name
 from streams.store import postgres_env
@@ -161,7 +161,7 @@ def distributed(args: argparse.Namespace) -> None:
            "REPLENISH_WORKER_GROUP": f"{topics.prefix}replenish-worker"}
     worker_env = {k: v for k, v in os.environ.items() if not k.startswith("REPLENISH_")}
     worker_env.update(env, REPLENISH_CASE_ID_KEY=CASE_ID_KEY, REPLENISH_DATA_DIR=str(tmp / "data"),
-                      REPLENISH_GATEWAYS="")
+                      REPLENISH_API_KEYS=API_KEYS)  # (the API's principals' roles)
     worker = Replenish(["worker", "--loglevel", "WARNING"], worker_env, tmp / "worker.log")
     svc = Service(tmp / "data", env)
     store = TrackedEventStore(env=postgres_env(db.dsn))

@@ -59,6 +59,7 @@ class Location:
     timezone: str
     restocked_from: str | None
     extra: dict[str, Any] = field(default_factory=dict)
+    gln: str | None = None  # the place's GLN (``domain.epc.place_key``): how EPCIS names it
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class Catalog:
     suppliers: dict[str, Versions[Supplier]] = field(default_factory=dict)
     # GTIN-14 -> (sku, packaging unit: the base unit or a key of Item.units)
     by_gtin: dict[str, tuple[str, str]] = field(default_factory=dict)
+    by_gln: dict[str, str] = field(default_factory=dict)  # place key (domain.epc) -> location id
 
     def register_item(self, item: Item, effective_from: datetime) -> None:
         self.items.setdefault(item.sku, Versions()).add(effective_from, item)
@@ -110,6 +112,12 @@ class Catalog:
 
     def register_location(self, location: Location, effective_from: datetime) -> None:
         self.locations.setdefault(location.location, Versions()).add(effective_from, location)
+        if location.gln:
+            self.by_gln[location.gln] = location.location
+
+    def resolve_gln(self, key: str) -> str | None:
+        """The location a place key (``domain.epc.place_key``) names, if one registered it."""
+        return self.by_gln.get(key)
 
     def register_supplier(self, supplier: Supplier, effective_from: datetime) -> None:
         self.suppliers.setdefault(supplier.supplier, Versions()).add(effective_from, supplier)

@@ -19,6 +19,7 @@ from typing import Any
 from domain import codes as c
 from domain.barcodes import parse_gs1
 from domain.chain import canonical_json
+from domain.epc import place_key
 from domain.gtin import gtin_check_digit_ok
 
 MASTER = "master"
@@ -495,6 +496,9 @@ def _check_type_specific(etype: str, event: dict[str, Any], errors: list[FieldEr
             ZoneInfo(tz)
         except Exception:
             errors.append(FieldError("timezone", c.MALFORMED, f"unknown IANA time zone {tz!r}"))
+        if event.get("gln") is not None and place_key(event["gln"]) is None:
+            errors.append(FieldError("gln", c.MALFORMED, "'gln' must be a GLN (13 digits), an SGLN URN "
+                                     "(urn:epc:id:sgln:...) or a GS1 Digital Link of one (.../414/{gln})"))
     elif etype == "lot_changed":
         change = event.get("change")
         if change is not None and change not in LOT_CHANGES:

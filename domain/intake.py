@@ -32,6 +32,7 @@ from domain.aggregates import (
     stock_point_id,
 )
 from domain.catalog import Catalog, Item, Location, Supplier, divisible_by_default
+from domain.epc import place_key
 from domain.events import (
     EVENT_TYPES,
     LOT,
@@ -155,7 +156,8 @@ def item_from_event(e: dict[str, Any]) -> Item:
 def location_from_event(e: dict[str, Any]) -> Location:
     return Location(location=e["location"], site=e["site"], name=e.get("name") or e["location"],
                     kind=e.get("kind") or "ward", timezone=e.get("timezone") or "UTC",
-                    restocked_from=e.get("restocked_from"))
+                    restocked_from=e.get("restocked_from"),
+                    gln=place_key(e["gln"]) if e.get("gln") is not None else None)
 
 
 def supplier_from_event(e: dict[str, Any]) -> Supplier:

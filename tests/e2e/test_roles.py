@@ -90,6 +90,7 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/fhir/r4/SupplyRequest"): READERS,
     ("POST", "/fhir/r4"): POSTERS,
     ("POST", "/fhir/r4/{resource_type}"): POSTERS,
+    ("POST", "/epcis/capture"): POSTERS,  # (each event type's own roles within, as FHIR)
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
 }
@@ -142,6 +143,7 @@ ALLOWED_STATUS = {
     ("POST", "/v1/import/{kind}"): 404,
     ("POST", "/fhir/r4"): 400,  # (no Bundle sent)
     ("POST", "/fhir/r4/{resource_type}"): 400,  # (no resource sent)
+    ("POST", "/epcis/capture"): 400,  # (no document sent)
 }
 # Query strings that routes need (the fixture's stock point has lot L1).
 QUERY = {("GET", "/v1/trace"): f"?sku={SKU}&lot=L1", ("GET", "/v1/transfer-requests"): "?source=CS",

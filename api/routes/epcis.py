@@ -1,0 +1,90 @@
+"""GS1 EPCIS 2.0 capture (``streams.epcis``): ``POST /epcis/capture`` takes a JSON-LD
+``EPCISDocument``, all or nothing, with the same keys, roles, validation, refusal codes and
+de-duplication as ``/v1/events``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request, status
+
+from api.deps import POSTERS, Runner, require
+from api.errors import MALFORMED_BODY, ApiError
+from api.responses import JSON
+from domain.intake import Principal
+from streams import epcis
+
+router = APIRouter(prefix="/epcis", tags=["GS1 EPCIS 2.0"])
+_DOCUMENT = {"type": "object", "required": ["type", "schemaVersion", "epcisBody"],
+             "properties": {"type": {"const": "EPCISDocument"}, "schemaVersion": {"type": "string"},
+                            "epcisBody": {"type": "object"}}}
+BODY = {"requestBody": {"required": True, "content": {"application/ld+json": {"schema": _DOCUMENT},
+                                                      "application/json": {"schema": _DOCUMENT}}}}
+
+
+def _refused(mapped: list[epcis.Mapped]) -> list[dict[str, Any]]:
+    return [{"index": m.index, "eventID": m.event_id, "errors": [p.as_dict() for p in m.problems]}
+            for m in mapped if m.problems]
+
+
+@router.post("/capture", openapi_extra=BODY, response_class=JSON, status_code=status.HTTP_201_CREATED,
+             responses={200: {"description": "Every event was stored already, or none moves stock"},
+                        400: {"description": "Not an EPCIS 2.0 document"},
+                        422: {"description": "Refused: nothing stored but the refusals; each event's errors"}})
+async def capture(request: Request, runner: Runner,
+                  principal: Annotated[Principal, Depends(require(*POSTERS))]) -> JSON:
+    """An EPCIS 2.0 document (README, "GS1 EPCIS 2.0"): each ObjectEvent or TransactionEvent
+    mapped to our events by its business step, all stored or none. 201 with each event's
+    outcomes; 200 when all were stored before (or none moves stock); 422 with each refused
+    EPCIS event's errors and our codes (nothing stored but the refusals of mapped events, as
+    every refusal is); 400 when the body is not an EPCIS 2.0 document."""
+    try:
+        doc = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(status.HTTP_400_BAD_REQUEST, f"the body is not JSON: {exc}", MALFORMED_BODY) from None
+    events, why = epcis.document_events(doc)
+    if events is None:
+        raise ApiError(status.HTTP_400_BAD_REQUEST, why, MALFORMED_BODY)
+    ids: list[str | None] = [e.get("eventID") if isinstance(e, dict) and isinstance(e.get("eventID"), str)
+                             and e.get("eventID") else None for e in events]
+    if None in ids:  # named by GS1's canonical event hash
+        remote = epcis.remote_contexts(doc)
+        if remote:
+            raise ApiError(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                           f"events without an eventID are named by their canonical hash, which reads the "
+                           f"document's JSON-LD contexts; {remote[0]!r} is not fetched here: send eventIDs",
+                           "malformed")
+        hashes, failed = await asyncio.to_thread(epcis.canonical_hashes, doc)
+        if hashes is None:
+            raise ApiError(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                           f"events without an eventID are named by their canonical hash, which could not be "
+                           f"computed ({failed}): send eventIDs", "malformed")
+        ids = [i if i is not None else hashes[n] for n, i in enumerate(ids)]
+    catalog = runner.processor.ledger.catalog
+    mapped = await runner.read(epcis.map_document, events, [str(i) for i in ids], catalog.resolve_gln)
+    refused = _refused(mapped)
+    if refused:
+        return JSON({"detail": f"{len(refused)} of {len(events)} EPCIS events refused; nothing stored",
+                     "code": refused[0]["errors"][0]["code"], "events": refused}, status_code=422)
+    owners = [(m.index, ev) for m in mapped for ev in m.events]
+    if len(owners) > epcis.MAX_EVENTS:
+        raise ApiError(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"the document makes {len(owners):,} events: at "
+                       f"most {epcis.MAX_EVENTS:,} in one capture", "too_large")
+    stored, outcomes = await runner.submit_all_or_nothing([ev for _, ev in owners], principal) if owners \
+        else (True, [])
+    by_event: dict[int, list[dict[str, Any]]] = {}
+    for (n, _), o in zip(owners, outcomes, strict=True):
+        if o is not None:
+            by_event.setdefault(n, []).append(o.as_dict())
+    if not stored:
+        refused = [{"index": n, "eventID": mapped[n].event_id,
+                    "errors": [e for o in found for e in o["errors"]]} for n, found in sorted(by_event.items())]
+        return JSON({"detail": f"{len(refused)} of {len(events)} EPCIS events refused; nothing stored but the refusals",
+                     "code": refused[0]["errors"][0]["code"], "events": refused}, status_code=422)
+    results = [{"index": m.index, "eventID": m.event_id, "outcomes": by_event.get(m.index, []),
+                **({"note": m.note} if m.note else {})} for m in mapped]
+    new = any(o["status"] in ("accepted", "queued") for r in results for o in r["outcomes"])
+    return JSON({"captured": len(events), "events": len(owners), "results": results},
+                status_code=201 if new else 200)

@@ -1,0 +1,299 @@
+"""GS1 EPCIS 2.0 capture (issue 17, item 3): what a traceability platform or a supplier's
+system sends as a JSON-LD ``EPCISDocument``, mapped to our events with the same validation,
+refusal codes, de-duplication and roles. A capture document is all or nothing, as a FHIR
+transaction (``EmbeddedRunner.submit_all_or_nothing``).
+
+Mapped: ``ObjectEvent`` and ``TransactionEvent`` (action ``ADD`` or ``OBSERVE``) by business
+step (CBV short name, ``https://ref.gs1.org/cbv/BizStep-…`` or ``urn:epcglobal:cbv:bizstep:…``):
+
+- ``receiving`` → ``receipt`` at ``bizLocation`` (else ``readPoint``), against the purchase
+  order of its ``po`` business transaction;
+- ``consuming``, ``dispensing`` → ``usage``; ``decommissioning``, ``destroying`` → ``waste``;
+- ``shipping`` → ``transfer`` from the ``location`` source (else ``readPoint``/``bizLocation``)
+  to the ``location`` destination, both ours (shipping out of the hospital is not mapped);
+- ``inspecting`` with a disposition that takes the units out of use (``damaged``,
+  ``destroyed``, ``disposed``, ``expired``, ``recalled``, ``non_sellable_other``) → ``waste``;
+  any other inspection moves no stock and records nothing.
+
+What: each SGTIN of ``epcList`` (URN or GS1 Digital Link) is one unit with its serial; each
+``quantityList`` entry an LGTIN (a lot), an SGTIN pattern or a Digital Link with a GTIN, and a
+quantity in units (``uom`` absent, ``EA``, ``H87`` or ``C62``; another unit of measure, such
+as ``KGM``, is refused ``unknown_unit``). ``ilmd``'s lot (``…:lotNumber``) and expiry
+(``…:itemExpirationDate``, else ``…:bestBeforeDate``) apply to the event's items. Where: a
+location registered with that ``gln`` (``location_registered``: GLN, SGLN URN or Digital
+Link; an SGLN's extension names a part of a place, and falls back to the place), or
+``urn:replenish:location:{our id}``.
+
+Refused with a reason, never a failure: other event types (aggregation, transformation,
+association), ``DELETE``, error declarations (corrections of earlier events), business steps
+we do not map (user-defined ones included), EPCs that are no trade item (SSCC, GRAI, GIAI,
+GSRN, …), places we do not know.
+
+Event ids: ``epcis-`` + the SHA-256 of the EPCIS ``eventID`` (first 24 hex digits) + the
+line within it, so a document sent again is answered ``duplicate``; an event without an
+``eventID`` is named by its canonical event hash (GS1's algorithm, computed by the
+``epcis-event-hash-generator`` package, its reference implementation, offline: only the
+GS1 contexts it ships are read; a document naming another remote context is refused).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.epc import epc_item, place_key
+
+MAX_EVENTS = 10_000
+TAKEN = ("ObjectEvent", "TransactionEvent")
+STEPS = {"receiving": "receipt", "consuming": "usage", "dispensing": "usage", "decommissioning": "waste",
+         "destroying": "waste", "shipping": "transfer", "inspecting": "waste"}
+OUT_OF_USE = ("damaged", "destroyed", "disposed", "expired", "recalled", "non_sellable_other")
+EACH = ("EA", "H87", "C62")
+OUR_LOCATION = "urn:replenish:location:"
+GS1_CONTEXTS = ("https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld",
+                "https://gs1.github.io/EPCIS/epcis-context.jsonld")
+
+
+@dataclass
+class Problem:
+    where: str
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"field": self.where, "code": self.code, "message": self.message}
+
+
+@dataclass
+class Mapped:
+    """One EPCIS event: the events it becomes, or the problems that refuse it; ``note`` when it
+    becomes none and that is no refusal (an inspection that passed)."""
+
+    index: int
+    event_id: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    note: str | None = None
+
+
+def short(value: Any) -> str:
+    """A CBV value's short name: ``receiving`` for ``https://ref.gs1.org/cbv/BizStep-receiving``
+    or ``urn:epcglobal:cbv:bizstep:receiving``; other values as they are."""
+    text = str(value or "")
+    for prefix in ("https://ref.gs1.org/cbv/BizStep-", "https://ref.gs1.org/cbv/Disp-",
+                   "urn:epcglobal:cbv:bizstep:", "urn:epcglobal:cbv:disp:", "cbv:BizStep-", "cbv:Disp-"):
+        if text.startswith(prefix):
+            return text[len(prefix):]
+    return text
+
+
+def document_events(doc: Any) -> tuple[list[Any] | None, str | None]:
+    """The events of an ``EPCISDocument``, or why it is not one we take."""
+    if not isinstance(doc, dict) or doc.get("type") != "EPCISDocument":
+        return None, "not an EPCIS document: a JSON object with \"type\": \"EPCISDocument\""
+    if str(doc.get("schemaVersion", "")) not in ("2.0", "2.0.0"):
+        return None, f"EPCIS schemaVersion {doc.get('schemaVersion')!r}: this capture takes 2.0 (JSON-LD)"
+    body = doc.get("epcisBody")
+    if not isinstance(body, dict):
+        return None, "the document has no epcisBody"
+    events = body.get("eventList", [body["event"]] if "event" in body else None)
+    if not isinstance(events, list):
+        return None, "epcisBody holds no eventList"
+    if len(events) > MAX_EVENTS:
+        return None, f"{len(events):,} events: at most {MAX_EVENTS:,} in one capture"
+    return events, None
+
+
+def remote_contexts(doc: dict[str, Any]) -> list[str]:
+    """The remote JSON-LD contexts a document names other than GS1's (never fetched here)."""
+    ctx = doc.get("@context")
+    found = ctx if isinstance(ctx, list) else [ctx]
+    return [c for c in found if isinstance(c, str) and c not in GS1_CONTEXTS]
+
+
+_HASH_LOCK = threading.Lock()
+
+
+def canonical_hashes(doc: dict[str, Any]) -> tuple[list[str] | None, str | None]:
+    """GS1's canonical event hash of each event of ``doc`` (``ni:///sha-256;…?ver=CBV2.0``),
+    by the reference implementation, or None and why it could not be computed (the package
+    fails on some contexts). It keeps module-level state and logs the events it reads through
+    the root logger: one call at a time, its records dropped."""
+    from epcis_event_hash_generator import file_document_loader, hash_generator, json_to_py
+    from pyld import jsonld
+
+    shipped = file_document_loader.file_document_loader()
+
+    def offline(url: str, options: Any = None) -> Any:
+        if url not in GS1_CONTEXTS:
+            raise jsonld.JsonLdError("not fetched: only GS1's EPCIS contexts are read", "jsonld.LoadDocumentError",
+                                     code="loading document failed")
+        return shipped(url, options or {})
+
+    def quiet(record: logging.LogRecord) -> bool:
+        return "epcis_event_hash_generator" not in record.pathname and "pyld" not in record.pathname
+
+    root = logging.getLogger()
+    with _HASH_LOCK:
+        jsonld.set_document_loader(offline)
+        root.addFilter(quiet)
+        try:
+            events = json_to_py.event_list_from_epcis_document_json(doc)
+            hashes = list(hash_generator.epcis_hashes_from_events(events))
+        except Exception as exc:  # (its errors are of every kind: a context it cannot read, say)
+            return None, f"{type(exc).__name__}: {str(exc)[:200]}"
+        finally:
+            root.removeFilter(quiet)
+    if len(hashes) != len(doc["epcisBody"].get("eventList") or [None]):
+        return None, "it skipped events it could not read"
+    return hashes, None
+
+
+def _event_id(epcis_id: str, k: int) -> str:
+    return f"epcis-{hashlib.sha256(epcis_id.encode()).hexdigest()[:24]}-{k}"
+
+
+def _ilmd(ev: dict[str, Any]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for key, value in (ev.get("ilmd") or {}).items() if isinstance(ev.get("ilmd"), dict) else ():
+        name = str(key).rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+        if name == "lotNumber" and value:
+            found["lot"] = str(value)
+        elif name == "itemExpirationDate" and value:
+            found["expiry"] = str(value)[:10]
+        elif name == "bestBeforeDate" and value:
+            found.setdefault("expiry", str(value)[:10])
+    return found
+
+
+def _po(ev: dict[str, Any]) -> str | None:
+    for bt in ev.get("bizTransactionList") or []:
+        if isinstance(bt, dict) and short(bt.get("type")).rsplit("-", 1)[-1].rsplit(":", 1)[-1] == "po":
+            ref = str(bt.get("bizTransaction") or "")
+            return ref.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] or None
+    return None
+
+
+def _typed(entries: Any, kind: str, key: str) -> str | None:
+    for e in entries or []:
+        if isinstance(e, dict) and short(e.get("type")).rsplit(":", 1)[-1] == kind and e.get(key):
+            return str(e[key])
+    return None
+
+
+Place = Callable[[str], str | None]  # a place key (domain.epc) -> our location id, or None
+
+
+def _location(uri: Any, resolve: Place) -> str | None:
+    if not isinstance(uri, str):
+        return None
+    if uri.startswith(OUR_LOCATION):
+        return uri[len(OUR_LOCATION):] or None
+    key = place_key(uri)
+    if key is None:
+        return None
+    return resolve(key) or (resolve(key.split("/", 1)[0]) if "/" in key else None)
+
+
+def map_event(index: int, ev: Any, epcis_id: str, resolve: Place) -> Mapped:
+    """One EPCIS event as our events (the module's docstring)."""
+    out = Mapped(index, epcis_id)
+    where = f"eventList[{index}]"
+    if not isinstance(ev, dict):
+        out.problems.append(Problem(where, "malformed", "an EPCIS event is a JSON object"))
+        return out
+    kind = ev.get("type")
+    if kind not in TAKEN:
+        out.problems.append(Problem(f"{where}.type", "malformed", f"{kind or 'an event without a type'} is not mapped: "
+                                    "this capture takes ObjectEvent and TransactionEvent"))
+        return out
+    if ev.get("errorDeclaration"):
+        out.problems.append(Problem(f"{where}.errorDeclaration", "malformed", "an error declaration (a correction "
+                                    "of an earlier event) is not taken: send the events that undo it"))
+        return out
+    if ev.get("action") not in ("ADD", "OBSERVE"):
+        out.problems.append(Problem(f"{where}.action", "malformed", f"action {ev.get('action')!r}: ADD or OBSERVE"))
+        return out
+    step = short(ev.get("bizStep"))
+    mapped_type = STEPS.get(step)
+    if mapped_type is None:
+        out.problems.append(Problem(f"{where}.bizStep", "malformed", f"business step {step or '(none)'!r} is not "
+                                    f"mapped: one of {', '.join(STEPS)}"))
+        return out
+    if step == "inspecting" and short(ev.get("disposition")) not in OUT_OF_USE:
+        out.note = f"an inspection ({short(ev.get('disposition')) or 'no disposition'}) moves no stock"
+        return out
+    at = ev.get("eventTime")
+    if not isinstance(at, str):
+        out.problems.append(Problem(f"{where}.eventTime", "missing_field", "says not when it happened"))
+        return out
+    place: dict[str, Any] = {}
+    here_uri = (ev.get("bizLocation") or {}).get("id") or (ev.get("readPoint") or {}).get("id")
+    if mapped_type == "transfer":
+        src_uri = _typed(ev.get("sourceList"), "location", "source") or here_uri
+        dst_uri = _typed(ev.get("destinationList"), "location", "destination")
+        src, dst = _location(src_uri, resolve), _location(dst_uri, resolve)
+        if src is None or dst is None:
+            out.problems.append(Problem(f"{where}.destinationList" if src else f"{where}.readPoint", "unknown_location",
+                                        f"shipping from {src_uri!r} to {dst_uri!r}: both must be our locations "
+                                        "(a location registered with that gln, or urn:replenish:location:{id})"))
+            return out
+        place = {"from_location": src, "to_location": dst}
+    else:
+        here = _location(here_uri, resolve)
+        if here is None:
+            out.problems.append(Problem(f"{where}.bizLocation", "unknown_location",
+                                        f"{here_uri!r} is none of our locations: register it with that gln, or "
+                                        "send urn:replenish:location:{id}"))
+            return out
+        place = {"location": here}
+    extra = _ilmd(ev)
+    po = _po(ev)
+    lines: list[tuple[dict[str, Any], float, str | None]] = []
+    for n, epc in enumerate(ev.get("epcList") or []):
+        item, why = epc_item(epc)
+        if item is None:
+            out.problems.append(Problem(f"{where}.epcList[{n}]", "unknown_item", str(why)))
+            continue
+        lines.append((item, 1.0, None))
+    for n, q in enumerate(ev.get("quantityList") or []):
+        if not isinstance(q, dict):
+            out.problems.append(Problem(f"{where}.quantityList[{n}]", "malformed", "a quantity element is an object"))
+            continue
+        item, why = epc_item(q.get("epcClass"))
+        if item is None:
+            out.problems.append(Problem(f"{where}.quantityList[{n}].epcClass", "unknown_item", str(why)))
+            continue
+        uom = q.get("uom")
+        if uom is not None and uom not in EACH:
+            out.problems.append(Problem(f"{where}.quantityList[{n}].uom", "unknown_unit",
+                                        f"unit of measure {uom!r}: quantities are taken in units (EA, H87, C62)"))
+            continue
+        quantity = q.get("quantity")
+        if isinstance(quantity, bool) or not isinstance(quantity, int | float) or quantity <= 0:
+            out.problems.append(Problem(f"{where}.quantityList[{n}].quantity", "invalid_quantity",
+                                        f"quantity {quantity!r}: a number above 0"))
+            continue
+        lines.append((item, float(quantity), uom))
+    if not lines and not out.problems:
+        out.problems.append(Problem(f"{where}.epcList", "missing_field", "names no item (epcList or quantityList)"))
+    if out.problems:
+        return out
+    for k, (item, quantity, _) in enumerate(lines):
+        event: dict[str, Any] = {"event_id": _event_id(epcis_id, k), "type": mapped_type, "occurred_at": at,
+                                 **place, "quantity": quantity, **{f: v for f, v in extra.items() if f not in item},
+                                 **item}
+        if po and mapped_type == "receipt":
+            event["po_id"] = po
+        out.events.append(event)
+    return out
+
+
+def map_document(events: list[Any], ids: list[str], resolve: Place) -> list[Mapped]:
+    """Each EPCIS event of a document (``document_events``), with its id (``eventID``, else its
+    canonical hash)."""
+    return [map_event(i, ev, ids[i], resolve) for i, ev in enumerate(events)]

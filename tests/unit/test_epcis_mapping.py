@@ -1,0 +1,128 @@
+"""GS1 EPCIS 2.0 capture's mapping (``streams.epcis``) and identifiers (``domain.epc``): the
+samples written by others (tests/e2e/epcis_samples) are each mapped or refused with our code
+and a reason, never a failure; identifiers in URN and Digital Link form name the same item."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.epc import epc_item, place_key
+from streams import epcis
+
+SAMPLES = Path(__file__).resolve().parents[1] / "e2e" / "epcis_samples"
+W1 = place_key("urn:epc:id:sgln:0012345.11111.0")
+CS = place_key("urn:epc:id:sgln:0614141.00888.0")
+
+
+def mapped(name: str, places: dict[str, str] | None = None) -> list[epcis.Mapped]:
+    doc = json.loads((SAMPLES / name).read_text())
+    events, why = epcis.document_events(doc)
+    assert events is not None, why
+    ids = [e.get("eventID") or f"hash-{i}" for i, e in enumerate(events)]
+    return epcis.map_document(events, ids, (places or {}).get)
+
+
+def codes(m: epcis.Mapped) -> list[str]:
+    return [p.code for p in m.problems]
+
+
+def test_urn_and_digital_link_name_the_same_items_and_places() -> None:
+    assert epc_item("urn:epc:class:lgtin:0614141.712345.998877")[0] == \
+        epc_item("https://id.gs1.org/01/70614141123451/10/998877")[0] == {"gtin": "70614141123451", "lot": "998877"}
+    assert epc_item("urn:epc:id:sgtin:0614141.812345.6789")[0] == {"gtin": "80614141123458", "serial": "6789"}
+    assert epc_item("urn:epc:id:sgtin:0614141.812345.A%2FB")[0] == {"gtin": "80614141123458", "serial": "A/B"}
+    assert place_key("urn:epc:id:sgln:0614141.12345.0") == place_key("https://id.gs1.org/414/0614141123452") \
+        == place_key("0614141123452") == "0614141123452"
+    assert place_key("https://example.org/414/0614141123452/254/dock") == "0614141123452/dock"
+    assert place_key("0614141123453") is None and place_key("geo:48.1,11.5") is None  # a bad check digit; a point
+    for other in ("urn:epc:id:sscc:0614141.1234567890", "urn:epc:id:grai:0614141.12345.400",
+                  "urn:epc:id:gsrn:0614141.1234567890", "urn:epc:idpat:sgtin:0614141.812345.*.x"):
+        item, why = epc_item(other)
+        assert item is None and why
+
+
+def test_the_standards_receiving_event_becomes_a_receipt_and_its_shipping_one_is_refused_clearly() -> None:
+    shipping, receiving = mapped("gs1-Example_9.6.1-ObjectEvent.jsonld", {W1: "W1"})
+    assert codes(shipping) == ["unknown_location"] and "both must be our locations" in shipping.problems[0].message
+    (receipt,) = receiving.events
+    assert (receipt["type"], receipt["location"], receipt["gtin"], receipt["serial"], receipt["quantity"],
+            receipt["po_id"]) == ("receipt", "W1", "10614141073464", "2018", 1.0, "12345678")
+    assert receipt["occurred_at"] == "2005-04-04T20:33:31.116-06:00"
+    assert receipt["event_id"].startswith("epcis-") and receipt["event_id"].endswith("-0")
+    (unknown,) = mapped("gs1-Example_9.6.1-ObjectEvent.jsonld")[1:]
+    assert codes(unknown) == ["unknown_location"]
+
+
+def test_every_sample_is_mapped_or_refused_with_our_code() -> None:
+    expected = {
+        "gs1-Example_9.6.2-ObjectEvent.jsonld": [["unknown_unit"]],  # 200 KGM
+        "gs1-Example_9.6.2-ObjectEventWithDigitalLink.jsonld": [["unknown_unit"]],
+        "gs1-Example_9.6.4-TransformationEvent.jsonld": [["malformed"]],
+        "gs1-transaction_event_all_possible_fields.jsonld": [["malformed"]],  # an error declaration
+        "gs1-Example-TransactionEvents-2020_07_03y.jsonld": [["malformed"], ["malformed"]],  # user-defined step
+    }
+    for path in sorted(SAMPLES.glob("*.jsonld")):
+        found = mapped(path.name, {W1: "W1", CS: "CS"})
+        for m in found:
+            assert m.events or m.problems or m.note, (path.name, m.index)
+            assert all(p.code in ("malformed", "missing_field", "unknown_item", "unknown_location", "unknown_unit",
+                                  "invalid_quantity") and p.message for p in m.problems)
+        if path.name in expected:
+            assert [codes(m) for m in found] == expected[path.name], path.name
+    various = mapped("hashgen-epcisDocWithVariousEventTypes.jsonld")
+    assert various[2].note == "an inspection (in_progress) moves no stock" and not various[2].events
+
+
+def test_an_event_of_units_in_a_lot_with_its_expiry_in_the_ilmd() -> None:
+    ev = {"type": "ObjectEvent", "action": "ADD", "bizStep": "https://ref.gs1.org/cbv/BizStep-receiving",
+          "eventTime": "2026-12-01T08:00:00.1415Z", "bizLocation": {"id": "urn:replenish:location:CS"},
+          "quantityList": [{"epcClass": "urn:epc:class:lgtin:0614141.712345.L7", "quantity": 12},
+                           {"epcClass": "https://id.gs1.org/01/70614141123451", "quantity": 3, "uom": "EA"}],
+          "ilmd": {"cbvmda:lotNumber": "L9", "cbvmda:itemExpirationDate": "2028-01-31"},
+          "bizTransactionList": [{"type": "urn:epcglobal:cbv:btt:po", "bizTransaction": "urn:epcglobal:cbv:bt:0614141000005:PO-7"}]}
+    m = epcis.map_event(0, ev, "E-1", {}.get)
+    assert m.problems == []
+    assert [(e["lot"], e["quantity"], e["expiry"], e["location"], e["po_id"]) for e in m.events] == [
+        ("L7", 12.0, "2028-01-31", "CS", "PO-7"), ("L9", 3.0, "2028-01-31", "CS", "PO-7")]
+    consumed = dict(ev, bizStep="consuming", ilmd=None, quantityList=[{"epcClass": "urn:epc:class:lgtin:0614141.712345.L7",
+                                                                       "quantity": 2}])
+    (use,) = epcis.map_event(1, consumed, "E-2", {}.get).events
+    assert (use["type"], use["quantity"], "po_id" in use) == ("usage", 2.0, False)
+    damaged = dict(consumed, bizStep="inspecting", disposition="damaged")
+    assert epcis.map_event(2, damaged, "E-3", {}.get).events[0]["type"] == "waste"
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner,
+                                                                                       max_size=4), max_leaves=12)
+keys = st.sampled_from(["type", "action", "bizStep", "eventTime", "bizLocation", "readPoint", "epcList",
+                        "quantityList", "ilmd", "sourceList", "destinationList", "disposition", "errorDeclaration",
+                        "bizTransactionList"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(keys, json_values | st.sampled_from(["ObjectEvent", "ADD", "receiving", "shipping",
+                                                            "2026-01-01T00:00:00Z"]), max_size=10) | json_values)
+def test_any_event_is_mapped_or_refused_never_a_failure(ev: Any) -> None:
+    m = epcis.map_event(0, ev, "E", {"0012345111112": "W1"}.get)
+    assert [bool(m.events), bool(m.problems), m.note is not None].count(True) == 1
+    for e in m.events:
+        assert e["event_id"].startswith("epcis-") and e["quantity"] > 0
+
+
+def test_a_document_without_event_ids_is_named_by_gs1s_canonical_hash() -> None:
+    doc = json.loads((SAMPLES / "hashgen-TimeStampRoundOff.jsonld").read_text())
+    for ev in doc["epcisBody"]["eventList"]:
+        ev.pop("eventID", None)
+    hashes, why = epcis.canonical_hashes(doc)
+    assert why is None and hashes is not None and len(hashes) == 3
+    assert all(h.startswith("ni:///sha-256;") for h in hashes) and len(set(hashes)) == 3
+    assert epcis.canonical_hashes(doc)[0] == hashes  # the same document, the same names
+    bad = json.loads((SAMPLES / "gs1-Example-TransactionEvents-2020_07_03y.jsonld").read_text())
+    none, reason = epcis.canonical_hashes(bad)  # a context the package cannot read: a reason, not a failure
+    assert none is None and reason
