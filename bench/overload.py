@@ -6,7 +6,8 @@ in batches of ``--batch`` events, for ``--seconds``.
   admitted, the share answered 429 (with Retry-After), the service's memory at the end, the
   time for what was admitted to drain after the load stops (the last answer: the embedded
   service answers once it stored), and the events acknowledged but lost (every acknowledged
-  batch is sent again afterwards: each of its events must answer ``duplicate``).
+  batch is made again and sent afterwards: none of its events may be taken as new; the
+  remade events carry new instants, so they are answered ``event_id_reused``).
 - ``--profile distributed``: the same load on ``serve`` of the distributed profile, with one
   ``replenish worker``, on the Kafka broker and PostgreSQL server of ``infra/up`` (a database
   and topics of the run's own, dropped after). The API answers once Kafka holds the events
@@ -40,7 +41,7 @@ import orjson
 import psycopg
 
 from bench.distributed import PARTITIONS, Database, Replenish, delete_topics, servers
-from bench.ingest import ADMIN_KEY, API_KEYS, CASE_ID_KEY, SCANNER_KEY, Service
+from bench.ingest import ADMIN_KEY, API_KEYS, CASE_ID_KEY, SCANNER_KEY, Connection, Service
 from bench.workload import Workload
 from streams.kafka_app import tracking_name
 from streams.store import postgres_env
@@ -60,44 +61,86 @@ def rss_mb(pid: int) -> float:
 Answer = tuple[int, float]  # (status, or 0 when the connection failed; seconds)
 
 
-async def offer(base: str, make_batch: Callable[[int], list[dict[str, Any]]], n_batches: int,
-                per_second: float) -> tuple[list[Answer], float]:
+async def offer(port: int, make_batch: Callable[[int], list[dict[str, Any]]], n_batches: int,
+                per_second: float, max_connections: int = 1000) -> tuple[list[Answer], float]:
     """POST batch ``i`` (``make_batch(i)``, made just before it is sent, in order: a 10-minute
     run's millions of events are never all held at once) at its scheduled instant, open loop
-    (not waiting for answers); each answer's status and latency, and when the last answer came
-    after the schedule. Prints its progress every 30 s."""
-    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+    (not waiting for answers), over up to ``max_connections`` keep-alive connections (raw
+    HTTP/1.1, ``bench.ingest.Connection``: httpx's pool spends its time scanning thousands of
+    waiting requests and falls behind the schedule); a request that finds none free waits for
+    one. Each answer's status and its latency from the send; when the last answer came after
+    the schedule. Prints its progress every 30 s."""
     answers: list[Answer | None] = [None] * n_batches
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits,
-                                 headers={"Authorization": f"Bearer {SCANNER_KEY}"}) as client:
-        async def one(i: int, body: bytes) -> None:
-            started = time.perf_counter()
-            try:
-                r = await client.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
-                answers[i] = (r.status_code, time.perf_counter() - started)
-            except httpx.HTTPError:
-                answers[i] = (0, time.perf_counter() - started)
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    opened = 0
 
-        start = time.perf_counter()
-        shown = start
-        tasks = set()
-        for i in range(n_batches):
-            body = orjson.dumps(make_batch(i))
-            delay = start + i / per_second - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            task = asyncio.create_task(one(i, body))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            if time.perf_counter() - shown >= 30:
-                shown = time.perf_counter()
-                done = [a for a in answers[:i] if a is not None]
-                print(f"  {shown - start:4.0f} s: {i + 1:,} requests sent, {len(done):,} answered "
-                      f"({sum(1 for a in done if a[0] == 200):,} admitted), {len(tasks):,} waiting", flush=True)
-        offered_until = time.perf_counter()
-        while tasks:
-            await asyncio.gather(*list(tasks))
-        return [a for a in answers if a is not None], time.perf_counter() - offered_until
+    async def one(i: int, body: bytes) -> None:
+        nonlocal opened
+        if idle.empty() and opened < max_connections:
+            opened += 1
+            try:
+                conn = await Connection("127.0.0.1", port, SCANNER_KEY).open()
+            except OSError:
+                opened -= 1
+                answers[i] = (0, 0.0)
+                return
+        else:
+            conn = await idle.get()
+        started = time.perf_counter()
+        try:
+            status, _ = await conn.post(body)
+        except (OSError, asyncio.IncompleteReadError):
+            conn.close()
+            opened -= 1
+            answers[i] = (0, time.perf_counter() - started)
+            return
+        answers[i] = (status, time.perf_counter() - started)
+        idle.put_nowait(conn)
+
+    start = time.perf_counter()
+    shown = start
+    tasks: set[asyncio.Task[None]] = set()
+    behind = 0.0
+    for i in range(n_batches):
+        body = orjson.dumps(make_batch(i))
+        delay = start + i / per_second - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            behind = max(behind, -delay)
+        task = asyncio.create_task(one(i, body))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        if time.perf_counter() - shown >= 30:
+            shown = time.perf_counter()
+            done = [a for a in answers[:i] if a is not None]
+            print(f"  {shown - start:4.0f} s: {i + 1:,} requests sent, {len(done):,} answered "
+                  f"({sum(1 for a in done if a[0] == 200):,} admitted), {len(tasks):,} waiting, "
+                  f"{opened} connections", flush=True)
+    offered_until = time.perf_counter()
+    print(f"  offered in {offered_until - start:.0f} s (at most {behind:.1f} s behind the schedule)", flush=True)
+    while tasks:
+        await asyncio.gather(*list(tasks))
+    while not idle.empty():
+        idle.get_nowait().close()
+    return [a for a in answers if a is not None], time.perf_counter() - offered_until
+
+
+async def resend(port: int, answers: list[Answer], batch: int) -> int:
+    """Every acknowledged batch again (the same workload made afresh), one after the other:
+    how many of their events are taken as new (acknowledged before and lost since)."""
+    again, lost = Workload("overload", items=3, locations=4), 0
+    conn = await Connection("127.0.0.1", port, SCANNER_KEY).open()
+    try:
+        for status, _ in answers:
+            events = [again.next_event()[1] for _ in range(batch)]
+            if status == 200:
+                code, body = await conn.post(orjson.dumps(events))
+                assert code == 200, (code, body[:300])
+                lost += sum(1 for r in orjson.loads(body)["results"] if r["status"] == "accepted")
+    finally:
+        conn.close()
+    return lost
 
 
 def summary(args: argparse.Namespace, rate: float, answers: list[Answer]) -> None:
@@ -176,7 +219,7 @@ def distributed(args: argparse.Namespace) -> None:
             if time.monotonic() > deadline or worker.proc.poll() is not None:
                 raise RuntimeError(f"the worker stored no master data:\n{worker.log.read_text()[-3000:]}")
             time.sleep(0.2)
-        answers, _ = asyncio.run(offer(svc.base, lambda _i: [wl.next_event()[1] for _ in range(args.batch)],
+        answers, _ = asyncio.run(offer(svc.port, lambda _i: [wl.next_event()[1] for _ in range(args.batch)],
                                        n_batches, rate / args.batch))
         loaded = time.perf_counter()
         assert svc.proc is not None
@@ -234,20 +277,13 @@ def main() -> None:
             wl = Workload("overload", items=3, locations=4)
             with httpx.Client(base_url=svc.base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as admin:
                 admin.post("/v1/events", json=wl.master_data(datetime.now(UTC))).raise_for_status()
-            answers, drain_s = asyncio.run(offer(svc.base, lambda _i: [wl.next_event()[1] for _ in range(args.batch)],
+            answers, drain_s = asyncio.run(offer(svc.port, lambda _i: [wl.next_event()[1] for _ in range(args.batch)],
                                                  n_batches, rate / args.batch))
             assert svc.proc is not None
             memory = rss_mb(svc.proc.pid)
             # Every acknowledged batch again (the same workload made afresh): none of its
             # events may be taken as new.
-            again, lost = Workload("overload", items=3, locations=4), 0
-            with httpx.Client(base_url=svc.base, timeout=120,
-                              headers={"Authorization": f"Bearer {SCANNER_KEY}"}) as client:
-                for status, _ in answers:
-                    batch = [again.next_event()[1] for _ in range(args.batch)]
-                    if status == 200:
-                        results = client.post("/v1/events", json=batch).json()["results"]
-                        lost += sum(1 for r in results if r["status"] == "accepted")
+            lost = asyncio.run(resend(svc.port, answers, args.batch))
             summary(args, rate, answers)
             print(f"memory at the end: {memory:.0f} MB; drained {drain_s:.1f} s after the load stopped")
             print(f"acknowledged and lost: {lost}")

@@ -93,6 +93,9 @@ class Versions(Generic[T]):
     def latest(self) -> T:
         return self._values[-1]
 
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
 
 @dataclass
 class Catalog:
@@ -111,9 +114,25 @@ class Catalog:
             self.by_gtin[normalise_gtin(gtin)] = (item.sku, level)
 
     def register_location(self, location: Location, effective_from: datetime) -> None:
-        self.locations.setdefault(location.location, Versions()).add(effective_from, location)
-        if location.gln:
-            self.by_gln[location.gln] = location.location
+        versions = self.locations.setdefault(location.location, Versions())
+        before = versions.latest().gln if versions else None
+        versions.add(effective_from, location)
+        now = versions.latest().gln
+        if before and before != now and self.by_gln.get(before) == location.location:
+            del self.by_gln[before]  # (the place's GLN changed)
+        if now:
+            self.by_gln[now] = location.location
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A model pickled before GLNs were kept (a snapshot of an earlier version) has no
+        ``by_gln``: made from its locations."""
+        self.__dict__.update(state)
+        if "by_gln" not in state:
+            self.by_gln = {}
+            for name, versions in self.locations.items():
+                gln = getattr(versions.latest(), "gln", None)
+                if gln:
+                    self.by_gln[gln] = name
 
     def resolve_gln(self, key: str) -> str | None:
         """The location a place key (``domain.epc.place_key``) names, if one registered it."""

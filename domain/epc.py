@@ -25,11 +25,11 @@ from domain.barcodes import parse_gs1
 from domain.gtin import check_digit
 
 _URN = re.compile(r"^urn:epc:(id|class|idpat):([a-z0-9]+):(.*)$")
-_DIGITS = re.compile(r"^\d+$")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def _gtin(company: str, reference: str) -> str | None:
-    if not (_DIGITS.match(company) and _DIGITS.match(reference)) or len(company) + len(reference) != 13:
+    if not (_DIGITS.fullmatch(company) and _DIGITS.fullmatch(reference)) or len(company) + len(reference) != 13:
         return None
     body = reference[0] + company + reference[1:]
     return body + check_digit(body)
@@ -76,7 +76,7 @@ def place_key(uri: str) -> str | None:
     13-digit GLN with its check digit."""
     if not isinstance(uri, str):
         return None
-    if _DIGITS.match(uri) and len(uri) == 13:  # a GLN written alone
+    if _DIGITS.fullmatch(uri) and len(uri) == 13:  # a GLN written alone
         return uri if check_digit(uri[:-1]) == uri[-1] else None
     m = _URN.match(uri)
     if m is not None:
@@ -85,7 +85,7 @@ def place_key(uri: str) -> str | None:
         if form != "id" or kind != "sgln" or len(parts) != 3:
             return None
         company, reference, ext = parts
-        if not (_DIGITS.match(company) and (reference == "" or _DIGITS.match(reference))) \
+        if not (_DIGITS.fullmatch(company) and (reference == "" or _DIGITS.fullmatch(reference))) \
                 or len(company) + len(reference) != 12:
             return None
         body = company + reference
@@ -96,7 +96,7 @@ def place_key(uri: str) -> str | None:
     if parsed.scheme not in ("http", "https"):
         return None
     segments = [s for s in parsed.path.split("/") if s]
-    if len(segments) >= 2 and segments[0] == "414" and _DIGITS.match(segments[1]) and len(segments[1]) == 13:
+    if len(segments) >= 2 and segments[0] == "414" and _DIGITS.fullmatch(segments[1]) and len(segments[1]) == 13:
         gln = segments[1]
         if check_digit(gln[:-1]) != gln[-1]:
             return None

@@ -459,8 +459,8 @@ def audit_export(
     """Write the events recorded in a period as JSON Lines with their hashes (one stored event a
     line: notification_id, stream, version, topic, state), for an outside verifier (README,
     "Hashing rule"). With --out, a sidecar OUT.proofs.json beside it holds a signed checkpoint
-    and each exported event's inclusion proof in its tree (README, "Signed checkpoints"): made
-    now when REPLENISH_AUDIT_SIGNING_KEY is set, else from --checkpoint's newest."""
+    and each exported event's inclusion proof in its tree (README, "Signed checkpoints"): the
+    newest of --checkpoint FILE when given, else one made now with REPLENISH_AUDIT_SIGNING_KEY."""
     from datetime import UTC, datetime
 
     from streams.traceability import export

@@ -53,6 +53,7 @@ class EmbeddedRunner:
         self.snapshotter: Any = None  # streams.snapshots.Snapshotter: written from the ticks
         self.checkpointer: Any = None  # streams.checkpoints.Checkpointer: made from the ticks
         self.listeners: list[AlertListener] = []
+        self.logs_alerts = True  # (the distributed API's are the workers' to log)
         self.metrics: Any = None  # streams.metrics.ServiceMetrics, when the service counts
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         # (events with their principal, the future answered, whether all or nothing)
@@ -176,7 +177,8 @@ class EmbeddedRunner:
 
     def _tell(self, alerts: list[dict[str, Any]]) -> None:
         """Log the alerts raised and hand them to each listener (webhooks); one failing stops none."""
-        log_alerts(log, alerts)
+        if self.logs_alerts:
+            log_alerts(log, alerts)
         if alerts:
             for listener in self.listeners:
                 try:

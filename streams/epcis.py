@@ -38,6 +38,7 @@ GS1 contexts it ships are read; a document naming another remote context is refu
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import threading
@@ -85,7 +86,9 @@ def short(value: Any) -> str:
     or ``urn:epcglobal:cbv:bizstep:receiving``; other values as they are."""
     text = str(value or "")
     for prefix in ("https://ref.gs1.org/cbv/BizStep-", "https://ref.gs1.org/cbv/Disp-",
-                   "urn:epcglobal:cbv:bizstep:", "urn:epcglobal:cbv:disp:", "cbv:BizStep-", "cbv:Disp-"):
+                   "https://ref.gs1.org/cbv/SDT-", "https://ref.gs1.org/cbv/BTT-",
+                   "urn:epcglobal:cbv:bizstep:", "urn:epcglobal:cbv:disp:", "urn:epcglobal:cbv:sdt:",
+                   "urn:epcglobal:cbv:btt:", "cbv:BizStep-", "cbv:Disp-", "cbv:SDT-", "cbv:BTT-"):
         if text.startswith(prefix):
             return text[len(prefix):]
     return text
@@ -105,6 +108,10 @@ def document_events(doc: Any) -> tuple[list[Any] | None, str | None]:
         return None, "epcisBody holds no eventList"
     if len(events) > MAX_EVENTS:
         return None, f"{len(events):,} events: at most {MAX_EVENTS:,} in one capture"
+    lines = sum(len(e.get(k) or []) if isinstance(e, dict) and isinstance(e.get(k) or [], list) else 0
+                for e in events for k in ("epcList", "quantityList"))
+    if lines > MAX_EVENTS:
+        return None, f"{lines:,} identifiers and quantities: at most {MAX_EVENTS:,} in one capture"
     return events, None
 
 
@@ -141,8 +148,8 @@ def canonical_hashes(doc: dict[str, Any]) -> tuple[list[str] | None, str | None]
     with _HASH_LOCK:
         jsonld.set_document_loader(offline)
         root.addFilter(quiet)
-        try:
-            events = json_to_py.event_list_from_epcis_document_json(doc)
+        try:  # (on a copy: it rewrites values in place)
+            events = json_to_py.event_list_from_epcis_document_json(copy.deepcopy(doc))
             hashes = list(hash_generator.epcis_hashes_from_events(events))
         except Exception as exc:  # (its errors are of every kind: a context it cannot read, say)
             return None, f"{type(exc).__name__}: {str(exc)[:200]}"
@@ -155,6 +162,14 @@ def canonical_hashes(doc: dict[str, Any]) -> tuple[list[str] | None, str | None]
 
 def _event_id(epcis_id: str, k: int) -> str:
     return f"epcis-{hashlib.sha256(epcis_id.encode()).hexdigest()[:24]}-{k}"
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _id_of(value: Any) -> Any:
+    return value.get("id") if isinstance(value, dict) else None
 
 
 def _ilmd(ev: dict[str, Any]) -> dict[str, str]:
@@ -171,7 +186,7 @@ def _ilmd(ev: dict[str, Any]) -> dict[str, str]:
 
 
 def _po(ev: dict[str, Any]) -> str | None:
-    for bt in ev.get("bizTransactionList") or []:
+    for bt in _listed(ev.get("bizTransactionList")):
         if isinstance(bt, dict) and short(bt.get("type")).rsplit("-", 1)[-1].rsplit(":", 1)[-1] == "po":
             ref = str(bt.get("bizTransaction") or "")
             return ref.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] or None
@@ -179,7 +194,7 @@ def _po(ev: dict[str, Any]) -> str | None:
 
 
 def _typed(entries: Any, kind: str, key: str) -> str | None:
-    for e in entries or []:
+    for e in _listed(entries):
         if isinstance(e, dict) and short(e.get("type")).rsplit(":", 1)[-1] == kind and e.get(key):
             return str(e[key])
     return None
@@ -227,12 +242,20 @@ def map_event(index: int, ev: Any, epcis_id: str, resolve: Place) -> Mapped:
     if step == "inspecting" and short(ev.get("disposition")) not in OUT_OF_USE:
         out.note = f"an inspection ({short(ev.get('disposition')) or 'no disposition'}) moves no stock"
         return out
+    for name in ("epcList", "quantityList", "bizTransactionList", "sourceList", "destinationList"):
+        if ev.get(name) is not None and not isinstance(ev[name], list):
+            out.problems.append(Problem(f"{where}.{name}", "malformed", f"{name} must be a list"))
+    for name in ("bizLocation", "readPoint", "ilmd"):
+        if ev.get(name) is not None and not isinstance(ev[name], dict):
+            out.problems.append(Problem(f"{where}.{name}", "malformed", f"{name} must be an object"))
+    if out.problems:
+        return out
     at = ev.get("eventTime")
     if not isinstance(at, str):
         out.problems.append(Problem(f"{where}.eventTime", "missing_field", "says not when it happened"))
         return out
     place: dict[str, Any] = {}
-    here_uri = (ev.get("bizLocation") or {}).get("id") or (ev.get("readPoint") or {}).get("id")
+    here_uri = _id_of(ev.get("bizLocation")) or _id_of(ev.get("readPoint"))
     if mapped_type == "transfer":
         src_uri = _typed(ev.get("sourceList"), "location", "source") or here_uri
         dst_uri = _typed(ev.get("destinationList"), "location", "destination")
@@ -254,13 +277,13 @@ def map_event(index: int, ev: Any, epcis_id: str, resolve: Place) -> Mapped:
     extra = _ilmd(ev)
     po = _po(ev)
     lines: list[tuple[dict[str, Any], float, str | None]] = []
-    for n, epc in enumerate(ev.get("epcList") or []):
+    for n, epc in enumerate(_listed(ev.get("epcList"))):
         item, why = epc_item(epc)
         if item is None:
             out.problems.append(Problem(f"{where}.epcList[{n}]", "unknown_item", str(why)))
             continue
         lines.append((item, 1.0, None))
-    for n, q in enumerate(ev.get("quantityList") or []):
+    for n, q in enumerate(_listed(ev.get("quantityList"))):
         if not isinstance(q, dict):
             out.problems.append(Problem(f"{where}.quantityList[{n}]", "malformed", "a quantity element is an object"))
             continue

@@ -174,13 +174,13 @@ class PartitionWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processor")
         self._lock = asyncio.Lock()
         # Principal name -> role: replaced whole (``set_roles``) when the API key file changes;
-        # ``reload_roles`` (when set) reads them afresh, tried once a second at most when a
-        # message names a principal not known yet (a key added to the file, used before the
+        # ``reload_roles`` (when set) reads them afresh, tried once a second at most per name when
+        # a message names a principal not known yet (a key added to the file, used before the
         # file watcher saw it).
         self.roles: Mapping[str, str] = config.roles
         self.reload_roles: Callable[[], Mapping[str, str]] | None = None
-        self.roles_retry_s = 1.0
-        self._roles_read_at = -float("inf")
+        self.roles_retry_s = 1.0  # per principal name: one unknown name does not hold up another
+        self._roles_read_at: dict[str, float] = {}
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -579,8 +579,11 @@ class PartitionWorker:
         if not name:
             return Parsed(m, reason=f"no '{PRINCIPAL}' header: a gateway names its principal in it")
         role = self.roles.get(name)
-        if role is None and self.reload_roles is not None and time.monotonic() - self._roles_read_at >= self.roles_retry_s:
-            self._roles_read_at = time.monotonic()
+        if role is None and self.reload_roles is not None \
+                and time.monotonic() - self._roles_read_at.get(name, -float("inf")) >= self.roles_retry_s:
+            if len(self._roles_read_at) > 1000:  # (names that never came: forgotten now and then)
+                self._roles_read_at.clear()
+            self._roles_read_at[name] = time.monotonic()
             try:
                 self.set_roles(self.reload_roles())
             except Exception as exc:  # (its message never holds a key)

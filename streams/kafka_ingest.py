@@ -269,6 +269,7 @@ class DistributedRunner(EmbeddedRunner):
     def __init__(self, processor: Processor, ingest: KafkaIngest, follow_every_s: float = 0.1) -> None:
         super().__init__(processor)
         processor.owns = owns_nothing  # it only reads: the workers write for the stock points
+        self.logs_alerts = False  # the worker that raised an alert logged it
         self.ingest = ingest
         self.follow_every_s = follow_every_s
         self._following: asyncio.Future[None] | None = None  # the catch-up under way
@@ -317,16 +318,25 @@ class DistributedRunner(EmbeddedRunner):
                                     ) -> tuple[bool, list[Outcome | None]]:
         """Checked first against this process's model (``Processor.precheck``), then produced:
         all of them, or only those that would be refused (so their refusals are stored, as
-        every refusal is) and nothing else. The workers judge them again; what changes in the
-        store between the check and their turn (a recall stored meanwhile) is not undone."""
+        every refusal is) and nothing else; each answered with the refusal the check found
+        (the worker's, when it answered in time). The workers judge them again: what changes in
+        the store between the check and their turn (a recall stored meanwhile), or what one
+        event of the submission changes for another (a lot's expiry its receipt brings), is
+        not undone, unlike on the embedded profile."""
         refusals = await self.read(self.processor.precheck, [(e, principal) for e in events])
         if not any(refusals):
             return True, list(await self.submit(events, principal))
-        refused = [i for i, r in enumerate(refusals) if r]
-        found = await self.submit([events[i] for i in refused], principal)
         outcomes: list[Outcome | None] = [None] * len(events)
+        # An id used twice in the submission for other content is refused here, not produced:
+        # alone, a worker would take it.
+        within = {i for i, r in enumerate(refusals) if any(e["code"] == c.EVENT_ID_REUSED for e in r)}
+        for i in within:
+            eid = events[i].get("event_id") if isinstance(events[i], dict) else None
+            outcomes[i] = Outcome(None if eid is None else str(eid), c.REJECTED, refusals[i])
+        refused = [i for i, r in enumerate(refusals) if r and i not in within]
+        found = await self.submit([events[i] for i in refused], principal) if refused else []
         for i, o in zip(refused, found, strict=True):
-            outcomes[i] = o
+            outcomes[i] = o if o.status == c.REJECTED else Outcome(o.event_id, c.REJECTED, refusals[i])
         return False, outcomes
 
     def _routes(self, events: list[Any]) -> list[tuple[str, str | None]]:

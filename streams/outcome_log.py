@@ -45,10 +45,10 @@ def log_refusals(log: logging.Logger, raws: Iterable[Any], outcomes: Sequence[Ou
 def log_alerts(log: logging.Logger, alerts: Iterable[dict[str, Any]]) -> None:
     """Log each alert raised at INFO or, when critical, WARNING."""
     for alert in alerts:
-        sku, location = alert.get("sku"), alert.get("location")
-        where = f"{sku}@{location}" if sku and location else alert.get("supplier") or alert.get("key")
+        sku, location = _plain(alert.get("sku")), _plain(alert.get("location"))
+        point = f"{sku}@{location}" if sku and location else None
+        where = point or _plain(alert.get("supplier")) or _plain(alert.get("key")) or "(no plain name)"
         level = logging.WARNING if alert.get("severity") == c.SEVERITY_CRITICAL else logging.INFO
-        log.log(level, "alert %s (%s) raised at %s: %s", alert.get("kind"), alert.get("severity"), where,
-                alert.get("message"),
-                extra={"event_id": alert.get("event_id"),
-                       "stock_point": f"{sku}@{location}" if sku and location else None, "alert_id": alert.get("id")})
+        log.log(level, "alert %s (%s) raised at %s", _plain(alert.get("kind")), _plain(alert.get("severity")), where,
+                extra={"event_id": _plain(alert.get("event_id")), "stock_point": point,
+                       "alert_id": _plain(alert.get("id"))})

@@ -91,6 +91,15 @@ class BatchResult:
     stored: int
 
 
+class NotWhole(Exception):
+    """An all-or-nothing batch in which an event was refused (``Processor.process(whole=True)``):
+    nothing of it was stored."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        super().__init__(f"{sum(o.status == c.REJECTED for o in outcomes)} events refused")
+        self.outcomes = outcomes
+
+
 class DecisionCheck(NamedTuple):
     """What ``Processor.check_decisions`` found."""
 
@@ -153,7 +162,7 @@ class Processor:
                 tracking: Sequence[Tracking] = (), *,
                 waiting: Mapping[str, tuple[int, int, int]] | None = None,
                 resumed: Mapping[str, int] | None = None,
-                parking: ParkingChanges | None = None) -> BatchResult:
+                parking: ParkingChanges | None = None, whole: bool = False) -> BatchResult:
         """Decide and store a batch of (raw event, principal) in order; ``tracking`` (the
         positions consumed, one per Kafka topic-partition) is stored in the same transaction.
         A Kafka worker's causal order (``streams.parking``): ``waiting``, the keys whose events
@@ -172,6 +181,8 @@ class Processor:
             # event the cause): what a batch changes is decided from the state it leaves.
             self._deferred = {}
             outcomes = [self._handle(raw, principal, now) for raw, principal in items]
+            if whole and any(o.status == c.REJECTED for o in outcomes):
+                raise NotWhole(outcomes)  # (nothing stored: the model is rebuilt below)
             deferred, self._deferred = self._deferred, None
             if deferred:
                 mark = len(self.intake.recorded)
@@ -215,8 +226,23 @@ class Processor:
         stored, each event's outcome or None when it was not stored, the alerts raised)."""
         refusals = self.precheck(items)
         if not any(refusals):
-            result = self.process(items)
-            return True, list(result.outcomes), result.alerts
+            try:
+                result = self.process(items, whole=True)
+                return True, list(result.outcomes), result.alerts
+            except NotWhole as exc:
+                # An event refused for what another of the submission changes (a usage of a
+                # lot whose expiry its receipt brought): nothing was stored and the model was
+                # rebuilt from the store; the refusals found are recorded as found.
+                seen = exc.outcomes
+                refused = [i for i, o in enumerate(seen) if o.status == c.REJECTED]
+                now = self.clock()
+                found, _, _ = self._store_changes(lambda: [
+                    self.intake.refuse(items[i][0], items[i][1], now, [FieldError(**e) for e in seen[i].errors])
+                    for i in refused])
+                whole: list[Outcome | None] = [None] * len(items)
+                for i, o in zip(refused, found, strict=True):
+                    whole[i] = o
+                return False, whole, []
         outcomes: list[Outcome | None] = [None] * len(items)
         # A refusal that comes from the rest of the submission (an id used twice in it for
         # other content) is recorded as found: alone, the event would be taken. The others

@@ -62,8 +62,10 @@ async def capture(request: Request, runner: Runner,
                            f"events without an eventID are named by their canonical hash, which could not be "
                            f"computed ({failed}): send eventIDs", "malformed")
         ids = [i if i is not None else hashes[n] for n, i in enumerate(ids)]
+    # Mapped beside the model's thread: finding a place by its GLN is one dictionary lookup,
+    # which the model's changes cannot tear (as the distributed runner routes by GTIN).
     catalog = runner.processor.ledger.catalog
-    mapped = await runner.read(epcis.map_document, events, [str(i) for i in ids], catalog.resolve_gln)
+    mapped = await asyncio.to_thread(epcis.map_document, events, [str(i) for i in ids], catalog.resolve_gln)
     refused = _refused(mapped)
     if refused:
         return JSON({"detail": f"{len(refused)} of {len(events)} EPCIS events refused; nothing stored",
@@ -81,8 +83,9 @@ async def capture(request: Request, runner: Runner,
     if not stored:
         refused = [{"index": n, "eventID": mapped[n].event_id,
                     "errors": [e for o in found for e in o["errors"]]} for n, found in sorted(by_event.items())]
+        first = next((e["code"] for r in refused for e in r["errors"]), "rejected")
         return JSON({"detail": f"{len(refused)} of {len(events)} EPCIS events refused; nothing stored but the refusals",
-                     "code": refused[0]["errors"][0]["code"], "events": refused}, status_code=422)
+                     "code": first, "events": refused}, status_code=422)
     results = [{"index": m.index, "eventID": m.event_id, "outcomes": by_event.get(m.index, []),
                 **({"note": m.note} if m.note else {})} for m in mapped]
     new = any(o["status"] in ("accepted", "queued") for r in results for o in r["outcomes"])

@@ -116,3 +116,23 @@ def test_an_id_used_twice_in_one_transaction_for_other_content_is_refused_whole(
     assert codes(refusal["errors"]) == [c.EVENT_ID_REUSED]
     (alone,) = w.p.process([(a, SCANNER)]).outcomes  # and the id is still free
     assert alone.status == c.ACCEPTED
+
+
+def test_an_event_refused_for_what_another_of_its_submission_brings_stores_nothing_else() -> None:
+    """A receipt of a new lot with its (past) expiry, then a use of that lot sent without one:
+    alone, neither is refused; together the use is (``expired_lot``, the receipt having taught
+    the lot's expiry). Nothing is stored but that refusal, and the model is what the store holds."""
+    w = world()
+    lots = w.lots()
+    receipt = w.receipt(5, lot="NEWOLD", expiry="2020-01-01")
+    use = dict(w.usage(1, lot="NEWOLD"))
+    use.pop("expiry", None)
+    assert w.p.precheck([(receipt, SCANNER), (use, SCANNER)]) == [[], []]
+    stored, outcomes, _ = w.p.process_all_or_nothing([(receipt, SCANNER), (use, SCANNER)])
+    assert not stored and outcomes[0] is None
+    assert outcomes[1] is not None and codes(outcomes[1].errors) == [c.EXPIRED_LOT]
+    assert w.lots() == lots and w.p.event_outcome(receipt["event_id"]) is None
+    (refusal,) = w.stored_refusals(use["event_id"])
+    assert codes(refusal["errors"]) == [c.EXPIRED_LOT]
+    again, _, _ = w.p.process_all_or_nothing([(receipt, SCANNER)])  # the receipt alone is taken
+    assert again and w.lots()["NEWOLD"] == 5

@@ -126,3 +126,40 @@ def test_a_document_without_event_ids_is_named_by_gs1s_canonical_hash() -> None:
     bad = json.loads((SAMPLES / "gs1-Example-TransactionEvents-2020_07_03y.jsonld").read_text())
     none, reason = epcis.canonical_hashes(bad)  # a context the package cannot read: a reason, not a failure
     assert none is None and reason
+
+
+def test_locations_are_found_by_gln_and_a_model_pickled_before_glns_finds_them_too() -> None:
+    """A location registered with a GLN is found by it (and no longer by an earlier one);
+    a catalog pickled by an earlier version (a snapshot, without ``by_gln``) is given one."""
+    import pickle
+    from datetime import UTC, datetime
+
+    from domain.catalog import Catalog, Location
+
+    catalog = Catalog()
+    day = datetime(2025, 1, 1, tzinfo=UTC)
+    catalog.register_location(Location("W1", "H1", "W1", "ward", "UTC", None, gln="0614141123452"), day)
+    catalog.register_location(Location("W1", "H1", "W1", "ward", "UTC", None, gln="0614141000005"),
+                              day.replace(month=2))
+    assert catalog.resolve_gln("0614141000005") == "W1" and catalog.resolve_gln("0614141123452") is None
+    older = pickle.loads(pickle.dumps(catalog))
+    del older.__dict__["by_gln"]
+    revived = pickle.loads(pickle.dumps(older))
+    assert revived.resolve_gln("0614141000005") == "W1"
+
+
+BASE = {"type": "ObjectEvent", "action": "OBSERVE", "bizStep": "shipping", "eventTime": "2026-01-01T00:00:00Z",
+        "bizLocation": {"id": "urn:replenish:location:W1"}, "readPoint": {"id": "urn:replenish:location:W1"},
+        "epcList": ["urn:epc:id:sgtin:0614141.812345.6789"],
+        "quantityList": [{"epcClass": "urn:epc:class:lgtin:0614141.712345.L1", "quantity": 2}],
+        "sourceList": [{"type": "location", "source": "urn:replenish:location:W1"}],
+        "destinationList": [{"type": "location", "destination": "urn:replenish:location:W2"}],
+        "bizTransactionList": [{"type": "po", "bizTransaction": "PO-1"}], "ilmd": {"cbvmda:lotNumber": "L2"}}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(BASE)), json_values, st.sampled_from(["shipping", "receiving", "consuming"]))
+def test_an_otherwise_good_event_with_one_field_of_any_shape_is_mapped_or_refused(name: str, value: Any,
+                                                                                  step: str) -> None:
+    m = epcis.map_event(0, {**BASE, "bizStep": step, name: value}, "E", {}.get)
+    assert [bool(m.events), bool(m.problems), m.note is not None].count(True) == 1
