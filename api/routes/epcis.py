@@ -17,9 +17,22 @@ from domain.intake import Principal
 from streams import epcis
 
 router = APIRouter(prefix="/epcis", tags=["GS1 EPCIS 2.0"])
+_EVENT = {"type": "object", "required": ["type", "action", "bizStep", "eventTime"],
+          "properties": {"type": {"enum": list(epcis.TAKEN)}, "action": {"enum": ["ADD", "OBSERVE"]},
+                         "bizStep": {"enum": list(epcis.STEPS)}, "eventTime": {"type": "string", "format": "date-time"},
+                         "eventID": {"type": "string", "minLength": 1},
+                         "bizLocation": {"type": "object", "properties": {"id": {"type": "string"}}},
+                         "readPoint": {"type": "object", "properties": {"id": {"type": "string"}}},
+                         "epcList": {"type": "array", "items": {"type": "string"}},
+                         "quantityList": {"type": "array", "items": {
+                             "type": "object", "required": ["epcClass", "quantity"],
+                             "properties": {"epcClass": {"type": "string"},
+                                            "quantity": {"type": "number", "exclusiveMinimum": 0},
+                                            "uom": {"enum": list(epcis.EACH)}}}}}}
 _DOCUMENT = {"type": "object", "required": ["type", "schemaVersion", "epcisBody"],
-             "properties": {"type": {"const": "EPCISDocument"}, "schemaVersion": {"type": "string"},
-                            "epcisBody": {"type": "object"}}}
+             "properties": {"type": {"const": "EPCISDocument"}, "schemaVersion": {"enum": ["2.0", "2.0.0"]},
+                            "epcisBody": {"type": "object", "required": ["eventList"], "properties": {
+                                "eventList": {"type": "array", "maxItems": epcis.MAX_EVENTS, "items": _EVENT}}}}}
 BODY = {"requestBody": {"required": True, "content": {"application/ld+json": {"schema": _DOCUMENT},
                                                       "application/json": {"schema": _DOCUMENT}}}}
 
