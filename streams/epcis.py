@@ -9,7 +9,7 @@ step (CBV short name, ``https://ref.gs1.org/cbv/BizStep-…`` or ``urn:epcglobal
 - ``receiving`` → ``receipt`` at ``bizLocation`` (else ``readPoint``), against the purchase
   order of its ``po`` business transaction;
 - ``consuming``, ``dispensing`` → ``usage``; ``decommissioning``, ``destroying`` → ``waste``;
-- ``shipping`` → ``transfer`` from the ``location`` source (else ``readPoint``/``bizLocation``)
+- ``shipping`` → ``transfer`` from the ``location`` source (else ``bizLocation``, else ``readPoint``)
   to the ``location`` destination, both ours (shipping out of the hospital is not mapped);
 - ``inspecting`` with a disposition that takes the units out of use (``damaged``,
   ``destroyed``, ``disposed``, ``expired``, ``recalled``, ``non_sellable_other``) → ``waste``;
