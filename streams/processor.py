@@ -233,34 +233,33 @@ class Processor:
                 # An event refused for what another of the submission changes (a usage of a
                 # lot whose expiry its receipt brought): nothing was stored and the model was
                 # rebuilt from the store; the refusals found are recorded as found.
-                seen = exc.outcomes
-                refused = [i for i, o in enumerate(seen) if o.status == c.REJECTED]
-                now = self.clock()
-                found, _, _ = self._store_changes(lambda: [
-                    self.intake.refuse(items[i][0], items[i][1], now, [FieldError(**e) for e in seen[i].errors])
-                    for i in refused])
                 whole: list[Outcome | None] = [None] * len(items)
-                for i, o in zip(refused, found, strict=True):
-                    whole[i] = o
-                return False, whole, []
+                found = {i: o.errors for i, o in enumerate(exc.outcomes) if o.status == c.REJECTED}
+                return False, self._record_refusals(items, found, whole), []
         outcomes: list[Outcome | None] = [None] * len(items)
         # A refusal that comes from the rest of the submission (an id used twice in it for
         # other content) is recorded as found: alone, the event would be taken. The others
         # are handled as every event is (their alerts raised), which refuses them again.
-        within = [i for i, r in enumerate(refusals)
-                  if any(e["code"] == c.EVENT_ID_REUSED for e in r) and _unstored_id(items[i][0], self.ledger)]
+        within = {i: r for i, r in enumerate(refusals)
+                  if any(e["code"] == c.EVENT_ID_REUSED for e in r) and _unstored_id(items[i][0], self.ledger)}
         handled = [i for i, r in enumerate(refusals) if r and i not in within]
         result = self.process([items[i] for i in handled])
         for i, o in zip(handled, result.outcomes, strict=True):
             outcomes[i] = o
-        if within:
+        return False, self._record_refusals(items, within, outcomes), result.alerts
+
+    def _record_refusals(self, items: Sequence[tuple[Any, Principal]], found: Mapping[int, list[dict[str, Any]]],
+                         outcomes: list[Outcome | None]) -> list[Outcome | None]:
+        """Store the refusals ``found`` (item index -> errors) as found, in one transaction,
+        each outcome put in its place in ``outcomes``."""
+        if found:
             now = self.clock()
-            found, _, _ = self._store_changes(lambda: [
-                self.intake.refuse(items[i][0], items[i][1], now, [FieldError(**e) for e in refusals[i]])
-                for i in within])
-            for i, o in zip(within, found, strict=True):
+            stored, _, _ = self._store_changes(lambda: [
+                self.intake.refuse(items[i][0], items[i][1], now, [FieldError(**e) for e in errors])
+                for i, errors in found.items()])
+            for i, o in zip(found, stored, strict=True):
                 outcomes[i] = o
-        return False, outcomes, result.alerts
+        return outcomes
 
     def _maybe_freeze(self, events: int) -> None:
         self._unfrozen += events
