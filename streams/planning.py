@@ -48,7 +48,7 @@ from online_models.procedures import ProcedureUsage
 from online_models.spike import SpikeDetector
 from online_models.usage_size import UsageSize
 
-MODEL_VERSION = "daily-choice7+cusum-spike+ew-leadtime-restart-winsor+usage-size+stock-start/9"
+MODEL_VERSION = "daily-choice7+cusum-spike+ew-leadtime-restart-winsor+usage-size+stock-start+spike-base-cycle/10"
 SYSTEM = Principal("system", c.ADMIN)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -415,7 +415,11 @@ class Planner:
             life = item.extra.get("shelf_life_days")  # perishables: at most half the shelf life
             cycle_days = eoq_days(mean, float(item.unit_cost), s.order_line_cost, s.holding_rate,
                                   min(s.max_cycle_days, float(life) / 2) if life else s.max_cycle_days)
-        cycle = math.ceil(mean * cycle_days / pack - 1e-9) * pack if mean > 0 else 0.0
+        # A spike's recent rate covers the lead time (the reorder point), not a whole cycle:
+        # whether it lasts is not known yet, so the stock beyond the reorder point is the
+        # baseline's cycle, and a lasting spike is met by ordering more often.
+        cycle_mean = est.baseline_mean if est.spike else mean
+        cycle = math.ceil(cycle_mean * cycle_days / pack - 1e-9) * pack if cycle_mean > 0 else 0.0
         alpha, source = self._service_level(item, ltd + est.undershoot, mean, max(cycle, pack))
         pol = cached_reorder_policy(ltd, alpha, est.undershoot)
         model_rop = scaled_reorder_point(pol.reorder_point, ltd.mean, s.safety_factor)

@@ -200,6 +200,11 @@ def test_a_burst_of_scans_raises_a_spike_and_lifts_the_policy_while_it_happens()
     assert inputs["demand_spike"] is True
     assert inputs["demand_mean_per_day"] > 1.5 * inputs["baseline_mean_per_day"]
     assert w.view(SUTURE)["reorder_point"] == lifted["reorder_point_changed"]["new"]
+    # Whether the spike lasts is not known yet: the stock beyond the reorder point is the
+    # baseline's cycle (7 days of it in whole packs of 10), not a cycle at the spike's rate.
+    cycle = math.ceil(inputs["baseline_mean_per_day"] * inputs["cycle_days"] / 10 - 1e-9) * 10
+    assert lifted["reorder_point_changed"]["order_up_to"] == lifted["reorder_point_changed"]["new"] + cycle
+    assert cycle < inputs["demand_mean_per_day"] * inputs["cycle_days"]
 
     # The rest of the burst, then a quiet stretch (three a day): the spike is resolved by the
     # system and the reorder point comes back down to below where it started.
