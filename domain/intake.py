@@ -705,6 +705,13 @@ class Intake:
     def _master(self, event: dict[str, Any], fp: str, principal: Principal, now: datetime) -> Outcome:
         kind = event["type"].removesuffix("_registered")
         record_key = event["sku" if kind == "item" else kind]
+        if kind == "location" and event.get("gln") is not None:
+            # A GLN names one place: EPCIS events are placed by it (``Catalog.resolve_gln``).
+            owner = self.ledger.catalog.resolve_gln(place_key(event["gln"]) or "")
+            if owner is not None and owner != record_key:
+                return self._refuse(event, fp, None, [FieldError(
+                    "gln", c.MALFORMED, f"GLN {event['gln']} is already location {owner!r}'s; a GLN names one "
+                    "place (register that location again without it first)")], principal, now)
         rec = self._open(MasterRecord, f"{kind}:{record_key}", {"kind": kind, kind: record_key}, now)
         rec.register(now, event=event, fingerprint=fp, recorded_at=iso_utc(now),
                      recorded_by=principal.name)

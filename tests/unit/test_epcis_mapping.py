@@ -163,3 +163,24 @@ def test_an_otherwise_good_event_with_one_field_of_any_shape_is_mapped_or_refuse
                                                                                   step: str) -> None:
     m = epcis.map_event(0, {**BASE, "bizStep": step, name: value}, "E", {}.get)
     assert [bool(m.events), bool(m.problems), m.note is not None].count(True) == 1
+
+
+def test_a_gln_names_one_place_a_second_location_claiming_it_is_refused() -> None:
+    """EPCIS events are placed by GLN: a location registered with another location's GLN
+    (last one winning before) is refused with the owner named; the owner registered again
+    without it frees the GLN."""
+    from unit_world import ADMIN, World
+
+    from domain import codes as c
+
+    w = World()
+    gln = "urn:epc:id:sgln:0614141.12345.0"
+    assert w.one(w.location("W7", gln=gln), by=ADMIN).status == c.ACCEPTED
+    assert w.one(w.location("W7", gln="https://id.gs1.org/414/0614141123452"), by=ADMIN).status == c.ACCEPTED
+    taken = w.one(w.location("W8", gln="https://id.gs1.org/414/0614141123452"), by=ADMIN)
+    assert taken.status == c.REJECTED and taken.errors[0]["field"] == "gln"
+    assert taken.errors[0]["code"] == c.MALFORMED and "'W7'" in taken.errors[0]["message"]
+    assert w.p.ledger.catalog.resolve_gln(place_key(gln) or "") == "W7"
+    assert w.one(w.location("W7"), by=ADMIN).status == c.ACCEPTED  # W7 gives it up
+    assert w.one(w.location("W8", gln=gln), by=ADMIN).status == c.ACCEPTED
+    assert w.p.ledger.catalog.resolve_gln(place_key(gln) or "") == "W8"
