@@ -73,12 +73,12 @@ class ProjectionService:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one writer at a time: the follower or a rebuild
+        self._lock_calls = threading.Lock()
         # The API's calls into the engine (KPI queries, status, rebuilds) run on these threads,
         # at the follower's lowered priority: the engine's thread pools grow from the thread
         # that hands them work, and a thread started from a request's thread would run at
         # ingest's priority.
-        self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix="projections-call",
-                                         initializer=lower_priority, initargs=(niceness,))
+        self._calls: ThreadPoolExecutor | None = None  # (made at the first call, shut down by ``stop``)
         self.rebuilding = False
         self.last_error: str | None = None
 
@@ -128,6 +128,10 @@ class ProjectionService:
             self._bi_server.should_exit = True
         if self._bi_thread is not None:
             self._bi_thread.join(timeout=15)
+        with self._lock_calls:  # calls in flight finish on the open clients; queued ones are dropped
+            calls, self._calls = self._calls, None
+        if calls is not None:
+            calls.shutdown(wait=True, cancel_futures=True)
         if self._follower is not None:
             self._follower.writer.close()
         self._close_clients()
@@ -146,7 +150,11 @@ class ProjectionService:
         """Run ``fn(*args)`` (a call into the engine: a KPI query, ``status``, ``rebuild``) on
         one of the service's low-priority threads; an async caller awaits
         ``asyncio.wrap_future`` of the result."""
-        return self._calls.submit(fn, *args)
+        with self._lock_calls:
+            if self._calls is None:
+                self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix="projections-call",
+                                                 initializer=lower_priority, initargs=(self.niceness,))
+            return self._calls.submit(fn, *args)
 
     def wake(self) -> None:
         """New events are stored: catch up soon (never on the caller's thread)."""

@@ -69,3 +69,20 @@ def test_the_api_calls_into_the_engine_run_at_the_read_sides_priority() -> None:
     seen = {service.submit(_nice).result(timeout=10) for _ in range(8)}
     assert seen == {min(19, caller + 3)}
     assert _nice() == caller
+
+
+def test_stop_ends_the_call_threads_and_a_later_call_gets_new_ones() -> None:
+    """``stop`` shuts the pool of engine calls down (its threads end: a stopped service in a
+    long-lived process, as tests and the CLI make, leaves none behind); a call after it, as
+    when a service is started again, gets a new pool."""
+    import threading
+
+    from projections.service import ProjectionService
+
+    service = ProjectionService("chdb://unused", "db", read=lambda start: iter(()), last_id=lambda: 0)
+    assert service.submit(lambda: 1).result(timeout=10) == 1
+    assert any(t.name.startswith("projections-call") for t in threading.enumerate())
+    service.stop()
+    assert not any(t.name.startswith("projections-call") for t in threading.enumerate())
+    assert service.submit(lambda: 2).result(timeout=10) == 2
+    service.stop()
