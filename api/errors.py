@@ -69,6 +69,7 @@ EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/kpis/{name}"): (503,),
     ("post", "/v1/admin/projections/rebuild"): (409, 503),
     ("post", "/epcis/capture"): (400, 413, 422, 429),
+    ("get", "/epcis/events"): (400, 404),
 }
 # Routes that also answer CSV (``format=csv`` or ``Accept: text/csv``).
 CSV_ROUTES = {("get", "/v1/trace"), ("get", "/v1/purchase-orders")}

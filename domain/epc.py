@@ -13,13 +13,20 @@ with its check digit.
 'an EPC of kind sscc (a logistic unit, a returnable asset, a person or a place): not a trade item'
 >>> place_key("urn:epc:id:sgln:0614141.07346.1234"), place_key("https://id.gs1.org/414/0614141073467")
 ('0614141073467/1234', '0614141073467')
+
+And written back (``item_uri``, ``place_uri``: GS1 Digital Link, which reads back the same):
+
+>>> item_uri("70614141123451", lot="A1/8"), epc_item(item_uri("70614141123451", lot="A1/8"))[0]
+('https://id.gs1.org/01/70614141123451/10/A1%2F8', {'gtin': '70614141123451', 'lot': 'A1/8'})
+>>> place_uri("0614141073467/1234")
+'https://id.gs1.org/414/0614141073467/254/1234'
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from domain.barcodes import parse_gs1
 from domain.gtin import check_digit
@@ -104,3 +111,24 @@ def place_key(uri: str) -> str | None:
             return f"{gln}/{unquote(segments[3])}"
         return gln
     return None
+
+
+DIGITAL_LINK = "https://id.gs1.org"
+
+
+def item_uri(gtin: str, lot: str | None = None, serial: str | None = None) -> str:
+    """A trade item's GS1 Digital Link URI: of a lot (AI 10), a serialised unit (AI 21) or the
+    GTIN alone (``epc_item`` reads it back)."""
+    uri = f"{DIGITAL_LINK}/01/{gtin.zfill(14)}"
+    if lot is not None:
+        uri += f"/10/{quote(lot, safe='')}"
+    if serial is not None:
+        uri += f"/21/{quote(serial, safe='')}"
+    return uri
+
+
+def place_uri(key: str) -> str:
+    """A place's GS1 Digital Link URI from its ``place_key`` (a GLN, with ``/extension`` for
+    a part of a place: AI 254)."""
+    gln, _, ext = key.partition("/")
+    return f"{DIGITAL_LINK}/414/{gln}" + (f"/254/{quote(ext, safe='')}" if ext else "")

@@ -29,6 +29,17 @@ association), ``DELETE``, error declarations (corrections of earlier events), bu
 we do not map (user-defined ones included), EPCs that are no trade item (SSCC, GRAI, GIAI,
 GSRN, …), places we do not know.
 
+Query (``query_document``, ``GET /epcis/events``): the trace of a lot or a serialised unit
+(``streams.traceability.trace``) as an ``EPCISQueryDocument`` of ObjectEvents, so a
+traceability platform can pull it: ``receipt`` → ``receiving`` (the lot and expiry in
+``ilmd``, the purchase order as a ``po`` business transaction), ``usage`` → ``dispensing``
+(the pseudonymised case id as ``replenish:caseId``), ``waste`` → ``destroying``, ``return`` →
+``stocking``, ``transfer`` → ``shipping`` at its source and ``receiving`` at its destination,
+``stock_count`` → ``cycle_counting``; items by GS1 Digital Link (our ``urn:replenish:item:``
+URIs for an item without a GTIN), places by their GLN's Digital Link, else
+``urn:replenish:location:{id}``. What is no movement of stock (refused scans, alerts, lot
+holds, recalls) stays in ``/v1/trace``; the document says how many such lines it left out.
+
 Event ids: ``epcis-`` + the SHA-256 of the EPCIS ``eventID`` (first 24 hex digits) + the
 line within it, so a document sent again is answered ``duplicate``; an event without an
 ``eventID`` is named by its canonical event hash (GS1's algorithm, computed by the
@@ -44,9 +55,13 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from urllib.parse import quote, unquote
 
-from domain.epc import epc_item, place_key
+from domain.epc import epc_item, item_uri, place_key, place_uri
+from streams import traceability
+from streams.processor import Processor
 
 MAX_EVENTS = 10_000
 TAKEN = ("ObjectEvent", "TransactionEvent")
@@ -55,6 +70,7 @@ STEPS = {"receiving": "receipt", "consuming": "usage", "dispensing": "usage", "d
 OUT_OF_USE = ("damaged", "destroyed", "disposed", "expired", "recalled", "non_sellable_other")
 EACH = ("EA", "H87", "C62")
 OUR_LOCATION = "urn:replenish:location:"
+OUR_EVENT = "urn:replenish:event:"  # the eventIDs of what GET /epcis/events gives out
 GS1_CONTEXTS = ("https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld",
                 "https://gs1.github.io/EPCIS/epcis-context.jsonld")
 
@@ -189,7 +205,7 @@ def _po(ev: dict[str, Any]) -> str | None:
     for bt in _listed(ev.get("bizTransactionList")):
         if isinstance(bt, dict) and short(bt.get("type")).rsplit("-", 1)[-1].rsplit(":", 1)[-1] == "po":
             ref = str(bt.get("bizTransaction") or "")
-            return ref.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] or None
+            return unquote(ref.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]) or None
     return None
 
 
@@ -220,6 +236,10 @@ def map_event(index: int, ev: Any, epcis_id: str, resolve: Place) -> Mapped:
     where = f"eventList[{index}]"
     if not isinstance(ev, dict):
         out.problems.append(Problem(where, "malformed", "an EPCIS event is a JSON object"))
+        return out
+    if epcis_id.startswith(OUR_EVENT):  # pulled from GET /epcis/events and sent back
+        out.problems.append(Problem(f"{where}.eventID", "malformed", "an event this service gave out (GET "
+                                    f"/epcis/events): it is stored already, as event {unquote(epcis_id[len(OUR_EVENT):])}"))
         return out
     kind = ev.get("type")
     if kind not in TAKEN:
@@ -320,3 +340,131 @@ def map_document(events: list[Any], ids: list[str], resolve: Place) -> list[Mapp
     """Each EPCIS event of a document (``document_events``), with its id (``eventID``, else its
     canonical hash)."""
     return [map_event(i, ev, ids[i], resolve) for i, ev in enumerate(events)]
+
+
+# -- query: the trace of a lot in EPCIS form ------------------------------------------------
+CONTEXT = [GS1_CONTEXTS[0], {"replenish": "urn:replenish:epcis:"}]
+# trace line -> (business step, disposition)
+QUERY_STEPS = {"receipt": ("receiving", "in_progress"), "usage": ("dispensing", "dispensed"),
+               "waste": ("destroying", "destroyed"), "return": ("stocking", "available"),
+               "transfer_out": ("shipping", "in_transit"), "transfer_in": ("receiving", "in_progress"),
+               "stock_count": ("cycle_counting", None)}
+Where = Callable[[str], str]  # our location id -> its EPCIS place URI
+
+
+def our_item_uri(sku: str, lot: str | None = None, serial: str | None = None) -> str:
+    """An item without a GTIN, in our own URI (EPCIS 2.0 takes any URI)."""
+    uri = f"urn:replenish:item:{_quote(sku)}"
+    if lot is not None:
+        uri += f":lot:{_quote(lot)}"
+    if serial is not None:
+        uri += f":serial:{_quote(serial)}"
+    return uri
+
+
+def _quote(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _offset(at: str) -> str:
+    """An ISO instant's offset as EPCIS's eventTimeZoneOffset (``+00:00`` when none is given)."""
+    off = datetime.fromisoformat(at).utcoffset()
+    if off is None:
+        return "+00:00"
+    minutes = int(off.total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def trace_events(trace: dict[str, Any], gtin: str | None, where: Where,
+                 expiry: str | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The stock movements of a trace (``streams.traceability.trace``) as EPCIS ObjectEvents,
+    in recording order, and how many of its lines are no movement (left out)."""
+    sku = trace["sku"]
+    out: list[dict[str, Any]] = []
+    skipped = 0
+    for row in trace["events"]:
+        step = QUERY_STEPS.get(row.get("what", ""))
+        if step is None or not row.get("occurred_at") or not row.get("location"):
+            skipped += 1
+            continue
+        lot, serial = row.get("lot") or trace.get("lot"), row.get("serial") or trace.get("serial")
+        if row["what"] == "stock_count":
+            qty = row.get("quantity")
+        else:
+            qty = abs(row.get("balance_change") or 0) or row.get("quantity")
+        ev: dict[str, Any] = {
+            "type": "ObjectEvent", "eventID": f"{OUR_EVENT}{_quote(str(row.get('event_id')))}",
+            "eventTime": row["occurred_at"], "eventTimeZoneOffset": _offset(row["occurred_at"]),
+            "recordTime": row["recorded_at"], "action": "OBSERVE", "bizStep": step[0]}
+        if step[1] is not None:
+            ev["disposition"] = step[1]
+        if serial:
+            ev["epcList"] = [item_uri(gtin, serial=serial) if gtin else our_item_uri(sku, serial=serial)]
+        elif lot:
+            ev["quantityList"] = [{"epcClass": item_uri(gtin, lot=lot) if gtin else our_item_uri(sku, lot=lot),
+                                   "quantity": qty, "uom": "EA"}]
+        place = {"id": where(row["location"])}
+        ev["readPoint"], ev["bizLocation"] = place, place
+        if row["what"] in ("transfer_out", "transfer_in") and row.get("from_location") and row.get("to_location"):
+            ev["sourceList"] = [{"type": "location", "source": where(row["from_location"])}]
+            ev["destinationList"] = [{"type": "location", "destination": where(row["to_location"])}]
+        if row.get("po_id"):
+            ev["bizTransactionList"] = [{"type": "po", "bizTransaction": f"urn:replenish:po:{_quote(row['po_id'])}"}]
+        if row["what"] == "receipt" and (lot or expiry):
+            ev["ilmd"] = {k: v for k, v in (("cbvmda:lotNumber", lot), ("cbvmda:itemExpirationDate", expiry)) if v}
+        if row.get("case_id"):
+            ev["replenish:caseId"] = row["case_id"]
+        out.append(ev)
+    return out, skipped
+
+
+def query_document(events: list[dict[str, Any]], created: str, skipped: int = 0) -> dict[str, Any]:
+    """An EPCIS 2.0 query result (``EPCISQueryDocument``) of ``events``."""
+    doc: dict[str, Any] = {
+        "@context": CONTEXT, "type": "EPCISQueryDocument", "schemaVersion": "2.0", "creationDate": created,
+        "epcisBody": {"queryResults": {"queryName": "SimpleEventQuery", "resultsBody": {"eventList": events}}}}
+    if skipped:
+        doc["replenish:linesNotInEPCISForm"] = skipped
+    return doc
+
+
+def lot_trace(p: Processor, sku: str, lot: str | None, serial: str | None) -> dict[str, Any] | None:
+    """``query_document`` of the trace of a lot or a serialised unit of ``sku`` (on the model's
+    thread: it reads the catalog and the trace index); None when nothing is recorded of it."""
+    found = traceability.trace(p, sku, lot, serial)
+    if found is None:
+        return None
+    now = p.clock()
+    catalog = p.ledger.catalog
+    item = catalog.item(sku, now)
+
+    def where(location: str) -> str:
+        loc = catalog.location(location, now)
+        return place_uri(loc.gln) if loc is not None and loc.gln else f"{OUR_LOCATION}{location}"
+
+    events, skipped = trace_events(found, item.gtin if item is not None else None, where, found.get("expiry"))
+    return query_document(events, now.isoformat(), skipped)
+
+
+def item_of(uri: str, resolve_gtin: Callable[[str], Any]) -> tuple[dict[str, str] | None, str | None]:
+    """The SKU and lot or serial an EPCIS query names (an LGTIN or SGTIN, URN or Digital Link),
+    or why it names none of ours."""
+    found, why = epc_item(uri)
+    if found is None:
+        return None, why
+    if "lot" not in found and "serial" not in found:
+        return None, f"{uri[:120]} names a trade item, not a lot or a unit: a trace is of one lot or unit"
+    owner = resolve_gtin(found["gtin"])
+    if owner is None:
+        return None, f"no item is registered with GTIN {found['gtin']}"
+    return {"sku": owner[0], **{k: found[k] for k in ("lot", "serial") if k in found}}, None
+
+
+def instant(text: str) -> datetime:
+    """An ISO 8601 instant with its offset (``Z`` taken), as EPCIS writes times; ValueError
+    otherwise."""
+    at = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    if at.utcoffset() is None:
+        raise ValueError(f"{text!r} has no offset")
+    return at

@@ -1,6 +1,7 @@
-"""GS1 EPCIS 2.0 capture (``streams.epcis``): ``POST /epcis/capture`` takes a JSON-LD
+"""GS1 EPCIS 2.0 (``streams.epcis``): ``POST /epcis/capture`` takes a JSON-LD
 ``EPCISDocument``, all or nothing, with the same keys, roles, validation, refusal codes and
-de-duplication as ``/v1/events``."""
+de-duplication as ``/v1/events``; ``GET /epcis/events`` gives the trace of a lot or a
+serialised unit as an ``EPCISQueryDocument``."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import asyncio
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
-from api.deps import POSTERS, Runner, require
+from api.deps import POSTERS, READERS, Runner, require
 from api.errors import MALFORMED_BODY, ApiError
 from api.responses import JSON
 from domain.intake import Principal
@@ -104,3 +105,53 @@ async def capture(request: Request, runner: Runner,
     new = any(o["status"] in ("accepted", "queued") for r in results for o in r["outcomes"])
     return JSON({"captured": len(events), "events": len(owners), "results": results},
                 status_code=201 if new else 200)
+
+
+EPCIS_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
+
+
+@router.get("/events", response_class=JSON,
+            responses={200: {"description": "An EPCISQueryDocument: the lot's or unit's movements",
+                             "content": {"application/ld+json": {}}},
+                       400: {"description": "No lot or unit named, or not one of ours"},
+                       404: {"description": "Nothing recorded of it"}})
+async def events(runner: Runner, _: Annotated[Principal, Depends(require(*READERS))],
+                 sku: str | None = None, lot: str | None = None, serial: str | None = None,
+                 match_class: Annotated[str | None, Query(alias="MATCH_anyEPCClass")] = None,
+                 match_epc: Annotated[str | None, Query(alias="MATCH_anyEPC")] = None,
+                 eq_biz_step: Annotated[str | None, Query(alias="EQ_bizStep")] = None,
+                 ge_event_time: Annotated[str | None, Query(alias="GE_eventTime")] = None,
+                 lt_event_time: Annotated[str | None, Query(alias="LT_eventTime")] = None) -> JSON:
+    """The trace of a lot or a serialised unit in EPCIS 2.0 form (README, "GS1 EPCIS 2.0"):
+    named as ours (``sku`` with ``lot`` or ``serial``) or as EPCIS queries name it
+    (``MATCH_anyEPCClass``: an LGTIN, URN or Digital Link; ``MATCH_anyEPC``: an SGTIN);
+    ``EQ_bizStep``, ``GE_eventTime`` and ``LT_eventTime`` narrow it, as in EPCIS's
+    SimpleEventQuery. Every stored movement of it as an ObjectEvent, in recording order."""
+    uri = match_class or match_epc
+    if uri is not None:
+        catalog = runner.processor.ledger.catalog
+        named, why = epcis.item_of(uri, catalog.resolve_gtin)
+        if named is None:
+            raise ApiError(status.HTTP_400_BAD_REQUEST, f"{uri[:120]!r}: {why}", "malformed")
+        sku, lot, serial = named["sku"], named.get("lot"), named.get("serial")
+    if not sku or not (lot or serial):
+        raise ApiError(status.HTTP_400_BAD_REQUEST, "name a lot or a unit: sku with lot or serial, or "
+                       "MATCH_anyEPCClass (an LGTIN) or MATCH_anyEPC (an SGTIN)", "malformed")
+    bounds = {}
+    for name, value in (("GE_eventTime", ge_event_time), ("LT_eventTime", lt_event_time)):
+        if value is not None:
+            try:
+                bounds[name] = epcis.instant(value)
+            except ValueError:
+                raise ApiError(status.HTTP_400_BAD_REQUEST, f"{name} must be an ISO 8601 instant with its "
+                               "offset", "malformed") from None
+    doc = await runner.read(epcis.lot_trace, runner.processor, sku, lot, serial)
+    if doc is None:
+        what = f"serial {serial}" if serial else f"lot {lot}"
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"nothing is recorded of {what} of {sku}")
+    body = doc["epcisBody"]["queryResults"]["resultsBody"]
+    body["eventList"] = [e for e in body["eventList"]
+                         if (eq_biz_step is None or epcis.short(eq_biz_step) == e["bizStep"])
+                         and ("GE_eventTime" not in bounds or epcis.instant(e["eventTime"]) >= bounds["GE_eventTime"])
+                         and ("LT_eventTime" not in bounds or epcis.instant(e["eventTime"]) < bounds["LT_eventTime"])]
+    return JSON(doc, media_type="application/ld+json", headers=EPCIS_HEADERS)

@@ -134,3 +134,47 @@ def test_samples_written_by_others_and_bad_documents_get_protocol_answers(svc: S
             assert r.status_code == 400 and r.json()["code"] == "malformed_body", r.text
     with svc.client("auditor") as auditor:
         assert auditor.post("/epcis/capture", json=doc()).status_code == 403
+
+
+def test_a_lots_trace_comes_back_in_epcis_form_and_says_what_v1_trace_says(svc: Service) -> None:
+    """``GET /epcis/events``: the trace of lot LE1 (received and used by the tests above) as an
+    EPCISQueryDocument, the same movements as ``/v1/trace`` in the same order; named as EPCIS
+    names it or as we do; narrowed by business step and time; sent back, refused, not counted
+    twice."""
+    from urllib.parse import quote
+
+    from domain.epc import epc_item, place_key, place_uri
+
+    with svc.client("buyer") as buyer:
+        r = buyer.get("/epcis/events", params={"MATCH_anyEPCClass": LGTIN.format(lot="LE1")})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("application/ld+json") and r.headers["GS1-EPCIS-Version"] == "2.0.0"
+        got = r.json()
+        assert got["type"] == "EPCISQueryDocument" and got["schemaVersion"] == "2.0"
+        events = got["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+        ours = buyer.get("/v1/trace", params={"sku": SKU, "lot": "LE1"}).json()["events"]
+        moves = [row for row in ours if row["what"] in ("receipt", "usage")]
+        assert [e["eventID"] for e in events] == [f"urn:replenish:event:{quote(row['event_id'], safe='')}" for row in moves]
+        assert [e["bizStep"] for e in events] == ["receiving"] + ["dispensing"] * (len(moves) - 1)
+        assert [e["quantityList"][0]["quantity"] for e in events] == [abs(row["balance_change"]) for row in moves]
+        assert {epc_item(e["quantityList"][0]["epcClass"])[0]["lot"] for e in events} == {"LE1"}
+        assert {e["bizLocation"]["id"] for e in events} == {place_uri(place_key(GLN_W9) or "")}
+        assert events[0]["ilmd"]["cbvmda:lotNumber"] == "LE1" and events[0]["ilmd"]["cbvmda:itemExpirationDate"]
+        same = buyer.get("/epcis/events", params={"sku": SKU, "lot": "LE1"}).json()
+        assert same["epcisBody"] == got["epcisBody"]
+        used = buyer.get("/epcis/events", params={"sku": SKU, "lot": "LE1", "EQ_bizStep": "dispensing"}).json()
+        assert used["epcisBody"]["queryResults"]["resultsBody"]["eventList"] == events[1:]
+        later = buyer.get("/epcis/events", params={"sku": SKU, "lot": "LE1", "GE_eventTime": now().isoformat()}).json()
+        assert later["epcisBody"]["queryResults"]["resultsBody"]["eventList"] == []
+        assert buyer.get("/epcis/events", params={"sku": SKU, "lot": "NOPE"}).status_code == 404
+        for bad in ({"sku": SKU}, {"MATCH_anyEPCClass": "urn:epc:id:sscc:0614141.1234567890"},
+                    {"sku": SKU, "lot": "LE1", "GE_eventTime": "yesterday"}):
+            answer = buyer.get("/epcis/events", params=bad)
+            assert answer.status_code == 400 and answer.json()["code"] == "malformed", (bad, answer.text)
+    with svc.client("scanner") as scanner:
+        assert scanner.get("/epcis/events", params={"sku": SKU, "lot": "LE1"}).status_code == 403
+        before = on_hand(svc)
+        back = scanner.post("/epcis/capture", json=doc(*events))
+        assert back.status_code == 422 and back.json()["code"] == "malformed", back.text
+        assert "stored already" in back.json()["events"][0]["errors"][0]["message"]
+        assert on_hand(svc) == before

@@ -91,6 +91,7 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/fhir/r4"): POSTERS,
     ("POST", "/fhir/r4/{resource_type}"): POSTERS,
     ("POST", "/epcis/capture"): POSTERS,  # (each event type's own roles within, as FHIR)
+    ("GET", "/epcis/events"): READERS,  # a lot's trace, as /v1/trace
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
 }
@@ -146,7 +147,7 @@ ALLOWED_STATUS = {
     ("POST", "/epcis/capture"): 400,  # (no document sent)
 }
 # Query strings that routes need (the fixture's stock point has lot L1).
-QUERY = {("GET", "/v1/trace"): f"?sku={SKU}&lot=L1", ("GET", "/v1/transfer-requests"): "?source=CS",
+QUERY = {("GET", "/v1/trace"): f"?sku={SKU}&lot=L1", ("GET", "/epcis/events"): f"?sku={SKU}&lot=L1", ("GET", "/v1/transfer-requests"): "?source=CS",
          ("GET", "/v1/audit/proof/inclusion"): "?notification=1&size=2",
          ("GET", "/v1/audit/proof/consistency"): "?first=1&second=2"}
 

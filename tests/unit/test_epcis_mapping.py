@@ -184,3 +184,54 @@ def test_a_gln_names_one_place_a_second_location_claiming_it_is_refused() -> Non
     assert w.one(w.location("W7"), by=ADMIN).status == c.ACCEPTED  # W7 gives it up
     assert w.one(w.location("W8", gln=gln), by=ADMIN).status == c.ACCEPTED
     assert w.p.ledger.catalog.resolve_gln(place_key(gln) or "") == "W8"
+
+
+def test_each_movement_of_a_trace_becomes_its_epcis_event_and_the_rest_is_counted_out() -> None:
+    rows = [
+        {"what": "receipt", "event_id": "r1", "occurred_at": "2026-03-01T08:00:00+01:00",
+         "recorded_at": "2026-03-01T07:00:01+00:00", "location": "CS", "balance_change": 10.0, "po_id": "PO 7"},
+        {"what": "transfer_out", "event_id": "t1", "occurred_at": "2026-03-02T08:00:00+00:00",
+         "recorded_at": "2026-03-02T08:00:01+00:00", "location": "CS", "balance_change": -4.0,
+         "from_location": "CS", "to_location": "W1"},
+        {"what": "transfer_in", "event_id": "t1", "occurred_at": "2026-03-02T08:00:00+00:00",
+         "recorded_at": "2026-03-02T08:00:01+00:00", "location": "W1", "balance_change": 4.0,
+         "from_location": "CS", "to_location": "W1"},
+        {"what": "usage", "event_id": "u1", "occurred_at": "2026-03-03T08:00:00+00:00",
+         "recorded_at": "2026-03-03T08:00:01+00:00", "location": "W1", "balance_change": -1.0, "case_id": "pc-1"},
+        {"what": "return", "event_id": "b1", "occurred_at": "2026-03-03T09:00:00+00:00",
+         "recorded_at": "2026-03-03T09:00:01+00:00", "location": "W1", "balance_change": 1.0},
+        {"what": "waste", "event_id": "w1", "occurred_at": "2026-03-04T08:00:00+00:00",
+         "recorded_at": "2026-03-04T08:00:01+00:00", "location": "W1", "balance_change": -2.0},
+        {"what": "stock_count", "event_id": "c1", "occurred_at": "2026-03-05T08:00:00+00:00",
+         "recorded_at": "2026-03-05T08:00:01+00:00", "location": "W1", "quantity": 2.0, "balance_change": 0.0},
+        {"what": "refused", "event_id": "x1", "occurred_at": "2026-03-05T09:00:00+00:00",
+         "recorded_at": "2026-03-05T09:00:01+00:00", "location": "W1", "codes": ["recalled_lot"]},
+        {"what": "alert:recalled_lot_scanned", "event_id": "x1", "occurred_at": "2026-03-05T09:00:00+00:00",
+         "recorded_at": "2026-03-05T09:00:01+00:00", "location": "W1"},
+    ]
+    trace = {"sku": "SUT", "lot": "L/1", "serial": None, "events": rows}
+    where = {"CS": "https://id.gs1.org/414/0614141123452", "W1": "urn:replenish:location:W1"}.__getitem__
+    events, skipped = epcis.trace_events(trace, "09501101020917", where, expiry="2027-01-31")
+    assert skipped == 2
+    steps = [(e["bizStep"], e.get("disposition"), e["quantityList"][0]["quantity"]) for e in events]
+    assert steps == [("receiving", "in_progress", 10.0), ("shipping", "in_transit", 4.0),
+                     ("receiving", "in_progress", 4.0), ("dispensing", "dispensed", 1.0),
+                     ("stocking", "available", 1.0), ("destroying", "destroyed", 2.0), ("cycle_counting", None, 2.0)]
+    assert {epc_item(e["quantityList"][0]["epcClass"])[0]["lot"] for e in events} == {"L/1"}
+    assert events[0]["eventTimeZoneOffset"] == "+01:00" and events[0]["bizLocation"]["id"] == where("CS")
+    assert events[0]["ilmd"] == {"cbvmda:lotNumber": "L/1", "cbvmda:itemExpirationDate": "2027-01-31"}
+    assert events[0]["bizTransactionList"] == [{"type": "po", "bizTransaction": "urn:replenish:po:PO%207"}]
+    # Read back by the capture (under another eventID): the same place, lot, quantity and order.
+    (back,) = epcis.map_event(0, events[0], "urn:uuid:elsewhere", {"0614141123452": "CS"}.get).events
+    assert (back["type"], back["location"], back["lot"], back["quantity"], back["po_id"]) == \
+        ("receipt", "CS", "L/1", 10.0, "PO 7")
+    assert events[1]["sourceList"] == [{"type": "location", "source": where("CS")}]
+    assert events[1]["destinationList"] == [{"type": "location", "destination": where("W1")}]
+    assert events[3]["replenish:caseId"] == "pc-1"
+    # No GTIN: our own URIs; a serialised unit: an EPC list, not a quantity.
+    unit = {"sku": "IMPL", "lot": None, "serial": "S1", "events": rows[:1]}
+    (alone,), _ = epcis.trace_events(unit, None, where)
+    assert alone["epcList"] == ["urn:replenish:item:IMPL:serial:S1"] and "quantityList" not in alone
+    doc = epcis.query_document(events, "2026-03-06T00:00:00+00:00", skipped)
+    assert doc["type"] == "EPCISQueryDocument" and doc["replenish:linesNotInEPCISForm"] == 2
+    assert doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"] == events
