@@ -16,6 +16,9 @@ in batches of ``--batch`` events, for ``--seconds``.
   Then, in the database: acknowledged events stored nowhere (lost) and stock facts recorded
   more than once (doubled); the memory of the API and of the worker.
 
+The embedded queue's bound follows the drain rate (``REPLENISH_MAX_QUEUE_SECONDS``);
+``--queue-seconds 0`` runs the baseline bounded by ``REPLENISH_MAX_QUEUED_EVENTS`` alone.
+
 Run: ``.venv/bin/python -m bench.overload`` (the issue's full run: ``--seconds 600``; the
 distributed one with ``--profile distributed``). A benchmark: it prints its figures and
 asserts nothing about speed.
@@ -263,6 +266,9 @@ def main() -> None:
     ap.add_argument("--times", type=float, default=10.0)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--queue-seconds", type=float, default=None,
+                    help="embedded: REPLENISH_MAX_QUEUE_SECONDS (default: the service's); 0 for no "
+                         "drain-time bound (only REPLENISH_MAX_QUEUED_EVENTS, the baseline)")
     args = ap.parse_args()
     if args.profile == "distributed":
         distributed(args)
@@ -272,7 +278,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         data.mkdir()
-        svc = Service(data).start()
+        env = {} if args.queue_seconds is None else \
+            {"REPLENISH_MAX_QUEUE_SECONDS": str(args.queue_seconds or 1e9)}
+        svc = Service(data, env).start()
         try:
             wl = Workload("overload", items=3, locations=4)
             with httpx.Client(base_url=svc.base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as admin:
@@ -285,6 +293,9 @@ def main() -> None:
             # events may be taken as new.
             lost = asyncio.run(resend(svc.port, answers, args.batch))
             summary(args, rate, answers)
+            bound = ("REPLENISH_MAX_QUEUED_EVENTS alone" if args.queue_seconds == 0 else
+                     f"REPLENISH_MAX_QUEUE_SECONDS={args.queue_seconds or 'the default'}")
+            print(f"queue bound: {bound}")
             print(f"memory at the end: {memory:.0f} MB; drained {drain_s:.1f} s after the load stopped")
             print(f"acknowledged and lost: {lost}")
         finally:

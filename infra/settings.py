@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Back-pressure: events admitted and not yet answered; a request that does not fit waits up
     # to 1 s for room, then is answered 429 with Retry-After.
     max_queued_events: int = Field(default=50_000, ge=10_000)
+    # ... and at most what the measured drain rate stores in this many seconds (at least one
+    # largest request, `max_batch`), so that what is admitted is answered in about that.
+    max_queue_seconds: float = Field(default=2.0, gt=0)
     # Snapshots of the write model (embedded profile): a start reads the newest and the log after it.
     snapshot_every_events: int = Field(default=100_000, ge=1)
     snapshot_every_minutes: float = Field(default=15.0, gt=0)

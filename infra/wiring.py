@@ -58,7 +58,8 @@ def build_app(settings: Settings) -> FastAPI:
         from infra.wiring_distributed import build_distributed_app
         return build_distributed_app(settings)
     runner = EmbeddedRunner(build_processor(settings), max_batch=settings.max_batch,
-                            max_queued=settings.max_queued_events)
+                            max_queued=settings.max_queued_events,
+                            max_queue_seconds=settings.max_queue_seconds)
     runner.snapshotter = snapshots.Snapshotter(
         snapshots.FileSnapshots(snapshot_dir(settings), settings.case_id_key.get_secret_value().encode()),
         settings.snapshot_every_events, settings.snapshot_every_minutes)

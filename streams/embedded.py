@@ -27,6 +27,7 @@ DAILY_CHECK_POLL_SECONDS = 600.0  # how often the runner looks whether a new day
 TICK_SECONDS = 30.0  # how often the runner submits requisitions whose ordering window closed
 AlertListener = Callable[[list[dict[str, Any]]], None]
 MAX_QUEUED_EVENTS = 50_000  # events admitted and not yet answered (REPLENISH_MAX_QUEUED_EVENTS)
+DRAIN_MEMORY = 0.8  # the drain rate's weight of past batches, per batch
 ROOM_WAIT_SECONDS = 1.0  # how long a request waits for room before it is turned away
 
 
@@ -42,13 +43,18 @@ class Overloaded(RuntimeError):
 
 class EmbeddedRunner:
     def __init__(self, processor: Processor, max_batch: int = 10_000,
-                 max_queued: int = MAX_QUEUED_EVENTS) -> None:
+                 max_queued: int = MAX_QUEUED_EVENTS, max_queue_seconds: float | None = None) -> None:
         self.processor = processor
         self.max_batch = max_batch
         self.max_queued = max_queued
+        # None: the bound is ``max_queued`` alone (no drain-time bound)
+        self.max_queue_seconds = max_queue_seconds
         self.queued = 0  # events admitted and not yet answered
         self.turned_away = 0  # requests answered Overloaded
-        self.drain_rate = 0.0  # events stored per second, exponentially weighted over batches
+        # Events stored and seconds taken, each exponentially weighted over batches: their
+        # ratio is the drain rate, dominated by the large batches an overload makes (a small
+        # batch's fixed cost says little about how fast a queue drains).
+        self._drained = [0.0, 0.0]
         self._room = asyncio.Event()
         self.snapshotter: Any = None  # streams.snapshots.Snapshotter: written from the ticks
         self.checkpointer: Any = None  # streams.checkpoints.Checkpointer: made from the ticks
@@ -126,15 +132,15 @@ class EmbeddedRunner:
     async def _enqueue(self, events: list[Any], principal: Principal, whole: bool) -> Any:
         assert self._queue is not None, "runner not started"
         n = len(events)
-        if self.queued and self.queued + n > self.max_queued:
+        if self.queued and self.queued + n > self.limit():
             deadline = time.monotonic() + ROOM_WAIT_SECONDS
-            while self.queued and self.queued + n > self.max_queued:
+            while self.queued and self.queued + n > self.limit():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.turned_away += 1
                     if self.metrics is not None:
                         self.metrics.turned_away.inc()
-                    raise Overloaded(n, self.queued, self.max_queued, self.retry_after(n))
+                    raise Overloaded(n, self.queued, self.limit(), self.retry_after(n))
                 self._room.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._room.wait(), left)
@@ -147,10 +153,31 @@ class EmbeddedRunner:
             self.queued -= n
             self._room.set()
 
+    @property
+    def drain_rate(self) -> float:
+        """Events stored per second, measured over recent batches (0 before any)."""
+        events, seconds = self._drained
+        return events / seconds if seconds > 0 else 0.0
+
+    def measure(self, events: int, seconds: float) -> None:
+        """A batch of ``events`` stored in ``seconds``: it joins the drain rate."""
+        self._drained = [DRAIN_MEMORY * self._drained[0] + events,
+                         DRAIN_MEMORY * self._drained[1] + max(seconds, 1e-6)]
+
+    def limit(self) -> int:
+        """Events that may wait now: what the measured drain rate stores in
+        ``max_queue_seconds`` (so that what is admitted is answered within about that), at
+        least ``max_batch`` (the largest request always fits an empty queue's room) and at
+        most ``max_queued``; ``max_queued`` before any batch was measured."""
+        rate = self.drain_rate
+        if self.max_queue_seconds is None or rate <= 0:
+            return self.max_queued
+        return min(self.max_queued, max(self.max_batch, math.ceil(rate * self.max_queue_seconds)))
+
     def retry_after(self, n: int) -> int:
         """Whole seconds until ``n`` more events would fit, at the drain rate measured (at
         least 1; 1 before any batch was measured)."""
-        excess = self.queued + n - self.max_queued
+        excess = self.queued + n - self.limit()
         if self.drain_rate <= 0 or excess <= 0:
             return 1
         return max(1, math.ceil(excess / self.drain_rate))
@@ -253,8 +280,7 @@ class EmbeddedRunner:
             try:
                 result = await loop.run_in_executor(self._executor, self.processor.process, items)
                 took = max(time.monotonic() - began, 1e-6)
-                rate = len(items) / took
-                self.drain_rate = rate if self.drain_rate == 0 else 0.8 * self.drain_rate + 0.2 * rate
+                self.measure(len(items), took)
                 if self.metrics is not None:
                     self.metrics.observe_batch(len(items), took)
             except Exception as exc:

@@ -98,6 +98,8 @@ class ServiceMetrics(ProcessMetrics):
         self.webhook_failures = Gauge("replenish_webhook_delivery_failures", "Failed webhook deliveries, by hook "
                                       "(since the hook was registered)", ["hook"], registry=r)
         self.queued = Gauge("replenish_ingest_queued_events", "Events admitted and not yet answered", registry=r)
+        self.queue_limit = Gauge("replenish_ingest_queue_limit_events", "Events that may wait now (the queue's "
+                                 "bound from the measured drain rate)", registry=r)
         self.projection_lag = Gauge("replenish_projection_lag_events", "Stored events the KPI projections do "
                                     "not hold yet", registry=r)
         self.checkpoint_age = Gauge("replenish_audit_checkpoint_age_seconds", "Seconds since the last signed "
@@ -106,6 +108,8 @@ class ServiceMetrics(ProcessMetrics):
     def refresh(self, processor: Any, runner: Any, webhooks: Any = None) -> None:
         """Set the gauges read at a scrape (on the processor's thread: it reads the model)."""
         self.queued.set(getattr(runner, "queued", 0))
+        if hasattr(runner, "limit"):
+            self.queue_limit.set(runner.limit())
         self.refresh_model(processor, getattr(runner, "snapshotter", None))
         checkpointer = getattr(runner, "checkpointer", None)
         if checkpointer is not None:

@@ -65,6 +65,9 @@ def test_metrics_count_a_known_workload_exactly(svc: Service):
     posts = (("method", "POST"), ("route", "/v1/events"), ("status", "2xx"))
     assert got[("replenish_http_request_seconds_count", posts)] == 2.0
     assert got[("replenish_ingest_queued_events", ())] == 0.0
+    # The queue's bound follows the drain rate measured over the two batches, between one
+    # largest request (REPLENISH_MAX_BATCH, 10,000) and REPLENISH_MAX_QUEUED_EVENTS (50,000).
+    assert 10_000 <= got[("replenish_ingest_queue_limit_events", ())] <= 50_000
     open_alerts = {dict(labels)["kind"]: v for (name, labels), v in got.items() if name == "replenish_open_alerts"}
     with svc.client("auditor") as auditor:
         listed = [a for a in auditor.get("/v1/alerts", params={"status": "open"}).json()["alerts"]]

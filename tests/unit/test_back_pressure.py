@@ -87,7 +87,47 @@ def test_retry_after_is_the_drain_time_of_the_excess_and_at_least_one_second(wor
     runner = EmbeddedRunner(world.p, max_batch=100, max_queued=100)
     runner.queued = 100
     assert runner.retry_after(40) == 1  # nothing measured yet
-    runner.drain_rate = 10.0
+    runner.measure(10, 1.0)  # 10 events a second
     assert runner.retry_after(40) == 4
-    runner.drain_rate = 1e6
+    runner.measure(10**7, 10.0)
     assert runner.retry_after(40) == 1
+
+
+def test_the_bound_follows_the_drain_rate_between_one_largest_request_and_the_setting(world: World) -> None:
+    runner = EmbeddedRunner(world.p, max_batch=100, max_queued=5_000, max_queue_seconds=2.0)
+    assert runner.limit() == 5_000  # nothing measured yet: the setting
+    runner.measure(1_000, 1.0)  # 1,000 events a second: two seconds' worth may wait
+    assert runner.limit() == 2_000
+    runner.measure(1, 0.005)  # one event in 5 ms (200 a second): a small batch weighs little
+    assert 1_900 <= runner.limit() <= 2_000
+    runner.measure(100_000, 1.0)  # fast: the setting caps it
+    assert runner.limit() == 5_000
+    slow = EmbeddedRunner(world.p, max_batch=100, max_queued=5_000, max_queue_seconds=2.0)
+    slow.measure(10, 1.0)  # 10 a second: still room for one largest request
+    assert slow.limit() == 100
+    assert EmbeddedRunner(world.p, max_batch=100, max_queued=5_000).limit() == 5_000  # no drain bound
+
+
+def test_a_slow_drain_turns_away_what_would_wait_longer_than_the_setting(world: World) -> None:
+    w = world
+
+    async def scenario() -> list[Any]:
+        gated = GatedProcessor(w)
+        runner = EmbeddedRunner(gated, max_batch=50, max_queued=10_000, max_queue_seconds=1.0)  # type: ignore[arg-type]
+        runner.measure(50, 1.0)  # 50 events a second measured: 50 may wait
+        await runner.start()
+        try:
+            batches = [[w.receipt(1, lot="L3") for _ in range(40)] for _ in range(2)]
+            first = asyncio.create_task(runner.submit(batches[0], SCANNER))
+            await asyncio.sleep(0.05)
+            second = asyncio.create_task(runner.submit(batches[1], SCANNER))
+            asyncio.get_running_loop().call_later(1.5, gated.gate.set)
+            return list(await asyncio.gather(first, second, return_exceptions=True))
+        finally:
+            gated.gate.set()
+            await runner.stop()
+
+    results = asyncio.run(scenario())
+    # 80 events fit the bound of 10,000 but not two seconds' drain: the second is turned away
+    assert [type(r).__name__ for r in results] == ["list", "Overloaded"]
+    assert w.lots() == {"L3": 40.0}
