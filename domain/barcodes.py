@@ -1,12 +1,13 @@
 """GS1 barcodes as scanners read them: GS1-128 or DataMatrix element strings (AIs 01, 10,
-17, 21; with or without the FNC1/GS separator and symbology identifier) and GS1 Digital
-Link URIs. Parsed with ``biip``."""
+17, 21; with or without the FNC1/GS separator and symbology identifier), their human-readable
+form with the AIs in parentheses, and GS1 Digital Link URIs. Parsed with ``biip``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import biip
+from biip.gs1_messages import GS1Message
 
 GS = "\x1d"
 # Ways scanners and keyboard wedges spell the group separator in text.
@@ -20,15 +21,21 @@ def parse_gs1(barcode: str) -> tuple[dict[str, Any] | None, str | None]:
 
     >>> parse_gs1("]d2010950110102091717190500" + "10ABC1")[0]
     {'gtin': '09501101020917', 'expiry': '2019-05-31', 'lot': 'ABC1'}
+    >>> parse_gs1("(01)09501101020917(17)190500(10)ABC1")[0]  # as printed under the symbol
+    {'gtin': '09501101020917', 'expiry': '2019-05-31', 'lot': 'ABC1'}
     """
     text = barcode.strip()
     for spelling in GS_SPELLINGS:
         text = text.replace(spelling, GS)
+    result: Any = None
     try:
-        result = biip.parse(text)
+        if text.startswith("("):  # the human-readable form printed under the symbol: (01)…(10)…
+            message: Any = GS1Message.parse_hri(text)
+        else:
+            result = biip.parse(text)
+            message = result.gs1_message or result.gs1_digital_link_uri
     except Exception as exc:  # biip raises its own ParseError subclasses and ValueError
         return None, f"not a GS1 barcode: {exc}"
-    message = result.gs1_message or result.gs1_digital_link_uri
     fields: dict[str, Any] = {}
     if message is not None:
         for es in message.element_strings:
@@ -41,9 +48,9 @@ def parse_gs1(barcode: str) -> tuple[dict[str, Any] | None, str | None]:
                 fields["lot"] = es.value
             elif ai == "21":
                 fields["serial"] = es.value
-    elif result.gtin is not None:
+    elif result is not None and result.gtin is not None:
         fields["gtin"] = result.gtin.value
     if "gtin" not in fields:
-        reasons = [r for r in (result.gs1_message_error, result.gtin_error) if r]
+        reasons = [r for r in (result.gs1_message_error, result.gtin_error) if r] if result is not None else []
         return None, "no GTIN (AI 01) in the barcode" + (f": {reasons[0]}" if reasons else "")
     return fields, None

@@ -7,7 +7,9 @@ same validation, refusal codes, de-duplication and roles, and answered with an H
   case id; the procedure AIS-3 (else SCH-7, the appointment reason); the location AIL-3 (else
   PV1-3): its room (PL.2) when given, else its point of care (PL.1); the time TQ1-7 (else
   AIS-4, else SCH-11's start).
-- **DFT^P03**: each FT1 → ``usage``: FT1-7 our SKU or a GTIN (14 digits), FT1-10 the quantity,
+- **DFT^P03**: each FT1 → ``usage``: FT1-7 our SKU, a GTIN (14 digits) or a whole GS1 element
+  string (``(01)…(17)…(10)…(21)…`` or without parentheses: GTIN, expiry, lot and serial, read as
+  a scan's ``barcode`` is), FT1-10 the quantity,
   FT1-16 the location (its first non-empty component), the case FT1-2 (transaction id), else
   PV1-19 (visit number); the time FT1-4.
 - The sender (MSH-3 application ``@`` MSH-4 facility, first components) names a principal with a
@@ -45,6 +47,9 @@ log = logging.getLogger(__name__)
 
 START, END = b"\x0b", b"\x1c\x0d"
 MAX_MESSAGE_BYTES = 1 << 20  # larger messages are answered AR (and read to their end)
+# FT1-7 holding a whole GS1 element string (a symbology identifier, then AI 01 and its 14
+# digits, with or without parentheses, and more AIs after it): GTIN, lot, expiry, serial.
+GS1_STRING = re.compile(r"^(\][A-Za-z]\d)?(\(01\)|01)\d{14}.")
 SCHEDULE_TRIGGERS = {"S12": "surgery_scheduled", "S13": "surgery_scheduled", "S14": "surgery_scheduled",
                      "S15": "surgery_cancelled", "S26": "surgery_cancelled"}
 
@@ -214,6 +219,8 @@ def _charges(msg: Any, mapped: Mapped, sent_at: str) -> list[dict[str, Any]]:
                                  "location": _first_component(_field(ft1, 16)), "quantity": quantity}
         if re.fullmatch(r"\d{14}", code):
             event["gtin"] = code
+        elif GS1_STRING.match(code):  # a whole element string: read as a scan's barcode is
+            event["barcode"] = code
         else:
             event["sku"] = code
         case = _first_component(_field(ft1, 2)) or visit

@@ -95,3 +95,28 @@ def test_a_sender_from_an_address_not_allowed_is_answered_ar_and_nothing_is_subm
     assert submitted == []
     served = asyncio.run(send((ipaddress.ip_network("127.0.0.0/8"),)))
     assert b"may not send HL7" not in served and len(submitted) == 1  # its booking, submitted
+
+
+def test_ft1_7_takes_our_sku_a_gtin_or_a_whole_gs1_element_string() -> None:
+    """A charge's item: our SKU, a GTIN, or what a scanner read off the box (GTIN, expiry,
+    lot, serial), which the usual checks read as a scan's barcode."""
+    from domain.events import check_envelope
+
+    senders = parse_senders("ORIS@HOSP1:scanner")
+
+    def charge(code: str) -> dict[str, object]:
+        raw = "\r".join(["MSH|^~\\&|ORIS|HOSP1|REPLENISH|HOSP1|20261207101500+0000||DFT^P03|C1|P|2.5",
+                         "PV1|1|I|OR1^^^HOSP1|||||||||||||||VISIT-1",
+                         f"FT1|1|CASE-1||20261207101000+0000||CG|{code}^Gloves^L|||2||||||OR1"]) + "\r"
+        (event,) = read(raw, senders, NOW).events
+        return event
+
+    assert charge("SUT-2")["sku"] == "SUT-2"
+    assert charge("09501101020917")["gtin"] == "09501101020917"
+    for code in ("(01)09501101020917(17)271231(10)LOT-7", "0109501101020917172712311" + "0LOT-7",
+                 "]d20109501101020917172712311" + "0LOT-7"):
+        event = charge(code)
+        assert event["barcode"] == code and "sku" not in event and "gtin" not in event
+        checked, errors = check_envelope(dict(event), "scanner", NOW.replace(hour=12))
+        assert not errors and checked is not None, (code, errors)
+        assert (checked["gtin"], checked["lot"], checked["expiry"]) == ("09501101020917", "LOT-7", "2027-12-31")
