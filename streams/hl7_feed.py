@@ -22,8 +22,10 @@ same validation, refusal codes, de-duplication and roles, and answered with an H
   twice (same sender and MSH-10) gives duplicates: its events' ids are derived from them.
 - Times without an offset are read as UTC.
 
-Parsing is python-hl7's (``hl7.parse``); the MLLP framing (``<VT> message <FS><CR>``) is ours,
-so that a broken frame still gets an answer.
+Parsing is python-hl7's (``hl7.parse``, and its ``extract_field`` for every field and
+component, so the message's own separators and escape sequences are applied as HL7 defines
+them); the MLLP framing (``<VT> message <FS><CR>``) is ours, so that a broken frame still gets
+an answer.
 """
 
 from __future__ import annotations
@@ -96,41 +98,41 @@ def _ts(text: str) -> str | None:
     return t.isoformat()
 
 
-def _field(segment: Any, n: int) -> Any:
-    try:
-        return segment[n]
-    except (IndexError, KeyError):
+class _Segment:
+    """One segment of a parsed message, read through python-hl7's ``extract_field``: the
+    message's own separators (MSH-1, MSH-2) and its escape sequences (``\\T\\`` and the rest)
+    are python-hl7's to apply, not ours; a field, repetition or component that is absent
+    reads as ""."""
+
+    def __init__(self, msg: Any, name: str, number: int) -> None:
+        self.msg, self.name, self.number = msg, name, number
+
+    def component(self, field: int, k: int = 1) -> str:
+        """Component ``k`` (from 1) of the field's first repetition (its first subcomponent)."""
+        try:
+            text = str(self.msg.extract_field(self.name, self.number, field, 1, k, 1))
+        except (IndexError, KeyError, ValueError):
+            return ""
+        text = text.strip()
+        return "" if text == '""' else text  # HL7's explicit null
+
+    def first(self, field: int) -> str:
+        """The field's first non-empty component."""
+        for k in range(1, 11):
+            text = self.component(field, k)
+            if text:
+                return text
         return ""
 
-
-def _text(value: Any) -> str:
-    text = str(value) if value is not None else ""
-    return "" if text == '""' else text
-
-
-def _first_component(value: Any) -> str:
-    text = _text(value)
-    for rep in text.split("~")[:1]:
-        for comp in rep.split("^"):
-            comp = comp.split("&")[0]
-            if comp.strip():
-                return comp.strip()
-    return ""
+    def place(self, field: int) -> str:
+        """A PL (point of care ^ room ^ bed ^ facility) as our location id: the room when given
+        (an OR suite's theatre), else the point of care."""
+        return self.component(field, 2) or self.first(field)
 
 
-def _nth_component(value: Any, k: int) -> str:
-    comps = _text(value).split("~")[0].split("^")
-    return comps[k].split("&")[0].strip() if k < len(comps) else ""
-
-
-def _place(value: Any) -> str:
-    """A PL (point of care ^ room ^ bed ^ facility) as our location id: the room when given
-    (an OR suite's theatre), else the point of care."""
-    return _nth_component(value, 1) or _first_component(value)
-
-
-def _segments(msg: Any, name: str) -> list[Any]:
-    return [s for s in msg if str(s[0]) == name]
+def _segments(msg: Any, name: str) -> list[_Segment]:
+    count = sum(1 for s in msg if str(s[0]) == name)
+    return [_Segment(msg, name, n) for n in range(1, count + 1)]
 
 
 def _event_id(mapped: Mapped, k: int) -> str:
@@ -149,15 +151,16 @@ def read(raw: str, senders: dict[tuple[str, str], Principal], now: datetime) -> 
         mapped.version = (fields[11] if len(fields) > 11 else "") or "2.5"
     try:
         msg = hl7.parse(raw.replace("\r\n", "\r").replace("\n", "\r"))
-        msh = msg.segment("MSH")
+        msg.segment("MSH")  # (raises when there is none)
     except Exception as exc:  # python-hl7 raises several kinds on what is not HL7
         mapped.reject = f"not an HL7 v2 message: {type(exc).__name__}"
         return mapped
-    mapped.message_type = _nth_component(_field(msh, 9), 0)
-    mapped.trigger = _nth_component(_field(msh, 9), 1)
-    mapped.control_id = _text(_field(msh, 10)) or mapped.control_id
-    mapped.version = _first_component(_field(msh, 12)) or mapped.version
-    mapped.sender = (_first_component(_field(msh, 3)), _first_component(_field(msh, 4)))
+    msh = _Segment(msg, "MSH", 1)
+    mapped.message_type = msh.component(9, 1)
+    mapped.trigger = msh.component(9, 2)
+    mapped.control_id = msh.component(10) or mapped.control_id
+    mapped.version = msh.first(12) or mapped.version
+    mapped.sender = (msh.first(3), msh.first(4))
     mapped.principal = senders.get(mapped.sender)
     if mapped.principal is None:
         mapped.reject = f"unknown sender {mapped.sender[0]}@{mapped.sender[1]} (REPLENISH_HL7_SENDERS)"
@@ -165,7 +168,7 @@ def read(raw: str, senders: dict[tuple[str, str], Principal], now: datetime) -> 
     if not mapped.control_id:
         mapped.reject = "no message control id (MSH-10)"
         return mapped
-    sent_at = _ts(_text(_field(msh, 7))) or now.isoformat()
+    sent_at = _ts(msh.component(7)) or now.isoformat()
     if mapped.message_type == "SIU" and mapped.trigger in SCHEDULE_TRIGGERS:
         mapped.events = _schedule(msg, mapped, sent_at)
     elif mapped.message_type == "DFT" and mapped.trigger == "P03":
@@ -180,7 +183,7 @@ def _schedule(msg: Any, mapped: Mapped, sent_at: str) -> list[dict[str, Any]]:
     if sch is None:
         mapped.reject = "an SIU message without SCH"
         return []
-    case_id = _first_component(_field(sch, 1)) or _first_component(_field(sch, 2))
+    case_id = sch.first(1) or sch.first(2)
     event: dict[str, Any] = {"event_id": _event_id(mapped, 0), "type": SCHEDULE_TRIGGERS[mapped.trigger],
                              "occurred_at": sent_at, "case_id": case_id}
     if mapped.trigger in ("S15", "S26"):
@@ -191,13 +194,11 @@ def _schedule(msg: Any, mapped: Mapped, sent_at: str) -> list[dict[str, Any]]:
     ail = _segments(msg, "AIL")
     tq1 = _segments(msg, "TQ1")
     pv1 = _segments(msg, "PV1")
-    procedure = next((p for p in (_first_component(_field(s, 3)) for s in ais) if p), "") or \
-        _first_component(_field(sch, 7))
-    location = next((p for p in (_place(_field(s, 3)) for s in ail) if p), "") or \
-        (_place(_field(pv1[0], 3)) if pv1 else "")
-    start = next((t for t in (_ts(_text(_field(s, 7))) for s in tq1) if t), None) or \
-        next((t for t in (_ts(_text(_field(s, 4))) for s in ais) if t), None) or \
-        _ts(_nth_component(_field(sch, 11), 3))
+    procedure = next((p for p in (s.first(3) for s in ais) if p), "") or sch.first(7)
+    location = next((p for p in (s.place(3) for s in ail) if p), "") or (pv1[0].place(3) if pv1 else "")
+    start = next((t for t in (_ts(s.component(7)) for s in tq1) if t), None) or \
+        next((t for t in (_ts(s.component(4)) for s in ais) if t), None) or \
+        _ts(sch.component(11, 4))
     event.update({k: v for k, v in (("procedure", procedure), ("location", location), ("scheduled_for", start))
                   if v})
     return [event]
@@ -205,25 +206,25 @@ def _schedule(msg: Any, mapped: Mapped, sent_at: str) -> list[dict[str, Any]]:
 
 def _charges(msg: Any, mapped: Mapped, sent_at: str) -> list[dict[str, Any]]:
     pv1 = _segments(msg, "PV1")
-    visit = _first_component(_field(pv1[0], 19)) if pv1 else ""
+    visit = pv1[0].first(19) if pv1 else ""
     events = []
     for k, ft1 in enumerate(_segments(msg, "FT1")):
-        code = _first_component(_field(ft1, 7))
-        quantity_text = _first_component(_field(ft1, 10))
+        code = ft1.first(7)
+        quantity_text = ft1.first(10)
         try:
             quantity: Any = float(quantity_text) if quantity_text else None
         except ValueError:
             quantity = quantity_text  # refused by the usual check, with its field named
         event: dict[str, Any] = {"event_id": _event_id(mapped, k), "type": "usage",
-                                 "occurred_at": _ts(_text(_field(ft1, 4))) or sent_at,
-                                 "location": _first_component(_field(ft1, 16)), "quantity": quantity}
+                                 "occurred_at": _ts(ft1.component(4)) or sent_at,
+                                 "location": ft1.first(16), "quantity": quantity}
         if re.fullmatch(r"\d{14}", code):
             event["gtin"] = code
         elif GS1_STRING.match(code):  # a whole element string: read as a scan's barcode is
             event["barcode"] = code
         else:
             event["sku"] = code
-        case = _first_component(_field(ft1, 2)) or visit
+        case = ft1.first(2) or visit
         if case:
             event["case_id"] = case
         events.append({k2: v for k2, v in event.items() if v not in ("", None)})

@@ -120,3 +120,17 @@ def test_ft1_7_takes_our_sku_a_gtin_or_a_whole_gs1_element_string() -> None:
         checked, errors = check_envelope(dict(event), "scanner", NOW.replace(hour=12))
         assert not errors and checked is not None, (code, errors)
         assert (checked["gtin"], checked["lot"], checked["expiry"]) == ("09501101020917", "LOT-7", "2027-12-31")
+
+
+def test_the_messages_own_separators_and_escapes_are_python_hl7s_to_apply() -> None:
+    """A sender may declare other separators in MSH-2 and escape its delimiters (\\T\\ for &,
+    \\S\\ for ^): the fields are read as python-hl7 reads them, not split on '^' by hand."""
+    senders = parse_senders("ORIS@HOSP1:scanner")
+    standard = "\r".join(["MSH|^~\\&|ORIS|HOSP1|REPLENISH|HOSP1|20261207101500+0000||DFT^P03|C7|P|2.5",
+                          "FT1|1|CASE\\T\\9\\S\\B||20261207101000+0000||CG|SUT-2^Gloves^L|||2||||||^OR1^^HOSP1"]) + "\r"
+    (event,) = read(standard, senders, NOW).events
+    assert (event["case_id"], event["sku"], event["location"]) == ("CASE&9^B", "SUT-2", "OR1")
+    other = standard.replace("|^~\\&|", "|#~\\&|").replace("^", "#")
+    (again,) = read(other, senders, NOW).events
+    assert (again["sku"], again["location"], again["quantity"]) == ("SUT-2", "OR1", 2.0)
+    assert read(other, senders, NOW).trigger == "P03"
