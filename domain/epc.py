@@ -116,15 +116,15 @@ def place_key(uri: str) -> str | None:
 DIGITAL_LINK = "https://id.gs1.org"
 
 
-def item_uri(gtin: str, lot: str | None = None, serial: str | None = None) -> str:
+def item_uri(gtin: str | None, lot: str | None = None, serial: str | None = None, sku: str = "") -> str:
     """A trade item's GS1 Digital Link URI: of a lot (AI 10), a serialised unit (AI 21) or the
-    GTIN alone (``epc_item`` reads it back)."""
-    uri = f"{DIGITAL_LINK}/01/{gtin.zfill(14)}"
-    if lot is not None:
-        uri += f"/10/{quote(lot, safe='')}"
-    if serial is not None:
-        uri += f"/21/{quote(serial, safe='')}"
-    return uri
+    GTIN alone (``epc_item`` reads it back); for an item without a GTIN (``gtin`` None), our own
+    ``urn:replenish:item:{sku}[:lot:{lot}][:serial:{serial}]`` (EPCIS 2.0 takes any URI)."""
+    if gtin is None:
+        return f"urn:replenish:item:{quote(sku, safe='')}" + \
+            "".join(f":{name}:{quote(v, safe='')}" for name, v in (("lot", lot), ("serial", serial)) if v is not None)
+    return f"{DIGITAL_LINK}/01/{gtin.zfill(14)}" + \
+        "".join(f"/{ai}/{quote(v, safe='')}" for ai, v in (("10", lot), ("21", serial)) if v is not None)
 
 
 def place_uri(key: str) -> str:

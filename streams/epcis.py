@@ -352,16 +352,6 @@ QUERY_STEPS = {"receipt": ("receiving", "in_progress"), "usage": ("dispensing", 
 Where = Callable[[str], str]  # our location id -> its EPCIS place URI
 
 
-def our_item_uri(sku: str, lot: str | None = None, serial: str | None = None) -> str:
-    """An item without a GTIN, in our own URI (EPCIS 2.0 takes any URI)."""
-    uri = f"urn:replenish:item:{_quote(sku)}"
-    if lot is not None:
-        uri += f":lot:{_quote(lot)}"
-    if serial is not None:
-        uri += f":serial:{_quote(serial)}"
-    return uri
-
-
 def _quote(text: str) -> str:
     return quote(text, safe="")
 
@@ -400,9 +390,9 @@ def trace_events(trace: dict[str, Any], gtin: str | None, where: Where,
         if step[1] is not None:
             ev["disposition"] = step[1]
         if serial:
-            ev["epcList"] = [item_uri(gtin, serial=serial) if gtin else our_item_uri(sku, serial=serial)]
+            ev["epcList"] = [item_uri(gtin, serial=serial, sku=sku)]
         elif lot:
-            ev["quantityList"] = [{"epcClass": item_uri(gtin, lot=lot) if gtin else our_item_uri(sku, lot=lot),
+            ev["quantityList"] = [{"epcClass": item_uri(gtin, lot=lot, sku=sku),
                                    "quantity": qty, "uom": "EA"}]
         place = {"id": where(row["location"])}
         ev["readPoint"], ev["bizLocation"] = place, place
@@ -443,7 +433,8 @@ def lot_trace(p: Processor, sku: str, lot: str | None, serial: str | None) -> di
         loc = catalog.location(location, now)
         return place_uri(loc.gln) if loc is not None and loc.gln else f"{OUR_LOCATION}{location}"
 
-    events, skipped = trace_events(found, item.gtin if item is not None else None, where, found.get("expiry"))
+    events, skipped = trace_events(found, (item.gtin or None) if item is not None else None, where,
+                                   found.get("expiry"))
     return query_document(events, now.isoformat(), skipped)
 
 
