@@ -31,6 +31,10 @@ def parse_gs1(barcode: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
         if text.startswith("("):  # the human-readable form printed under the symbol: (01)…(10)…
             message: Any = GS1Message.parse_hri(text)
+            rebuilt = "".join(f"({es.ai.ai}){es.value}" for es in message.element_strings)
+            if rebuilt != text:  # (biip skips what is not an AI: a lot holding parentheses)
+                return None, ("a human-readable GS1 string whose parentheses do not all enclose AIs: send "
+                              "the element string without them")
         else:
             result = biip.parse(text)
             message = result.gs1_message or result.gs1_digital_link_uri

@@ -42,6 +42,13 @@ def _gtin(company: str, reference: str) -> str | None:
     return body + check_digit(body)
 
 
+def _scheme(uri: str) -> str:
+    try:
+        return urlparse(uri).scheme
+    except ValueError:  # not a URL at all (an unbalanced "[" in the host, ...)
+        return ""
+
+
 def epc_item(uri: str) -> tuple[dict[str, Any] | None, str | None]:
     """The item an EPC or EPC class names: ``{"gtin", "serial"}`` (an SGTIN), ``{"gtin",
     "lot"}`` (an LGTIN), ``{"gtin"}`` (an SGTIN pattern, or a Digital Link with a GTIN alone),
@@ -50,7 +57,7 @@ def epc_item(uri: str) -> tuple[dict[str, Any] | None, str | None]:
         return None, "no identifier"
     m = _URN.match(uri)
     if m is None:
-        if urlparse(uri).scheme in ("http", "https") and "/01/" in uri:
+        if _scheme(uri) in ("http", "https") and "/01/" in uri:
             found, why = parse_gs1(uri)
             if found is None:
                 return None, why
@@ -99,7 +106,10 @@ def place_key(uri: str) -> str | None:
         gln = body + check_digit(body)
         ext = unquote(ext)
         return gln if ext in ("", "0") else f"{gln}/{ext}"
-    parsed = urlparse(uri)
+    try:
+        parsed = urlparse(uri)
+    except ValueError:  # (an unbalanced "[" in the host, ...)
+        return None
     if parsed.scheme not in ("http", "https"):
         return None
     segments = [s for s in parsed.path.split("/") if s]

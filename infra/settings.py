@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     max_queued_events: int = Field(default=50_000, ge=10_000)
     # ... and at most what the measured drain rate stores in this many seconds (at least one
     # largest request, `max_batch`), so that what is admitted is answered in about that.
-    max_queue_seconds: float = Field(default=2.0, gt=0)
+    max_queue_seconds: float = Field(default=2.0, gt=0, le=3600, allow_inf_nan=False)
     # Snapshots of the write model (embedded profile): a start reads the newest and the log after it.
     snapshot_every_events: int = Field(default=100_000, ge=1)
     snapshot_every_minutes: float = Field(default=15.0, gt=0)

@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -74,6 +75,7 @@ class ProjectionService:
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one writer at a time: the follower or a rebuild
         self._lock_calls = threading.Lock()
+        self._in_flight: set[Future[Any]] = set()
         # The API's calls into the engine (KPI queries, status, rebuilds) run on these threads,
         # at the follower's lowered priority: the engine's thread pools grow from the thread
         # that hands them work, and a thread started from a request's thread would run at
@@ -128,10 +130,16 @@ class ProjectionService:
             self._bi_server.should_exit = True
         if self._bi_thread is not None:
             self._bi_thread.join(timeout=15)
-        with self._lock_calls:  # calls in flight finish on the open clients; queued ones are dropped
-            calls, self._calls = self._calls, None
+        with self._lock_calls:  # calls in flight finish on the open clients (a minute at most, as
+            calls, self._calls = self._calls, None  # the threads above); queued ones are dropped
+            in_flight = list(self._in_flight)
         if calls is not None:
-            calls.shutdown(wait=True, cancel_futures=True)
+            calls.shutdown(wait=False, cancel_futures=True)
+            _, hung = futures.wait(in_flight, timeout=60)
+            if hung:
+                log.warning("%d calls into the projection engine still running at stop", len(hung))
+            else:
+                calls.shutdown(wait=True)  # (nothing runs: its threads end now)
         if self._follower is not None:
             self._follower.writer.close()
         self._close_clients()
@@ -154,7 +162,10 @@ class ProjectionService:
             if self._calls is None:
                 self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix="projections-call",
                                                  initializer=lower_priority, initargs=(self.niceness,))
-            return self._calls.submit(fn, *args)
+            future = self._calls.submit(fn, *args)
+            self._in_flight.add(future)
+        future.add_done_callback(self._in_flight.discard)
+        return future
 
     def wake(self) -> None:
         """New events are stored: catch up soon (never on the caller's thread)."""

@@ -27,7 +27,12 @@ DAILY_CHECK_POLL_SECONDS = 600.0  # how often the runner looks whether a new day
 TICK_SECONDS = 30.0  # how often the runner submits requisitions whose ordering window closed
 AlertListener = Callable[[list[dict[str, Any]]], None]
 MAX_QUEUED_EVENTS = 50_000  # events admitted and not yet answered (REPLENISH_MAX_QUEUED_EVENTS)
-DRAIN_MEMORY = 0.8  # the drain rate's weight of past batches, per batch
+# The drain rate: measured on batches of at least DRAIN_BATCH_EVENTS (or max_batch) events, a
+# queue's (a quiet service's small batches are mostly fixed cost and say little about how fast
+# a queue drains; with a short queue the bound does not matter); each such batch of n events
+# weighs what came before it by exp(-n / DRAIN_MEMORY_EVENTS): under load, the last few.
+DRAIN_BATCH_EVENTS = 1_000
+DRAIN_MEMORY_EVENTS = 20_000
 ROOM_WAIT_SECONDS = 1.0  # how long a request waits for room before it is turned away
 
 
@@ -51,9 +56,8 @@ class EmbeddedRunner:
         self.max_queue_seconds = max_queue_seconds
         self.queued = 0  # events admitted and not yet answered
         self.turned_away = 0  # requests answered Overloaded
-        # Events stored and seconds taken, each exponentially weighted over batches: their
-        # ratio is the drain rate, dominated by the large batches an overload makes (a small
-        # batch's fixed cost says little about how fast a queue drains).
+        # Events stored and seconds taken by a queue's batches, exponentially weighted by the
+        # events since (``measure``): their ratio is the drain rate.
         self._drained = [0.0, 0.0]
         self._room = asyncio.Event()
         self.snapshotter: Any = None  # streams.snapshots.Snapshotter: written from the ticks
@@ -160,9 +164,12 @@ class EmbeddedRunner:
         return events / seconds if seconds > 0 else 0.0
 
     def measure(self, events: int, seconds: float) -> None:
-        """A batch of ``events`` stored in ``seconds``: it joins the drain rate."""
-        self._drained = [DRAIN_MEMORY * self._drained[0] + events,
-                         DRAIN_MEMORY * self._drained[1] + max(seconds, 1e-6)]
+        """A batch of ``events`` stored in ``seconds``: it joins the drain rate when it is a
+        queue's (``DRAIN_BATCH_EVENTS``)."""
+        if events < min(DRAIN_BATCH_EVENTS, self.max_batch):
+            return
+        keep = math.exp(-events / DRAIN_MEMORY_EVENTS)
+        self._drained = [keep * self._drained[0] + events, keep * self._drained[1] + max(seconds, 1e-6)]
 
     def limit(self) -> int:
         """Events that may wait now: what the measured drain rate stores in

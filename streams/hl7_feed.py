@@ -49,9 +49,10 @@ log = logging.getLogger(__name__)
 
 START, END = b"\x0b", b"\x1c\x0d"
 MAX_MESSAGE_BYTES = 1 << 20  # larger messages are answered AR (and read to their end)
-# FT1-7 holding a whole GS1 element string (a symbology identifier, then AI 01 and its 14
-# digits, with or without parentheses, and more AIs after it): GTIN, lot, expiry, serial.
-GS1_STRING = re.compile(r"^(\][A-Za-z]\d)?(\(01\)|01)\d{14}.")
+# FT1-7 holding a whole GS1 element string: its human-readable form "(01)" and 14 digits (more
+# AIs after it or not), or AI 01's digits written bare (a symbology identifier before them or
+# not) with more AIs after them: GTIN, lot, expiry, serial.
+GS1_STRING = re.compile(r"^(\(01\)\d{14}|(\][A-Za-z]\d)?01\d{14}.)")
 SCHEDULE_TRIGGERS = {"S12": "surgery_scheduled", "S13": "surgery_scheduled", "S14": "surgery_scheduled",
                      "S15": "surgery_cancelled", "S26": "surgery_cancelled"}
 
@@ -99,40 +100,81 @@ def _ts(text: str) -> str | None:
 
 
 class _Segment:
-    """One segment of a parsed message, read through python-hl7's ``extract_field``: the
-    message's own separators (MSH-1, MSH-2) and its escape sequences (``\\T\\`` and the rest)
-    are python-hl7's to apply, not ours; a field, repetition or component that is absent
-    reads as ""."""
+    """One segment as python-hl7 parsed it (its fields, repetitions, components and
+    subcomponents split on the message's own separators, MSH-1 and MSH-2), read here: a field,
+    repetition or component that is absent reads as "". Escape sequences are decoded here, only
+    those that stand for a delimiter (``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\``); any other (formatting,
+    hexadecimal, a site's own) is kept as written: two different ids never read the same, and
+    nothing of a field is logged (python-hl7's own ``unescape`` logs what it does not know and
+    expands ``\\.sp`` without bound)."""
 
-    def __init__(self, msg: Any, name: str, number: int) -> None:
-        self.msg, self.name, self.number = msg, name, number
+    def __init__(self, segment: Any, escape: str, separators: str) -> None:
+        self.segment = segment
+        self.escape = escape
+        # (segment, field, repetition, component, subcomponent)
+        _, field, repetition, component, sub = (separators + "\r|~^&"[len(separators):])[:5]
+        self.codes = {"F": field, "S": component, "T": sub, "R": repetition, "E": escape}
+
+    def _raw(self, field: int) -> Any:
+        try:
+            return self.segment[field]
+        except (IndexError, KeyError, TypeError):
+            return ""
+
+    def text(self, field: int) -> str:
+        """The whole field as written (repetitions and components joined as sent)."""
+        text = str(self._raw(field))
+        return "" if text == '""' else text
+
+    def components(self, field: int) -> list[str]:
+        """The first repetition's components (each its first subcomponent), decoded."""
+        value = self._raw(field)
+        first = value[0] if isinstance(value, list) and value else value
+        if not isinstance(first, list):
+            parts: list[Any] = [first]
+        else:
+            parts = [c[0] if isinstance(c, list) and c else c for c in first]
+        out = []
+        for part in parts:
+            text = self._unescape(str(part if part is not None else "")).strip()
+            out.append("" if text == '""' else text)  # HL7's explicit null
+        return out
 
     def component(self, field: int, k: int = 1) -> str:
-        """Component ``k`` (from 1) of the field's first repetition (its first subcomponent)."""
-        try:
-            text = str(self.msg.extract_field(self.name, self.number, field, 1, k, 1))
-        except (IndexError, KeyError, ValueError):
-            return ""
-        text = text.strip()
-        return "" if text == '""' else text  # HL7's explicit null
+        """Component ``k`` (from 1) of the field's first repetition."""
+        comps = self.components(field)
+        return comps[k - 1] if 0 < k <= len(comps) else ""
 
     def first(self, field: int) -> str:
         """The field's first non-empty component."""
-        for k in range(1, 11):
-            text = self.component(field, k)
-            if text:
-                return text
-        return ""
+        return next((c for c in self.components(field) if c), "")
 
     def place(self, field: int) -> str:
         """A PL (point of care ^ room ^ bed ^ facility) as our location id: the room when given
         (an OR suite's theatre), else the point of care."""
         return self.component(field, 2) or self.first(field)
 
+    def _unescape(self, text: str) -> str:
+        esc = self.escape
+        if not esc or esc not in text:
+            return text
+        out, i = [], 0
+        while i < len(text):
+            if text[i] == esc:
+                j = text.find(esc, i + 1)
+                if j > i and text[i + 1:j] in self.codes:
+                    out.append(self.codes[text[i + 1:j]])
+                    i = j + 1
+                    continue
+            out.append(text[i])
+            i += 1
+        return "".join(out)
+
 
 def _segments(msg: Any, name: str) -> list[_Segment]:
-    count = sum(1 for s in msg if str(s[0]) == name)
-    return [_Segment(msg, name, n) for n in range(1, count + 1)]
+    escape = getattr(msg, "esc", "\\") or ""
+    separators = getattr(msg, "separators", "\r|~^&") or "\r|~^&"
+    return [_Segment(s, escape, separators) for s in msg if str(s[0]) == name]
 
 
 def _event_id(mapped: Mapped, k: int) -> str:
@@ -155,10 +197,10 @@ def read(raw: str, senders: dict[tuple[str, str], Principal], now: datetime) -> 
     except Exception as exc:  # python-hl7 raises several kinds on what is not HL7
         mapped.reject = f"not an HL7 v2 message: {type(exc).__name__}"
         return mapped
-    msh = _Segment(msg, "MSH", 1)
+    (msh,) = _segments(msg, "MSH")[:1]
     mapped.message_type = msh.component(9, 1)
     mapped.trigger = msh.component(9, 2)
-    mapped.control_id = msh.component(10) or mapped.control_id
+    mapped.control_id = msh.text(10) or mapped.control_id
     mapped.version = msh.first(12) or mapped.version
     mapped.sender = (msh.first(3), msh.first(4))
     mapped.principal = senders.get(mapped.sender)
@@ -368,7 +410,9 @@ class Hl7Listener:
             text = body[1:].decode("utf-8")
         except UnicodeDecodeError:
             text = body[1:].decode("latin-1")
-        mapped = read(text, self.senders, now)
+        # Parsed beside the event loop: a message of a megabyte takes a second or more, and the
+        # service's other answers must not wait for it.
+        mapped = await asyncio.to_thread(read, text, self.senders, now)
         if mapped.reject is not None or mapped.principal is None:
             return ack(mapped, None, now)
         try:

@@ -417,7 +417,9 @@ class Planner:
                                   min(s.max_cycle_days, float(life) / 2) if life else s.max_cycle_days)
         # A spike's recent rate covers the lead time (the reorder point), not a whole cycle:
         # whether it lasts is not known yet, so the stock beyond the reorder point is the
-        # baseline's cycle, and a lasting spike is met by ordering more often.
+        # cycle's days of the baseline's rate, and a lasting spike is met by ordering more
+        # often. (Under economic cycles the days come from the rate in use, so a spike
+        # shortens them too: this was measured so, in README's version-10 figures.)
         cycle_mean = est.baseline_mean if est.spike else mean
         cycle = math.ceil(cycle_mean * cycle_days / pack - 1e-9) * pack if cycle_mean > 0 else 0.0
         alpha, source = self._service_level(item, ltd + est.undershoot, mean, max(cycle, pack))

@@ -127,6 +127,11 @@ async def events(runner: Runner, _: Annotated[Principal, Depends(require(*READER
     (``MATCH_anyEPCClass``: an LGTIN, URN or Digital Link; ``MATCH_anyEPC``: an SGTIN);
     ``EQ_bizStep``, ``GE_eventTime`` and ``LT_eventTime`` narrow it, as in EPCIS's
     SimpleEventQuery. Every stored movement of it as an ObjectEvent, in recording order."""
+    named_by = [name for name, value in (("MATCH_anyEPCClass", match_class), ("MATCH_anyEPC", match_epc),
+                                         ("sku", sku), ("lot", lot), ("serial", serial)) if value is not None]
+    if (match_class is not None or match_epc is not None) and len(named_by) > 1:
+        raise ApiError(status.HTTP_400_BAD_REQUEST, f"name the lot or unit one way: {' and '.join(named_by)} were "
+                       "given", "malformed")
     uri = match_class or match_epc
     if uri is not None:
         catalog = runner.processor.ledger.catalog

@@ -168,7 +168,9 @@ def test_a_lots_trace_comes_back_in_epcis_form_and_says_what_v1_trace_says(svc: 
         assert later["epcisBody"]["queryResults"]["resultsBody"]["eventList"] == []
         assert buyer.get("/epcis/events", params={"sku": SKU, "lot": "NOPE"}).status_code == 404
         for bad in ({"sku": SKU}, {"MATCH_anyEPCClass": "urn:epc:id:sscc:0614141.1234567890"},
-                    {"sku": SKU, "lot": "LE1", "GE_eventTime": "yesterday"}):
+                    {"sku": SKU, "lot": "LE1", "GE_eventTime": "yesterday"},
+                    {"MATCH_anyEPCClass": "https://[x/01/09501101020917/10/LE1"},
+                    {"MATCH_anyEPCClass": LGTIN.format(lot="LE1"), "sku": SKU}):
             answer = buyer.get("/epcis/events", params=bad)
             assert answer.status_code == 400 and answer.json()["code"] == "malformed", (bad, answer.text)
     with svc.client("scanner") as scanner:

@@ -235,3 +235,15 @@ def test_each_movement_of_a_trace_becomes_its_epcis_event_and_the_rest_is_counte
     doc = epcis.query_document(events, "2026-03-06T00:00:00+00:00", skipped)
     assert doc["type"] == "EPCISQueryDocument" and doc["replenish:linesNotInEPCISForm"] == 2
     assert doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"] == events
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.builds(lambda host, rest: f"https://{host}/01/{rest}", st.text(max_size=20),
+                                                 st.text(max_size=40))))
+def test_any_text_as_an_epc_or_a_place_gets_an_answer_never_an_exception(uri: str) -> None:
+    """What a query or a document names (``MATCH_anyEPCClass``, a read point) is read or
+    refused with a reason: ``urlparse`` raises on some text (an unbalanced '[' in the host)."""
+    found, why = epc_item(uri)
+    assert (found is None) != (why is None)
+    key = place_key(uri)
+    assert key is None or isinstance(key, str)

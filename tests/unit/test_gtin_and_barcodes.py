@@ -104,3 +104,16 @@ def test_a_gs1_barcode_keeps_a_bad_check_digit_for_validation_to_refuse() -> Non
     fields, _ = parse_gs1("0109501101020918" + "10X")
     assert fields is not None and fields["gtin"] == "09501101020918"
     assert not gtin_check_digit_ok(fields["gtin"])
+
+
+def test_the_human_readable_form_parses_and_one_with_stray_parentheses_is_refused() -> None:
+    """``(01)…(17)…(10)…`` as printed under a symbol gives what the element string gives; a
+    lot that itself holds parentheses cannot be told from AIs there (biip skips what is not an
+    AI, which would record the lot cut short): refused with the way out."""
+    from domain.barcodes import parse_gs1
+
+    assert parse_gs1("(01)09501101020917(17)271231(10)LOT-7")[0] == \
+        parse_gs1("0109501101020917172712311" + "0LOT-7")[0] == \
+        {"gtin": "09501101020917", "expiry": "2027-12-31", "lot": "LOT-7"}
+    found, why = parse_gs1("(01)09501101020917(10)A(B)C")
+    assert found is None and why is not None and "without them" in why

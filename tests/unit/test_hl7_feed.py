@@ -134,3 +134,23 @@ def test_the_messages_own_separators_and_escapes_are_python_hl7s_to_apply() -> N
     (again,) = read(other, senders, NOW).events
     assert (again["sku"], again["location"], again["quantity"]) == ("SUT-2", "OR1", 2.0)
     assert read(other, senders, NOW).trigger == "P03"
+
+
+def test_escapes_other_than_delimiters_are_kept_as_written_and_the_control_id_whole() -> None:
+    """Only the delimiter escapes are decoded: a site's own or a formatting escape is kept as
+    sent, so two different case ids never read the same and nothing is expanded (python-hl7's
+    ``unescape`` turns ``\\.sp99999999999\\`` into that many line breaks); MSH-10 is the whole
+    field, so control ids differing after a '^' stay two messages."""
+    senders = parse_senders("ORIS@HOSP1:scanner")
+
+    def message(control: str) -> str:
+        return "\r".join([f"MSH|^~\\&|ORIS|HOSP1|REPLENISH|HOSP1|20261207101500+0000||DFT^P03|{control}|P|2.5",
+                          "FT1|1|OR\\2024\\0001||20261207101000+0000||CG|SUT-2|||1||||||OR1",
+                          "FT1|2|OR\\2025\\0001||20261207101000+0000||CG|SUT\\.sp99999999999\\2|||1||||||OR1"]) + "\r"
+
+    first = read(message("C1^X"), senders, NOW)
+    assert [e["case_id"] for e in first.events] == ["OR\\2024\\0001", "OR\\2025\\0001"]
+    assert first.events[1]["sku"] == "SUT\\.sp99999999999\\2"
+    second = read(message("C1^Y"), senders, NOW)
+    assert (first.control_id, second.control_id) == ("C1^X", "C1^Y")
+    assert first.events[0]["event_id"] != second.events[0]["event_id"]
