@@ -108,6 +108,7 @@ async def capture(request: Request, runner: Runner,
 
 
 EPCIS_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
+INSTANT: dict[str, Any] = {"format": "date-time"}  # (RFC 3339: with its offset)
 
 
 @router.get("/events", response_class=JSON,
@@ -120,8 +121,9 @@ async def events(runner: Runner, _: Annotated[Principal, Depends(require(*READER
                  match_class: Annotated[str | None, Query(alias="MATCH_anyEPCClass")] = None,
                  match_epc: Annotated[str | None, Query(alias="MATCH_anyEPC")] = None,
                  eq_biz_step: Annotated[str | None, Query(alias="EQ_bizStep")] = None,
-                 ge_event_time: Annotated[str | None, Query(alias="GE_eventTime")] = None,
-                 lt_event_time: Annotated[str | None, Query(alias="LT_eventTime")] = None) -> JSON:
+                 ge_event_time: Annotated[str | None, Query(alias="GE_eventTime", json_schema_extra=INSTANT)] = None,
+                 lt_event_time: Annotated[str | None, Query(alias="LT_eventTime", json_schema_extra=INSTANT)] = None,
+                 ) -> JSON:
     """The trace of a lot or a serialised unit in EPCIS 2.0 form (README, "GS1 EPCIS 2.0"):
     named as ours (``sku`` with ``lot`` or ``serial``) or as EPCIS queries name it
     (``MATCH_anyEPCClass``: an LGTIN, URN or Digital Link; ``MATCH_anyEPC``: an SGTIN);

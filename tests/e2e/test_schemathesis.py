@@ -61,4 +61,11 @@ def test_generated_requests_get_no_server_error_and_only_documented_answers(
     assert proc.returncode == 0 and generated is not None, out[-6000:]
     assert int(generated[1]) == int(generated[2]) >= 250, out[-3000:]
     assert "Stateful" in out
-    assert "Schema validation mismatch" not in out, out[-3000:]
+    # GET /epcis/events names a lot by alternatives (sku with lot or serial, or one MATCH_
+    # parameter) that OpenAPI cannot state, so most generated queries name none and are
+    # answered 400 by design (test_epcis_http checks each answer); every other operation
+    # must take what its schema describes.
+    mismatched = re.search(r"Schema validation mismatch:.*?\n((?:\s+- .*\n)+)", out)
+    assert ("Schema validation mismatch" in out) == (mismatched is not None), out[-3000:]
+    listed = set(re.findall(r"- (\S+ \S+)", mismatched[1])) if mismatched else set()
+    assert listed <= {"GET /epcis/events"}, out[-3000:]
