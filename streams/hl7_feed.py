@@ -22,10 +22,10 @@ same validation, refusal codes, de-duplication and roles, and answered with an H
   twice (same sender and MSH-10) gives duplicates: its events' ids are derived from them.
 - Times without an offset are read as UTC.
 
-Parsing is python-hl7's (``hl7.parse``, and its ``extract_field`` for every field and
-component, so the message's own separators and escape sequences are applied as HL7 defines
-them); the MLLP framing (``<VT> message <FS><CR>``) is ours, so that a broken frame still gets
-an answer.
+Parsing is python-hl7's (``hl7.parse`` splits fields, repetitions, components and
+subcomponents on the message's own separators, MSH-1 and MSH-2); of the escape sequences, those
+that stand for a delimiter are decoded here and any other is kept as sent (``_Segment``); the
+MLLP framing (``<VT> message <FS><CR>``) is ours, so that a broken frame still gets an answer.
 """
 
 from __future__ import annotations
