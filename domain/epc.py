@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import ParseResult, quote, unquote, urlparse
 
 from domain.barcodes import parse_gs1
 from domain.gtin import check_digit
@@ -42,11 +42,13 @@ def _gtin(company: str, reference: str) -> str | None:
     return body + check_digit(body)
 
 
-def _scheme(uri: str) -> str:
+def _url(uri: str) -> ParseResult | None:
+    """``uri`` parsed as a URL; None when it is none at all (``urlparse`` raises on an
+    unbalanced "[" in the host, ...)."""
     try:
-        return urlparse(uri).scheme
-    except ValueError:  # not a URL at all (an unbalanced "[" in the host, ...)
-        return ""
+        return urlparse(uri)
+    except ValueError:
+        return None
 
 
 def epc_item(uri: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -57,7 +59,8 @@ def epc_item(uri: str) -> tuple[dict[str, Any] | None, str | None]:
         return None, "no identifier"
     m = _URN.match(uri)
     if m is None:
-        if _scheme(uri) in ("http", "https") and "/01/" in uri:
+        url = _url(uri)
+        if url is not None and url.scheme in ("http", "https") and "/01/" in uri:
             found, why = parse_gs1(uri)
             if found is None:
                 return None, why
@@ -106,11 +109,8 @@ def place_key(uri: str) -> str | None:
         gln = body + check_digit(body)
         ext = unquote(ext)
         return gln if ext in ("", "0") else f"{gln}/{ext}"
-    try:
-        parsed = urlparse(uri)
-    except ValueError:  # (an unbalanced "[" in the host, ...)
-        return None
-    if parsed.scheme not in ("http", "https"):
+    parsed = _url(uri)
+    if parsed is None or parsed.scheme not in ("http", "https"):
         return None
     segments = [s for s in parsed.path.split("/") if s]
     if len(segments) >= 2 and segments[0] == "414" and _DIGITS.fullmatch(segments[1]) and len(segments[1]) == 13:

@@ -451,11 +451,3 @@ def item_of(uri: str, resolve_gtin: Callable[[str], Any]) -> tuple[dict[str, str
         return None, f"no item is registered with GTIN {found['gtin']}"
     return {"sku": owner[0], **{k: found[k] for k in ("lot", "serial") if k in found}}, None
 
-
-def instant(text: str) -> datetime:
-    """An ISO 8601 instant with its offset (``Z`` taken), as EPCIS writes times; ValueError
-    otherwise."""
-    at = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    if at.utcoffset() is None:
-        raise ValueError(f"{text!r} has no offset")
-    return at

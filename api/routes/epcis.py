@@ -6,6 +6,7 @@ serialised unit as an ``EPCISQueryDocument``."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from api.deps import POSTERS, READERS, Runner, require
 from api.errors import MALFORMED_BODY, ApiError
 from api.responses import JSON
+from domain.events import parse_instant
 from domain.intake import Principal
 from streams import epcis
 
@@ -147,11 +149,11 @@ async def events(runner: Runner, _: Annotated[Principal, Depends(require(*READER
     bounds = {}
     for name, value in (("GE_eventTime", ge_event_time), ("LT_eventTime", lt_event_time)):
         if value is not None:
-            try:
-                bounds[name] = epcis.instant(value)
-            except ValueError:
+            at = parse_instant(value)
+            if at is None:
                 raise ApiError(status.HTTP_400_BAD_REQUEST, f"{name} must be an ISO 8601 instant with its "
-                               "offset", "malformed") from None
+                               "offset", "malformed")
+            bounds[name] = at
     doc = await runner.read(epcis.lot_trace, runner.processor, sku, lot, serial)
     if doc is None:
         what = f"serial {serial}" if serial else f"lot {lot}"
@@ -159,6 +161,6 @@ async def events(runner: Runner, _: Annotated[Principal, Depends(require(*READER
     body = doc["epcisBody"]["queryResults"]["resultsBody"]
     body["eventList"] = [e for e in body["eventList"]
                          if (eq_biz_step is None or epcis.short(eq_biz_step) == e["bizStep"])
-                         and ("GE_eventTime" not in bounds or epcis.instant(e["eventTime"]) >= bounds["GE_eventTime"])
-                         and ("LT_eventTime" not in bounds or epcis.instant(e["eventTime"]) < bounds["LT_eventTime"])]
+                         and ("GE_eventTime" not in bounds or datetime.fromisoformat(e["eventTime"]) >= bounds["GE_eventTime"])
+                         and ("LT_eventTime" not in bounds or datetime.fromisoformat(e["eventTime"]) < bounds["LT_eventTime"])]
     return JSON(doc, media_type="application/ld+json", headers=EPCIS_HEADERS)
