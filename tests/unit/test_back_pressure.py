@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from unit_world import SCANNER, World
@@ -60,25 +61,34 @@ def test_a_request_without_room_waits_a_second_then_is_turned_away_and_nothing_a
     assert w.lots() == {"L1": 80.0}  # the turned-away request took nothing
 
 
-def test_a_request_that_finds_room_within_the_wait_is_admitted(world: World) -> None:
-    w = world
+def two_requests(w: World, make: Callable[[GatedProcessor], EmbeddedRunner], lot: str, size: int,
+                 open_after: float) -> list[Any]:
+    """Two requests of ``size`` receipts of ``lot``, the second 50 ms after the first, to a
+    runner (``make``) behind a gate that opens ``open_after`` seconds later: each request's
+    outcomes, or the exception it was answered with."""
 
     async def scenario() -> list[Any]:
         gated = GatedProcessor(w)
-        runner = EmbeddedRunner(gated, max_batch=100, max_queued=100)  # type: ignore[arg-type]
+        runner = make(gated)
         await runner.start()
         try:
-            batches = [[w.receipt(1, lot="L2") for _ in range(60)] for _ in range(2)]
+            batches = [[w.receipt(1, lot=lot) for _ in range(size)] for _ in range(2)]
             first = asyncio.create_task(runner.submit(batches[0], SCANNER))
             await asyncio.sleep(0.05)
             second = asyncio.create_task(runner.submit(batches[1], SCANNER))
-            asyncio.get_running_loop().call_later(0.3, gated.gate.set)  # room within the second
-            return list(await asyncio.gather(first, second))
+            asyncio.get_running_loop().call_later(open_after, gated.gate.set)
+            return list(await asyncio.gather(first, second, return_exceptions=True))
         finally:
             gated.gate.set()
             await runner.stop()
 
-    results = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_request_that_finds_room_within_the_wait_is_admitted(world: World) -> None:
+    w = world
+    results = two_requests(w, lambda gated: EmbeddedRunner(gated, max_batch=100, max_queued=100),  # type: ignore[arg-type]
+                           "L2", 60, open_after=0.3)  # room within the second
     assert [len(r) for r in results] == [60, 60]
     assert w.lots() == {"L2": 120.0}
 
@@ -112,23 +122,12 @@ def test_the_bound_follows_the_drain_rate_between_one_largest_request_and_the_se
 def test_a_slow_drain_turns_away_what_would_wait_longer_than_the_setting(world: World) -> None:
     w = world
 
-    async def scenario() -> list[Any]:
-        gated = GatedProcessor(w)
+    def make(gated: GatedProcessor) -> EmbeddedRunner:
         runner = EmbeddedRunner(gated, max_batch=50, max_queued=10_000, max_queue_seconds=1.0)  # type: ignore[arg-type]
         runner.measure(50, 1.0)  # 50 events a second measured: 50 may wait
-        await runner.start()
-        try:
-            batches = [[w.receipt(1, lot="L3") for _ in range(40)] for _ in range(2)]
-            first = asyncio.create_task(runner.submit(batches[0], SCANNER))
-            await asyncio.sleep(0.05)
-            second = asyncio.create_task(runner.submit(batches[1], SCANNER))
-            asyncio.get_running_loop().call_later(1.5, gated.gate.set)
-            return list(await asyncio.gather(first, second, return_exceptions=True))
-        finally:
-            gated.gate.set()
-            await runner.stop()
+        return runner
 
-    results = asyncio.run(scenario())
+    results = two_requests(w, make, "L3", 40, open_after=1.5)
     # 80 events fit the bound of 10,000 but not two seconds' drain: the second is turned away
     assert [type(r).__name__ for r in results] == ["list", "Overloaded"]
     assert w.lots() == {"L3": 40.0}
